@@ -1,0 +1,35 @@
+// The one place @ds/tensor reads environment variables.
+
+export interface TensorEnv {
+  /** DS_CPU_ISA: force a kernel path (scalar, avx2, avx512, amx); default auto. */
+  cpuIsa: string;
+  /** DS_NUM_THREADS, else OMP_NUM_THREADS; undefined means one per core. */
+  numThreads: number | undefined;
+  /** DS_MEMORY_LIMIT: per-process allocation budget in bytes (k/m/g suffixes allowed). */
+  memoryLimit: number | undefined;
+}
+
+function positiveInt(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new RangeError(`${name}='${raw}' must be a positive integer`);
+  }
+  return n;
+}
+
+export function parseBytes(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$/i.exec(raw);
+  if (!m) throw new RangeError(`${name}='${raw}' is not a byte count (examples: 1073741824, 512m, 2g)`);
+  const scale = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * scale);
+}
+
+export function readTensorEnv(env: NodeJS.ProcessEnv = process.env): TensorEnv {
+  return {
+    cpuIsa: env.DS_CPU_ISA || 'auto',
+    numThreads: positiveInt('DS_NUM_THREADS', env.DS_NUM_THREADS) ?? positiveInt('OMP_NUM_THREADS', env.OMP_NUM_THREADS),
+    memoryLimit: parseBytes('DS_MEMORY_LIMIT', env.DS_MEMORY_LIMIT),
+  };
+}
