@@ -84,10 +84,11 @@ function hashOf(...parts) {
   return h.digest('hex').slice(0, 16);
 }
 
-/** Finds nvcc on PATH or in /usr/local/cuda*; null when there is none. */
+/** Finds nvcc: $NVCC, else PATH, else /usr/local/cuda*; null when there is none. */
 export function findNvcc() {
+  // An explicit NVCC wins, also when it names nothing (NVCC=none turns the cuda build off).
   const fromEnv = process.env.NVCC;
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
+  if (fromEnv) return existsSync(fromEnv) ? fromEnv : null;
   for (const dir of (process.env.PATH ?? '').split(':')) {
     if (dir && existsSync(join(dir, 'nvcc'))) return join(dir, 'nvcc');
   }
