@@ -1,0 +1,74 @@
+// Shared bookkeeping of every optimizer: per-slot state created on first use, and its state dict.
+import { readFloat, type KernelTable } from '@ds/tensor';
+
+import { DSConfigError } from '../errors.js';
+import type { Optimizer, OptimizerSlot, OptimizerStateDict, ParamGroup, SlotState, StepOptions } from './types.js';
+
+export abstract class SlotOptimizer implements Optimizer {
+  abstract readonly type: string;
+  abstract readonly elementwise: boolean;
+  abstract readonly stateNames: readonly string[];
+  readonly paramGroups: ParamGroup[];
+  protected slots: SlotState[] = [];
+
+  constructor(paramGroups: ParamGroup[]) {
+    if (paramGroups.length === 0) throw new DSConfigError('optimizer: at least one parameter group is needed');
+    this.paramGroups = paramGroups;
+  }
+
+  /** State of slot i, created (zeroed) on first use; a slot that changed length is an engine bug. */
+  protected state(i: number, length: number): SlotState {
+    let s = this.slots[i];
+    if (!s) {
+      s = { step: 0, tensors: {} };
+      for (const name of this.stateNames) s.tensors[name] = new Float32Array(length);
+      this.slots[i] = s;
+    }
+    for (const name of this.stateNames) {
+      if (s.tensors[name]!.length !== length) {
+        throw new RangeError(`${this.type}: slot ${i} has ${length} parameters but its state '${name}' has ${s.tensors[name]!.length}; pass the same slots on every step`);
+      }
+    }
+    return s;
+  }
+
+  protected group(slot: OptimizerSlot): ParamGroup {
+    const g = this.paramGroups[slot.group];
+    if (!g) throw new RangeError(`${this.type}: slot refers to parameter group ${slot.group}, but there are ${this.paramGroups.length}`);
+    return g;
+  }
+
+  abstract step(slots: readonly OptimizerSlot[], options: StepOptions): void;
+
+  stateDict(): OptimizerStateDict {
+    return {
+      type: this.type,
+      paramGroups: this.paramGroups.map((g) => ({ ...g, ...(g.betas ? { betas: [...g.betas] as [number, number] } : {}) })),
+      slots: this.slots.map((s) => ({ step: s.step, tensors: Object.fromEntries(Object.entries(s.tensors).map(([k, v]) => [k, v.slice()])) })),
+    };
+  }
+
+  loadStateDict(state: OptimizerStateDict): void {
+    if (state.type.toLowerCase() !== this.type.toLowerCase()) {
+      throw new DSConfigError(`optimizer state was saved by ${state.type} but this optimizer is ${this.type}`);
+    }
+    if (state.paramGroups.length !== this.paramGroups.length) {
+      throw new DSConfigError(`optimizer state has ${state.paramGroups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
+    }
+    state.paramGroups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
+    this.slots = state.slots.map((s) => ({ step: s.step, tensors: Object.fromEntries(Object.entries(s.tensors).map(([k, v]) => [k, Float32Array.from(v)])) }));
+  }
+}
+
+/** Reads element i of a gradient as a number, whatever its dtype. Used by the TypeScript optimizers. */
+export function gradReader(slot: OptimizerSlot): (i: number) => number {
+  const g = slot.grad;
+  if (slot.gradDtype === 'f32') return (i) => (g as Float32Array)[i]!;
+  const dtype = slot.gradDtype;
+  return (i) => readFloat(dtype, g, i);
+}
+
+/** Writes the slot's 16-bit copy of the master weights, when it asks for one. */
+export function writeOut16(kernels: KernelTable, slot: OptimizerSlot): void {
+  if (slot.out16) kernels.cast('f32', slot.master, slot.out16Dtype ?? 'bf16', slot.out16, slot.master.length);
+}

@@ -1,0 +1,10 @@
+export { Adam } from './adam.js';
+export type { AdamOptions } from './adam.js';
+export { Sgd } from './sgd.js';
+export type { SgdOptions } from './sgd.js';
+export { Lion } from './lion.js';
+export { Lamb } from './lamb.js';
+export type { LambOptions } from './lamb.js';
+export { SlotOptimizer } from './base.js';
+export { createCoreOptimizer, CORE_OPTIMIZER_TYPES } from './factory.js';
+export type { Optimizer, OptimizerContext, OptimizerSlot, OptimizerStateDict, ParamGroup, SlotState, StepOptions } from './types.js';

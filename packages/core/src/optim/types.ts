@@ -1,0 +1,64 @@
+// The optimizer contract: optimizers update f32 master weights in place from gradients, slot by slot.
+//
+// A slot is one contiguous run of parameters: the whole flat buffer (elementwise optimizers: Adam,
+// SGD, Lion, where it does not matter where one tensor ends), one tensor (Lamb's trust ratio is per
+// tensor), or a rank's partition of a flat buffer (ZeRO). The engine decides the slots; the optimizer
+// keeps its state (moments) per slot index, so the engine must pass the same slots in the same order
+// on every step.
+import type { FloatDType, KernelTable } from '@ds/tensor';
+
+export interface OptimizerSlot {
+  /** f32 master weights, updated in place. */
+  master: Float32Array;
+  /** Gradient of the same length, in gradDtype. */
+  grad: Float32Array | Uint16Array;
+  gradDtype: FloatDType;
+  /** Index into `paramGroups` (learning rate, weight decay, ...). */
+  group: number;
+  /** Optional 16-bit copy of the updated weights, written in the same pass where the optimizer can. */
+  out16?: Uint16Array;
+  out16Dtype?: 'bf16' | 'f16';
+}
+
+/** One parameter group's hyper-parameters. Schedulers write `lr` (and `betas` for momentum cycling). */
+export interface ParamGroup {
+  lr: number;
+  weightDecay: number;
+  betas?: [number, number];
+  momentum?: number;
+  [key: string]: unknown;
+}
+
+export interface StepOptions {
+  /** Multiplies every gradient before use: 1 / lossScale, times the clipping coefficient. */
+  gradScale: number;
+}
+
+/** Optimizer state of one slot: named f32 arrays plus a step counter. */
+export interface SlotState {
+  step: number;
+  tensors: Record<string, Float32Array>;
+}
+
+export interface OptimizerStateDict {
+  type: string;
+  paramGroups: ParamGroup[];
+  slots: SlotState[];
+}
+
+export interface Optimizer {
+  /** DeepSpeed's type name, e.g. "AdamW". */
+  readonly type: string;
+  readonly paramGroups: ParamGroup[];
+  /** True when the update of one element depends on that element alone (slots may be any split). */
+  readonly elementwise: boolean;
+  /** Names of the per-element f32 state arrays (bytes per parameter = 4 * stateNames.length). */
+  readonly stateNames: readonly string[];
+  step(slots: readonly OptimizerSlot[], options: StepOptions): void;
+  stateDict(): OptimizerStateDict;
+  loadStateDict(state: OptimizerStateDict): void;
+}
+
+export interface OptimizerContext {
+  kernels: KernelTable;
+}

@@ -1,0 +1,154 @@
+// Each optimizer against its update rule written out independently in float64, over several steps.
+import { describe, expect, it } from 'vitest';
+
+import { f32ToBf16, type KernelTable } from '@ds/tensor';
+
+import { createCoreOptimizer } from '../../src/optim/factory.js';
+import type { OptimizerSlot } from '../../src/optim/types.js';
+
+// The TypeScript optimizers only use the kernel table for the optional 16-bit copy.
+const kernels = {
+  cast(_s: string, src: Float32Array, _d: string, dst: Uint16Array, n: number) {
+    for (let i = 0; i < n; i++) dst[i] = f32ToBf16(src[i]!);
+  },
+} as unknown as KernelTable;
+const ctx = { kernels };
+
+const P0 = [0.5, -1.25, 2, 0.0, 3.5];
+const GRADS = [
+  [0.1, -0.2, 0.3, 0.05, -1],
+  [0.2, 0.1, -0.4, 0.0, 0.5],
+  [-0.3, 0.25, 0.1, -0.05, 0.2],
+];
+
+function slot(master: Float32Array, grad: number[], out16?: Uint16Array): OptimizerSlot {
+  return { master, grad: Float32Array.from(grad), gradDtype: 'f32', group: 0, ...(out16 ? { out16, out16Dtype: 'bf16' as const } : {}) };
+}
+
+function expectClose(got: Float32Array, want: number[], rel = 1e-5) {
+  want.forEach((w, i) => expect(Math.abs(got[i]! - w), `element ${i}: got ${got[i]}, want ${w}`).toBeLessThanOrEqual(rel * Math.max(1, Math.abs(w))));
+}
+
+describe('SGD', () => {
+  it('momentum + dampening + weight decay match torch.optim.SGD', () => {
+    const opt = createCoreOptimizer(ctx, 'sgd', { lr: 0.1, momentum: 0.9, dampening: 0.1, weight_decay: 0.01 })!;
+    const p = Float32Array.from(P0);
+    const ref = [...P0];
+    const buf = new Array(P0.length).fill(0);
+    GRADS.forEach((g, step) => {
+      opt.step([slot(p, g)], { gradScale: 0.5 });
+      for (let i = 0; i < ref.length; i++) {
+        const d = g[i]! * 0.5 + 0.01 * ref[i]!;
+        buf[i] = step === 0 ? d : 0.9 * buf[i] + 0.9 * d;
+        ref[i] = ref[i]! - 0.1 * buf[i];
+      }
+    });
+    expectClose(p, ref);
+  });
+
+  it('nesterov uses the look-ahead gradient', () => {
+    const opt = createCoreOptimizer(ctx, 'SGD', { lr: 0.05, momentum: 0.5, nesterov: true })!;
+    const p = Float32Array.from(P0);
+    const ref = [...P0];
+    const buf = new Array(P0.length).fill(0);
+    GRADS.forEach((g, step) => {
+      opt.step([slot(p, g)], { gradScale: 1 });
+      for (let i = 0; i < ref.length; i++) {
+        buf[i] = step === 0 ? g[i]! : 0.5 * buf[i] + g[i]!;
+        ref[i] = ref[i]! - 0.05 * (g[i]! + 0.5 * buf[i]);
+      }
+    });
+    expectClose(p, ref);
+  });
+});
+
+describe('Lion', () => {
+  it('decays, steps by the sign of the interpolation, then updates momentum with beta2', () => {
+    const opt = createCoreOptimizer(ctx, 'Lion', { lr: 0.01, betas: [0.9, 0.99], weight_decay: 0.1 })!;
+    const p = Float32Array.from(P0);
+    const out16 = new Uint16Array(P0.length);
+    const ref = [...P0];
+    const m = new Array(P0.length).fill(0);
+    for (const g of GRADS) {
+      opt.step([slot(p, g, out16)], { gradScale: 1 });
+      for (let i = 0; i < ref.length; i++) {
+        const c = 0.9 * m[i] + 0.1 * g[i]!;
+        ref[i] = ref[i]! * (1 - 0.01 * 0.1) - 0.01 * Math.sign(c);
+        m[i] = 0.99 * m[i] + 0.01 * g[i]!;
+      }
+    }
+    expectClose(p, ref);
+    expect(Array.from(out16)).toEqual(Array.from(p, (x) => f32ToBf16(x)));
+  });
+});
+
+describe('Lamb', () => {
+  it('scales the Adam update by the clamped trust ratio per slot', () => {
+    const opt = createCoreOptimizer(ctx, 'lamb', { lr: 0.02, weight_decay: 0.01, max_coeff: 10, min_coeff: 0.01 })!;
+    const p = Float32Array.from(P0);
+    const ref = [...P0];
+    const m = new Array(P0.length).fill(0);
+    const v = new Array(P0.length).fill(0);
+    GRADS.forEach((g, k) => {
+      opt.step([slot(p, g)], { gradScale: 1 });
+      const t = k + 1;
+      const u = ref.map((w, i) => {
+        m[i] = 0.9 * m[i] + 0.1 * g[i]!;
+        v[i] = 0.999 * v[i] + 0.001 * g[i]! * g[i]!;
+        return m[i] / (1 - 0.9 ** t) / (Math.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8) + 0.01 * w;
+      });
+      const wn = Math.hypot(...ref);
+      const un = Math.hypot(...u);
+      const coeff = Math.min(10, Math.max(0.01, wn / un));
+      for (let i = 0; i < ref.length; i++) ref[i] = ref[i]! - 0.02 * coeff * u[i]!;
+    });
+    expectClose(p, ref, 1e-4);
+  });
+});
+
+describe('optimizer state', () => {
+  it('a state dict round-trip continues exactly like the original', () => {
+    const a = createCoreOptimizer(ctx, 'sgd', { lr: 0.1, momentum: 0.9 })!;
+    const pa = Float32Array.from(P0);
+    a.step([slot(pa, GRADS[0]!)], { gradScale: 1 });
+    const b = createCoreOptimizer(ctx, 'sgd', { lr: 0.1, momentum: 0.9 })!;
+    b.loadStateDict(JSON.parse(JSON.stringify(a.stateDict(), (_k, v) => (v instanceof Float32Array ? Array.from(v) : v))));
+    const pb = pa.slice();
+    a.step([slot(pa, GRADS[1]!)], { gradScale: 1 });
+    b.step([slot(pb, GRADS[1]!)], { gradScale: 1 });
+    expect(Array.from(pb)).toEqual(Array.from(pa));
+  });
+
+  it('refuses state from another optimizer type or a slot of another size', () => {
+    const sgd = createCoreOptimizer(ctx, 'sgd', { momentum: 0.9 })!;
+    const lion = createCoreOptimizer(ctx, 'lion', {})!;
+    expect(() => lion.loadStateDict(sgd.stateDict())).toThrow(/saved by SGD but this optimizer is Lion/);
+    sgd.step([slot(Float32Array.from(P0), GRADS[0]!)], { gradScale: 1 });
+    expect(() => sgd.step([slot(new Float32Array(3), [1, 2, 3])], { gradScale: 1 })).toThrow(/slot 0 has 3 parameters/);
+  });
+});
+
+describe('createCoreOptimizer', () => {
+  it('leaves types it does not build to plugins', () => {
+    expect(createCoreOptimizer(ctx, 'OneBitAdam', {})).toBeUndefined();
+  });
+
+  it('applies DeepSpeed defaults, case-insensitively', () => {
+    const adam = createCoreOptimizer(ctx, 'ADAM', undefined)!;
+    expect(adam.type).toBe('Adam');
+    expect(adam.paramGroups[0]).toMatchObject({ lr: 1e-3, weightDecay: 0, betas: [0.9, 0.999] });
+    expect(createCoreOptimizer(ctx, 'lion', undefined)!.paramGroups[0]).toMatchObject({ lr: 1e-4, betas: [0.9, 0.99] });
+  });
+
+  it('reports every bad parameter at once, and max_grad_norm with the key to use instead', () => {
+    let err: unknown;
+    try {
+      createCoreOptimizer(ctx, 'AdamW', { lr: -1, betas: [0.9], max_grad_norm: 1, lrate: 3 });
+    } catch (e) {
+      err = e;
+    }
+    const problems = (err as { problems: Array<{ path: string; message: string }> }).problems;
+    expect(problems.map((p) => p.path).sort()).toEqual(['optimizer.params.betas', 'optimizer.params.lr', 'optimizer.params.lrate', 'optimizer.params.max_grad_norm']);
+    expect(problems.find((p) => p.path.endsWith('max_grad_norm'))!.message).toMatch(/gradient_clipping/);
+  });
+});
