@@ -1,3 +1,11 @@
 export { DSConfigError, DSCommError, DSTimeoutError, DSCheckpointError, DSPluginError } from './errors.js';
 export type { ConfigProblem } from './errors.js';
 export { DSError, isDSError } from '@ds/tensor';
+export * from './optim/index.js';
+export { encodeSafetensors, decodeSafetensors, readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';
+export type { NamedTensor, SafetensorsFile } from './checkpoint/safetensors.js';
+export * from './monitor/index.js';
+export * from './config/index.js';
+export * from './plugin/index.js';
+export * from './schedulers/index.js';
+export * from './precision/index.js';

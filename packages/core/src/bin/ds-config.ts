@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// ds-config check FILE [--world-size N] [--strict]
+// Validates a ds_config and explains it: the resolved batch triad, the plugins it needs and whether
+// they are installed (installed @ds/* plugins are loaded so their own schemas check their sections),
+// and every problem. Exit code 0 when valid, 1 when not, 2 for a usage error.
+import { realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+import { checkConfig, formatCheckReport } from '../config/check.js';
+import { KNOWN_PLUGINS } from '../plugin/catalogue.js';
+import { createRegistry, type Registry } from '../plugin/registry.js';
+import type { Plugin } from '../plugin/types.js';
+
+const USAGE = `usage: ds-config check FILE [--world-size N] [--strict]
+  FILE          a ds_config.json (JSON or hjson), or a base64 string of JSON
+  --world-size  data-parallel world size used to resolve the batch triad (default 1)
+  --strict      unknown top-level keys are errors, not warnings`;
+
+export interface Io {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+interface Args {
+  file: string;
+  worldSize: number;
+  strict: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Args | string {
+  if (argv[0] !== 'check') return argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' ? '' : `unknown command '${argv[0]}'`;
+  let file: string | undefined;
+  let worldSize = 1;
+  let strict = false;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--strict') strict = true;
+    else if (a === '--world-size' || a.startsWith('--world-size=')) {
+      const raw = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < 1) return `--world-size needs an integer >= 1, got '${raw ?? ''}'`;
+      worldSize = n;
+    } else if (a === '--help' || a === '-h') return '';
+    else if (a.startsWith('--')) return `unknown option '${a}'`;
+    else if (file === undefined) file = a;
+    else return `unexpected argument '${a}'`;
+  }
+  if (file === undefined) return 'missing FILE';
+  return { file, worldSize, strict };
+}
+
+function resolveFrom(pkg: string, fromDir: string): string | undefined {
+  for (const base of [join(fromDir, 'package.json'), import.meta.url]) {
+    try {
+      return createRequire(base).resolve(pkg);
+    } catch {
+      // not resolvable from this base; try the next
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Finds installed @ds/* plugin packages (resolved from `fromDir`, then from @ds/core itself) and
+ * registers each through the plugin factory it exports, or, failing that, as a bare plugin made of
+ * the `configSections` it exports, so that its schema checks its sections.
+ */
+export async function discoverPlugins(fromDir: string = process.cwd()): Promise<{ registry: Registry; installed: Set<string>; notes: string[] }> {
+  const registry = createRegistry();
+  const installed = new Set<string>();
+  const notes: string[] = [];
+  for (const known of KNOWN_PLUGINS) {
+    const path = resolveFrom(known.package, fromDir);
+    if (!path) continue;
+    installed.add(known.package);
+    try {
+      const mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+      const factory = mod[known.factory];
+      const sections = mod.configSections;
+      if (typeof factory === 'function') registry.use((factory as () => Plugin)());
+      else if (typeof sections === 'object' && sections !== null) {
+        registry.use({ name: known.name, package: known.package, configSections: sections as Plugin['configSections'], contributes: {} });
+      } else notes.push(`${known.package} is installed but exports neither ${known.factory}() nor configSections`);
+    } catch (err) {
+      notes.push(`${known.package} is installed but could not be loaded: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+  return { registry, installed, notes };
+}
+
+export type Discover = typeof discoverPlugins;
+
+/** Runs the command; `discover` is replaceable so that tests can look plugins up once for many runs. */
+export async function main(argv: readonly string[], io: Io, discover: Discover = discoverPlugins): Promise<number> {
+  const args = parseArgs(argv);
+  if (typeof args === 'string') {
+    if (args) io.err(`ds-config: ${args}`);
+    io.err(USAGE);
+    return args ? 2 : 0;
+  }
+  const { registry, installed, notes } = await discover();
+  const report = checkConfig(args.file, { worldSize: args.worldSize, strict: args.strict, registry, installed });
+  for (const note of notes) io.err(`note: ${note}`);
+  const text = formatCheckReport(report, args.file.length > 100 ? `${args.file.slice(0, 97)}...` : args.file);
+  (report.ok ? io.out : io.err)(text);
+  return report.ok ? 0 : 1;
+}
+
+// Run only when this file is the program, not when imported (tests import it). npm and pnpm start
+// bins through symlinks or shims, so compare real paths.
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+const invokedDirectly = isMain();
+if (invokedDirectly) {
+  main(process.argv.slice(2), { out: (l) => console.log(l), err: (l) => console.error(l) }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(`ds-config: ${(err as Error)?.stack ?? String(err)}`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+// ds-report: what this machine offers the TypeScript DeepSpeed. Versions (node, @ds packages), the
+// CPU ISA the kernels found, threads, the comm backends and plugins installed, and whether the CUDA
+// and NCCL libraries that the cuda paths dlopen can be found (LD_LIBRARY_PATH, /usr/local/cuda*/lib64,
+// `ldconfig -p`, Python's nvidia-* wheels). It only reports; it never fails because something is missing.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism, homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+import { loadCpuAddon, readTensorEnv } from '@ds/tensor';
+
+import { KNOWN_PLUGINS } from '../plugin/catalogue.js';
+
+export const CUDA_LIBRARIES = ['libcudart', 'libcublas', 'libcublasLt', 'libnccl'] as const;
+
+export interface LibrarySearch {
+  /** Directories to list, in order. */
+  dirs: readonly string[];
+  /** The text of `ldconfig -p`, when available. */
+  ldconfig?: string;
+}
+
+/** For each library, the first file found (`libX.so` or `libX.so.N...`), or null. */
+export function findLibraries(search: LibrarySearch, names: readonly string[] = CUDA_LIBRARIES): Record<string, string | null> {
+  const found: Record<string, string | null> = {};
+  const matches = (file: string, name: string) => file === `${name}.so` || file.startsWith(`${name}.so.`);
+  for (const name of names) {
+    found[name] = null;
+    for (const dir of search.dirs) {
+      let files: string[];
+      try {
+        files = readdirSync(dir);
+      } catch {
+        continue;
+      }
+      const hit = files.filter((f) => matches(f, name)).sort()[0];
+      if (hit) {
+        found[name] = join(dir, hit);
+        break;
+      }
+    }
+    if (found[name] === null && search.ldconfig) {
+      for (const line of search.ldconfig.split('\n')) {
+        const m = /^\s*(\S+)\s.*=>\s*(\S+)\s*$/.exec(line);
+        if (m && matches(m[1]!, name)) {
+          found[name] = m[2]!;
+          break;
+        }
+      }
+    }
+  }
+  return found;
+}
+
+function listDirs(parent: string, prefix: string): string[] {
+  try {
+    return readdirSync(parent)
+      .filter((d) => d.startsWith(prefix))
+      .map((d) => join(parent, d));
+  } catch {
+    return [];
+  }
+}
+
+/** The places the cuda addon's loader searches, in its order. */
+export function cudaSearchDirs(env: NodeJS.ProcessEnv): string[] {
+  const dirs: string[] = (env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  for (const cuda of listDirs('/usr/local', 'cuda')) dirs.push(join(cuda, 'lib64'), join(cuda, 'targets', 'x86_64-linux', 'lib'));
+  const libRoots = ['/usr/lib', '/usr/local/lib', join(homedir(), '.local', 'lib')];
+  for (const prefix of [env.VIRTUAL_ENV, env.CONDA_PREFIX]) if (prefix) libRoots.unshift(join(prefix, 'lib'));
+  for (const root of libRoots) {
+    for (const py of listDirs(root, 'python3')) {
+      for (const site of ['site-packages', 'dist-packages']) {
+        for (const pkg of listDirs(join(py, site, 'nvidia'), '')) dirs.push(join(pkg, 'lib'));
+      }
+    }
+  }
+  return dirs;
+}
+
+function ldconfigOutput(): string | undefined {
+  for (const cmd of ['ldconfig', '/sbin/ldconfig']) {
+    try {
+      return execFileSync(cmd, ['-p'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      // try the next location
+    }
+  }
+  return undefined;
+}
+
+function packageVersion(pkg: string): string | null {
+  for (const base of [join(process.cwd(), 'package.json'), import.meta.url]) {
+    try {
+      const path = createRequire(base).resolve(`${pkg}/package.json`);
+      return (JSON.parse(readFileSync(path, 'utf8')) as { version?: string }).version ?? '?';
+    } catch {
+      // not resolvable from this base
+    }
+  }
+  return null;
+}
+
+function ownVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      const m = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+      if (m.name === '@ds/core') return m.version ?? '?';
+    }
+    dir = dirname(dir);
+  }
+  return '?';
+}
+
+export interface Report {
+  versions: Record<string, string | null>;
+  cpu: { avx2: boolean; avx512f: boolean; avx512bf16: boolean; amx: boolean; isa: string } | { error: string };
+  threads: { cores: number; configured: number | null };
+  commBackends: string[];
+  plugins: Array<{ package: string; installed: boolean }>;
+  libraries: Record<string, string | null>;
+}
+
+export function collectReport(env: NodeJS.ProcessEnv = process.env): Report {
+  const versions: Record<string, string | null> = { node: process.versions.node, '@ds/core': ownVersion(), '@ds/tensor': packageVersion('@ds/tensor') };
+  const plugins = KNOWN_PLUGINS.map((p) => {
+    const version = packageVersion(p.package);
+    versions[p.package] = version;
+    return { package: p.package, installed: version !== null };
+  });
+  let cpu: Report['cpu'];
+  try {
+    cpu = loadCpuAddon().cpuInfo();
+  } catch (err) {
+    cpu = { error: (err as Error)?.message ?? String(err) };
+  }
+  let configured: number | null = null;
+  try {
+    configured = readTensorEnv(env).numThreads ?? null;
+  } catch {
+    configured = null;
+  }
+  const commBackends = ['cpu', ...KNOWN_PLUGINS.filter((p) => p.commBackends.length > 0 && plugins.find((q) => q.package === p.package)?.installed).flatMap((p) => p.commBackends)];
+  const ldconfig = ldconfigOutput();
+  const libraries = findLibraries({ dirs: cudaSearchDirs(env), ...(ldconfig ? { ldconfig } : {}) });
+  return { versions, cpu, threads: { cores: availableParallelism(), configured }, commBackends, plugins, libraries };
+}
+
+export function formatReport(r: Report): string {
+  const yes = (b: boolean) => (b ? 'yes' : 'no');
+  const lines = ['ds-report', '', 'versions:'];
+  for (const [name, v] of Object.entries(r.versions)) lines.push(`  ${name.padEnd(18)} ${v ?? 'not installed'}`);
+  lines.push('', 'cpu:');
+  if ('error' in r.cpu) lines.push(`  cpu addon not available: ${r.cpu.error}`);
+  else lines.push(`  isa in use         ${r.cpu.isa}`, `  avx2 ${yes(r.cpu.avx2)}, avx512f ${yes(r.cpu.avx512f)}, avx512bf16 ${yes(r.cpu.avx512bf16)}, amx ${yes(r.cpu.amx)}`);
+  lines.push(`  threads            ${r.threads.configured ?? `${r.threads.cores} (one per core; DS_NUM_THREADS/OMP_NUM_THREADS not set)`}`);
+  lines.push('', `comm backends:       ${r.commBackends.join(', ')}`, '', 'plugins:');
+  for (const p of r.plugins) lines.push(`  ${p.package.padEnd(18)} ${p.installed ? 'installed' : 'not installed'}`);
+  lines.push('', 'cuda libraries:');
+  for (const [name, path] of Object.entries(r.libraries)) lines.push(`  ${name.padEnd(18)} ${path ?? 'not found'}`);
+  return lines.join('\n');
+}
+
+// Run only when this file is the program, not when imported (tests import it). npm and pnpm start
+// bins through symlinks or shims, so compare real paths.
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+const invokedDirectly = isMain();
+if (invokedDirectly) {
+  try {
+    const report = collectReport();
+    console.log(process.argv.includes('--json') ? JSON.stringify(report, null, 2) : formatReport(report));
+  } catch (err) {
+    console.error(`ds-report: ${(err as Error)?.stack ?? String(err)}`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,22 @@
+export { loadConfig, formatWarnings } from './load.js';
+export type { LoadConfigOptions, LoadedConfig } from './load.js';
+export { validateConfig, analyseConfig } from './validate.js';
+export type { ValidateOptions, ValidatedConfig, ConfigAnalysis } from './validate.js';
+export { readConfigInput, readConfigFile, parseConfigText, parseBase64Config } from './read.js';
+export type { ConfigInput, ConfigObject, ConfigSource, ReadConfigResult } from './read.js';
+export { resolveBatch, tryResolveBatch } from './batch.js';
+export type { BatchKeys, ResolvedBatch, BatchResolution } from './batch.js';
+export { coreConfigSchema, CORE_SECTIONS, CORE_SECTION_KEYS, fp16Section, bf16Section } from './core-sections.js';
+export type { DSConfig, CoreConfig, Fp16Config, Bf16Config } from './core-sections.js';
+// CORE_OPTIMIZER_TYPES stays internal: src/optim exports the optimizer-side table under that name.
+export { CORE_SCHEDULER_TYPES } from './core-keys.js';
+export type { CoreOptimizerType, CoreSchedulerType } from './core-keys.js';
+export { CORE_OPTIMIZER_PARAMS } from './optimizer.js';
+export { UNBUILT_SECTIONS } from './unbuilt.js';
+export { findPluginNeeds, missingPluginMessage } from './requirements.js';
+export type { PluginNeed } from './requirements.js';
+export type { AutoValues } from './auto.js';
+export { levenshtein, nearest } from './levenshtein.js';
+export { formatProblems } from './problems.js';
+export { checkConfig, formatCheckReport } from './check.js';
+export type { CheckOptions, CheckReport, PluginStatus } from './check.js';
