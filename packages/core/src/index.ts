@@ -9,3 +9,6 @@ export * from './config/index.js';
 export * from './plugin/index.js';
 export * from './schedulers/index.js';
 export * from './precision/index.js';
+export * from './comm/index.js';
+export * from './engine/index.js';
+export { checkTag, optimStatesFile, resolveLoadTag, MODEL_STATES, META, LATEST } from './checkpoint/layout.js';

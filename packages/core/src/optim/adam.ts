@@ -19,15 +19,13 @@ export class Adam extends SlotOptimizer {
   readonly type: string;
   readonly elementwise = true;
   readonly stateNames = ['exp_avg', 'exp_avg_sq'] as const;
-  private readonly ctx: OptimizerContext;
   private readonly eps: number;
   private readonly biasCorrection: boolean;
   private readonly adamWMode: boolean;
 
   constructor(ctx: OptimizerContext, groups: ParamGroup[], options: AdamOptions, type = options.adamWMode ? 'AdamW' : 'Adam') {
-    super(groups.map((g) => ({ ...g, betas: g.betas ?? [...options.betas] })));
+    super(ctx, groups.map((g) => ({ ...g, betas: g.betas ?? [...options.betas] })));
     this.type = type;
-    this.ctx = ctx;
     this.eps = options.eps;
     this.biasCorrection = options.biasCorrection;
     this.adamWMode = options.adamWMode;

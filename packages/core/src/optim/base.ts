@@ -1,8 +1,8 @@
 // Shared bookkeeping of every optimizer: per-slot state created on first use, and its state dict.
-import { readFloat, type KernelTable } from '@ds/tensor';
+import { bf16ToF32, f16ToF32, type KernelTable } from '@ds/tensor';
 
 import { DSConfigError } from '../errors.js';
-import type { Optimizer, OptimizerSlot, OptimizerStateDict, ParamGroup, SlotState, StepOptions } from './types.js';
+import type { Optimizer, OptimizerContext, OptimizerSlot, OptimizerStateDict, ParamGroup, SlotState, StepOptions } from './types.js';
 
 export abstract class SlotOptimizer implements Optimizer {
   abstract readonly type: string;
@@ -11,7 +11,10 @@ export abstract class SlotOptimizer implements Optimizer {
   readonly paramGroups: ParamGroup[];
   protected slots: SlotState[] = [];
 
-  constructor(paramGroups: ParamGroup[]) {
+  constructor(
+    protected readonly ctx: OptimizerContext,
+    paramGroups: ParamGroup[],
+  ) {
     if (paramGroups.length === 0) throw new DSConfigError('optimizer: at least one parameter group is needed');
     this.paramGroups = paramGroups;
   }
@@ -21,7 +24,7 @@ export abstract class SlotOptimizer implements Optimizer {
     let s = this.slots[i];
     if (!s) {
       s = { step: 0, tensors: {} };
-      for (const name of this.stateNames) s.tensors[name] = new Float32Array(length);
+      for (const name of this.stateNames) s.tensors[name] = this.alloc(length, name);
       this.slots[i] = s;
     }
     for (const name of this.stateNames) {
@@ -30,6 +33,10 @@ export abstract class SlotOptimizer implements Optimizer {
       }
     }
     return s;
+  }
+
+  private alloc(n: number, name: string): Float32Array {
+    return this.ctx.allocState ? this.ctx.allocState(n, name) : new Float32Array(n);
   }
 
   protected group(slot: OptimizerSlot): ParamGroup {
@@ -56,7 +63,16 @@ export abstract class SlotOptimizer implements Optimizer {
       throw new DSConfigError(`optimizer state has ${state.paramGroups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
     }
     state.paramGroups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
-    this.slots = state.slots.map((s) => ({ step: s.step, tensors: Object.fromEntries(Object.entries(s.tensors).map(([k, v]) => [k, Float32Array.from(v)])) }));
+    this.slots = state.slots.map((s) => ({
+      step: s.step,
+      tensors: Object.fromEntries(
+        Object.entries(s.tensors).map(([k, v]) => {
+          const a = this.alloc(v.length, k);
+          a.set(v);
+          return [k, a];
+        }),
+      ),
+    }));
   }
 }
 
@@ -64,8 +80,7 @@ export abstract class SlotOptimizer implements Optimizer {
 export function gradReader(slot: OptimizerSlot): (i: number) => number {
   const g = slot.grad;
   if (slot.gradDtype === 'f32') return (i) => (g as Float32Array)[i]!;
-  const dtype = slot.gradDtype;
-  return (i) => readFloat(dtype, g, i);
+  return slot.gradDtype === 'bf16' ? (i) => bf16ToF32(g[i]!) : (i) => f16ToF32(g[i]!);
 }
 
 /** Writes the slot's 16-bit copy of the master weights, when it asks for one. */

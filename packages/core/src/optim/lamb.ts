@@ -21,11 +21,11 @@ export class Lamb extends SlotOptimizer {
   lambCoeffs: number[] = [];
 
   constructor(
-    private readonly ctx: OptimizerContext,
+    ctx: OptimizerContext,
     groups: ParamGroup[],
     private readonly options: LambOptions,
   ) {
-    super(groups.map((g) => ({ ...g, betas: g.betas ?? [...options.betas] })));
+    super(ctx, groups.map((g) => ({ ...g, betas: g.betas ?? [...options.betas] })));
   }
 
   step(slots: readonly OptimizerSlot[], options: StepOptions): void {

@@ -9,11 +9,11 @@ export class Lion extends SlotOptimizer {
   readonly stateNames = ['exp_avg'] as const;
 
   constructor(
-    private readonly ctx: OptimizerContext,
+    ctx: OptimizerContext,
     groups: ParamGroup[],
     betas: [number, number],
   ) {
-    super(groups.map((g) => ({ ...g, betas: g.betas ?? [...betas] })));
+    super(ctx, groups.map((g) => ({ ...g, betas: g.betas ?? [...betas] })));
   }
 
   step(slots: readonly OptimizerSlot[], options: StepOptions): void {

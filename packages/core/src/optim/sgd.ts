@@ -15,11 +15,11 @@ export class Sgd extends SlotOptimizer {
   readonly stateNames: readonly string[];
 
   constructor(
-    private readonly ctx: OptimizerContext,
+    ctx: OptimizerContext,
     groups: ParamGroup[],
     private readonly options: SgdOptions,
   ) {
-    super(groups.map((g) => ({ ...g, momentum: g.momentum ?? options.momentum })));
+    super(ctx, groups.map((g) => ({ ...g, momentum: g.momentum ?? options.momentum })));
     if (options.nesterov && (options.momentum <= 0 || options.dampening !== 0)) {
       throw new RangeError('SGD: nesterov momentum requires momentum > 0 and dampening = 0');
     }

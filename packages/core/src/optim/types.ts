@@ -61,4 +61,9 @@ export interface Optimizer {
 
 export interface OptimizerContext {
   kernels: KernelTable;
+  /**
+   * Allocates a zeroed f32 state array of n elements. The engine passes one that counts the bytes
+   * under 'optimizer_states' in the memory tracker; default: a plain Float32Array.
+   */
+  allocState?: (n: number, name: string) => Float32Array;
 }

@@ -4,6 +4,8 @@
 // narrowing the `unknown`s) without changing a plugin's outward shape.
 import type { ZodType } from 'zod';
 
+import type { ModelStateManager, StateManagerArgs } from '../engine/types.js';
+
 /** What every contribution receives when the engine calls it: the world, the device and the config. */
 export interface PluginContext {
   /** The validated ds_config (snake_case keys, defaults filled in). */
@@ -24,7 +26,8 @@ export type OptimizerFactory = (params: readonly unknown[], options: Readonly<Re
  */
 export interface OptimizerWrapper {
   appliesTo(config: Readonly<Record<string, unknown>>): boolean;
-  wrap(optimizer: unknown, params: readonly unknown[], ctx: PluginContext): unknown;
+  /** Builds the model-state manager that replaces stage 0 (flat buffers, reductions, the step). */
+  wrap(args: StateManagerArgs, ctx: PluginContext): ModelStateManager | Promise<ModelStateManager>;
 }
 
 /** Creates a process group for a communication backend (`cpu`, `nccl`, ...). */

@@ -1,0 +1,267 @@
+// The built-in cpu backend: ranks on one host share a memory segment per group and run the
+// collectives on native threads (native/comm/). The Promise of each op resolves on the JS thread
+// while compute goes on.
+import { hostname, networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
+
+import { DSUnsupportedError, type DType } from '@ds/tensor';
+
+import { DSCommError, DSTimeoutError } from '../../errors.js';
+import { loadCoreAddon, type CoreAddon, type NativeGroupHandle, type NativeOpError } from '../native.js';
+import { segmentName, sweepStaleSegments } from '../shm.js';
+import type { Store } from '../store/store.js';
+import { Observers } from '../observers.js';
+import type { CommBackend, CommBuffer, CommObserver, CommOpName, GroupSpec, ObserverOptions, OpOptions, ProcessGroup, ReduceOptions, RootOptions, Work } from '../types.js';
+import { checkBuffer, checkPair, checkRank, checkReduceOp, checkTimeout, DTYPE_CODE, OP_CODE, REDUCE_CODE } from '../validate.js';
+import { PromiseWork } from '../work.js';
+
+export interface CpuBackendOptions {
+  /** Staging chunk per rank and slot half; default 1 MiB (DS_COMM_CHUNK). */
+  chunkBytes?: number;
+  /** send/recv chunk; default 256 KiB. */
+  p2pBytes?: number;
+  /** Polls before a waiting thread sleeps on the futex; default 200 (short: cores are often shared). */
+  spin?: number;
+  /** Where POSIX shared memory shows up as files (for sweeping stale segments); /dev/shm. */
+  shmDir?: string;
+  /** auto: shared memory when every member is on this host, else TCP; default auto. */
+  transport?: 'auto' | 'shm' | 'tcp';
+  /** The address peers on other hosts reach this rank at; default the first non-internal IPv4. */
+  ifAddr?: string;
+}
+
+const ERR_TIMEOUT = 1;
+
+/** A host identity: two ranks share memory only when these are equal. */
+function hostId(): string {
+  let boot = '';
+  try {
+    boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    /* not Linux: the hostname alone */
+  }
+  return `${hostname()}/${boot}`;
+}
+
+/** The first non-internal IPv4 address of this host (what peers on other hosts dial). */
+function publicAddress(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return hostname();
+}
+
+export function cpuBackend(opts: CpuBackendOptions = {}): CommBackend {
+  return {
+    name: 'cpu',
+    createGroup: (spec) => CpuProcessGroup.create(spec, opts),
+  };
+}
+
+export class CpuProcessGroup implements ProcessGroup {
+  readonly backend = 'cpu';
+  private seq = 0;
+  private regCount = 0;
+  private destroyed = false;
+  private readonly observers = new Observers();
+
+  private constructor(
+    private readonly addon: CoreAddon,
+    private readonly native: NativeGroupHandle,
+    private readonly spec: GroupSpec,
+    /** 'shm' (one host) or 'tcp' (across hosts). */
+    readonly transport: 'shm' | 'tcp',
+  ) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+  get rank(): number {
+    return this.spec.rank;
+  }
+  get size(): number {
+    return this.spec.ranks.length;
+  }
+  get ranks(): readonly number[] {
+    return this.spec.ranks;
+  }
+
+  /** Collective over the group's members: the store handshake that maps one segment. */
+  static async create(spec: GroupSpec, opts: CpuBackendOptions = {}): Promise<CpuProcessGroup> {
+    const addon = loadCoreAddon();
+    const { store, rank } = spec;
+    const size = spec.ranks.length;
+    await store.set(`host/${rank}`, hostId());
+    const hosts = await Promise.all(spec.ranks.map(async (_, q) => Buffer.from(await store.get(`host/${q}`)).toString('utf8')));
+    const distinct = [...new Set(hosts)];
+    const transport = opts.transport ?? 'auto';
+    if (distinct.length > 1 && transport === 'shm') {
+      throw new DSUnsupportedError(
+        `cpu backend: group '${spec.name}' spans ${distinct.length} hosts (${distinct.map((h) => h.split('/')[0]).join(', ')}) but the shm transport was asked for; use tcp or auto`,
+      );
+    }
+    const chunk = opts.chunkBytes ?? 1 << 20;
+    if (distinct.length > 1 || transport === 'tcp') {
+      return CpuProcessGroup.createTcp(spec, addon, chunk, distinct.length > 1 ? (opts.ifAddr ?? publicAddress()) : '127.0.0.1');
+    }
+    const p2p = opts.p2pBytes ?? 256 << 10;
+    const spin = opts.spin ?? 200;
+    let native: NativeGroupHandle;
+    try {
+      if (rank === 0) {
+        sweepStaleSegments(opts.shmDir ?? '/dev/shm', addon.shmUnlink);
+        const name = segmentName('g');
+        native = new addon.NativeGroup(name, 0, size, true, chunk, p2p, spin);
+        await store.set('shm', name);
+        // Once every member has mapped the segment its name is no longer needed: unlink it now so
+        // that nothing is left behind however the processes end.
+        try {
+          await store.wait(spec.ranks.slice(1).map((_, i) => `attached/${i + 1}`), spec.timeoutMs);
+        } finally {
+          addon.shmUnlink(name);
+        }
+      } else {
+        const name = Buffer.from(await store.get('shm', spec.timeoutMs)).toString('utf8');
+        native = new addon.NativeGroup(name, rank, size, false, chunk, p2p, spin);
+        await store.set(`attached/${rank}`, '1');
+      }
+    } catch (err) {
+      if (err instanceof DSCommError || err instanceof DSUnsupportedError) throw err;
+      throw new DSCommError(`cpu backend: could not set up group '${spec.name}' on rank ${rank}: ${(err as Error).message}`, { cause: err });
+    }
+    return new CpuProcessGroup(addon, native, spec, 'shm');
+  }
+
+  /** The TCP transport: every rank listens, publishes host:port, and the mesh connects natively. */
+  private static async createTcp(spec: GroupSpec, addon: CoreAddon, chunk: number, advertise: string): Promise<CpuProcessGroup> {
+    const { store, rank } = spec;
+    let native: NativeGroupHandle | undefined;
+    try {
+      native = new addon.NativeGroup('', rank, spec.ranks.length, false, chunk, chunk, 0, 'tcp', '0.0.0.0');
+      await store.set(`tcp/${rank}`, `${advertise}:${native.port()}`);
+      const addrs = await Promise.all(spec.ranks.map(async (_, q) => Buffer.from(await store.get(`tcp/${q}`, spec.timeoutMs)).toString('utf8')));
+      await native.connect(addrs, spec.timeoutMs);
+    } catch (err) {
+      native?.destroy();
+      if (err instanceof DSCommError) throw err;
+      const e = err as NativeOpError;
+      throw new DSCommError(`cpu backend: could not connect group '${spec.name}' over TCP on rank ${rank}: ${e.message ?? String(err)}`, { cause: err });
+    }
+    return new CpuProcessGroup(addon, native, spec, 'tcp');
+  }
+
+  addObserver(fn: CommObserver, opts?: ObserverOptions): () => void {
+    return this.observers.add(fn, opts);
+  }
+
+  private run(op: CommOpName, dtype: DType, redop: number, count: number, root: number, opts: OpOptions | undefined, input: CommBuffer | null, output: CommBuffer | null, msgBytes: number): Work {
+    if (this.destroyed) throw new DSCommError(`${op}: group '${this.name}' was destroyed`);
+    const timeoutMs = opts?.timeoutMs ?? this.spec.timeoutMs;
+    checkTimeout(op, timeoutMs);
+    const seq = this.seq;
+    this.seq = (this.seq + 1) >>> 0;
+    const caller = this.observers.wantCaller ? Observers.caller() : undefined;
+    const promise = this.native
+      .submit(OP_CODE[op], seq, DTYPE_CODE[dtype], redop, count, root, timeoutMs, input?.array ?? null, output?.array ?? null)
+      .then(
+        (ms) => this.notify(op, seq, dtype, msgBytes, ms, true, caller),
+        (e: NativeOpError) => {
+          this.notify(op, seq, dtype, msgBytes, 0, false, caller);
+          throw this.toError(op, seq, e);
+        },
+      );
+    return new PromiseWork(op, seq, promise);
+  }
+
+  private notify(op: CommOpName, seq: number, dtype: DType, bytes: number, latencyMs: number, ok: boolean, caller: string | undefined): void {
+    if (this.observers.empty) return;
+    this.observers.emit({ op, group: this.name, groupSize: this.size, seq, dtype, bytes, latencyMs, ok, caller });
+  }
+
+  private toError(op: CommOpName, seq: number, e: NativeOpError): Error {
+    const where = `${op} on group '${this.name}' (seq ${seq}, rank ${this.rank} of ${this.size})`;
+    if (e.kind === ERR_TIMEOUT) return new DSTimeoutError(`${where}: ${e.message}`);
+    return new DSCommError(`${where} failed: ${e.message}`);
+  }
+
+  allReduce(buf: CommBuffer, opts?: ReduceOptions): Work {
+    const reduce = opts?.op ?? 'sum';
+    checkBuffer('allReduce', 'buffer', buf);
+    checkReduceOp('allReduce', reduce, buf.dtype);
+    return this.run('allReduce', buf.dtype, REDUCE_CODE[reduce], buf.array.length, 0, opts, buf, buf, buf.array.byteLength);
+  }
+
+  reduceScatter(output: CommBuffer, input: CommBuffer, opts?: ReduceOptions): Work {
+    const reduce = opts?.op ?? 'sum';
+    checkPair('reduceScatter', output, input, this.size, this.rank);
+    checkReduceOp('reduceScatter', reduce, output.dtype);
+    return this.run('reduceScatter', output.dtype, REDUCE_CODE[reduce], output.array.length, 0, opts, input, output, output.array.byteLength);
+  }
+
+  allGather(output: CommBuffer, input: CommBuffer, opts?: OpOptions): Work {
+    checkPair('allGather', output, input, this.size, this.rank);
+    return this.run('allGather', input.dtype, 0, input.array.length, 0, opts, input, output, input.array.byteLength);
+  }
+
+  broadcast(buf: CommBuffer, opts: RootOptions): Work {
+    checkBuffer('broadcast', 'buffer', buf);
+    checkRank('broadcast', 'root', opts?.root, this.size);
+    return this.run('broadcast', buf.dtype, 0, buf.array.length, opts.root, opts, buf, buf, buf.array.byteLength);
+  }
+
+  allToAll(output: CommBuffer, input: CommBuffer, opts?: OpOptions): Work {
+    checkPair('allToAll', output, input, this.size, this.rank);
+    return this.run('allToAll', input.dtype, 0, input.array.length, 0, opts, input, output, input.array.byteLength);
+  }
+
+  send(buf: CommBuffer, opts: OpOptions & { dst: number }): Work {
+    checkBuffer('send', 'buffer', buf);
+    checkRank('send', 'dst', opts?.dst, this.size, this.rank);
+    return this.run('send', buf.dtype, 0, buf.array.length, opts.dst, opts, buf, null, buf.array.byteLength);
+  }
+
+  recv(buf: CommBuffer, opts: OpOptions & { src: number }): Work {
+    checkBuffer('recv', 'buffer', buf);
+    checkRank('recv', 'src', opts?.src, this.size, this.rank);
+    return this.run('recv', buf.dtype, 0, buf.array.length, opts.src, opts, null, buf, buf.array.byteLength);
+  }
+
+  barrier(opts?: OpOptions): Work {
+    return this.run('barrier', 'u8', 0, 0, 0, opts, null, null, 0);
+  }
+
+  async allocRegistered(bytes: number): Promise<ArrayBuffer> {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new DSCommError(`allocRegistered: bytes must be a positive integer (got ${String(bytes)})`);
+    if (this.destroyed) throw new DSCommError(`allocRegistered: group '${this.name}' was destroyed`);
+    const id = this.regCount++;
+    // Across hosts there is nothing to share: ordinary memory, the ops stage it as usual.
+    if (this.transport === 'tcp') return new ArrayBuffer(bytes);
+    const store: Store = this.spec.store;
+    const name = segmentName(`r${id}`);
+    const buffer = this.native.regCreate(name, bytes, id);
+    try {
+      await store.set(`reg/${id}/${this.rank}`, `${bytes}:${name}`);
+      const entries = await Promise.all(this.ranks.map(async (_, q) => Buffer.from(await store.get(`reg/${id}/${q}`, this.spec.timeoutMs)).toString('utf8')));
+      const names: string[] = [];
+      entries.forEach((entry, q) => {
+        const at = entry.indexOf(':');
+        const theirs = Number(entry.slice(0, at));
+        if (theirs !== bytes) throw new DSCommError(`allocRegistered on group '${this.name}': rank ${q} asked for ${theirs} bytes but rank ${this.rank} for ${bytes} (call #${id})`);
+        names.push(entry.slice(at + 1));
+      });
+      this.native.regAttach(id, names);
+      await store.set(`reg/${id}/attached/${this.rank}`, '1');
+      await store.wait(this.ranks.map((_, q) => `reg/${id}/attached/${q}`), this.spec.timeoutMs);
+    } finally {
+      this.addon.shmUnlink(name);
+    }
+    return buffer;
+  }
+
+
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.native.destroy();
+  }
+}

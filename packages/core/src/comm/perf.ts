@@ -1,0 +1,128 @@
+// Timing of collectives, nccl-tests style, shared by the ds-bench bin and bench/: for each size,
+// a few warm-up ops, then `iters` ops submitted back to back and awaited once; the time per op is
+// the slowest rank's (an allReduce max of each rank's measurement). S is the full array: the
+// allReduce/broadcast buffer, allGather's output, reduceScatter's input, allToAll's input.
+import type { DType } from '@ds/tensor';
+
+import { busFactor } from './bandwidth.js';
+import type { CommArray, CommBuffer, CommOpName, ProcessGroup, Work } from './types.js';
+
+export type BenchOp = 'allreduce' | 'allgather' | 'reducescatter' | 'broadcast' | 'alltoall';
+export const BENCH_OPS: readonly BenchOp[] = ['allreduce', 'allgather', 'reducescatter', 'broadcast', 'alltoall'];
+
+const OP_NAME: Record<BenchOp, CommOpName> = {
+  allreduce: 'allReduce',
+  allgather: 'allGather',
+  reducescatter: 'reduceScatter',
+  broadcast: 'broadcast',
+  alltoall: 'allToAll',
+};
+
+export interface PerfOptions {
+  dtype?: DType;
+  warmup?: number;
+  iters?: number;
+  /** Repeat the timed loop and keep the fastest (noisy shared machines); default 1. */
+  reps?: number;
+  /** Take the buffers from a registered region of the group. */
+  registered?: boolean;
+}
+
+export interface PerfRow {
+  op: BenchOp;
+  bytes: number;
+  elements: number;
+  dtype: DType;
+  ranks: number;
+  registered: boolean;
+  /** Microseconds per op (slowest rank). */
+  timeUs: number;
+  /** GB/s, nccl-tests definitions. */
+  algbw: number;
+  busbw: number;
+}
+
+const ESZ: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4, u8: 1 };
+
+function view(dtype: DType, buffer: ArrayBuffer, byteOffset: number, length: number): CommArray {
+  switch (dtype) {
+    case 'f32':
+      return new Float32Array(buffer, byteOffset, length);
+    case 'i32':
+      return new Int32Array(buffer, byteOffset, length);
+    case 'u8':
+      return new Uint8Array(buffer, byteOffset, length);
+    default:
+      return new Uint16Array(buffer, byteOffset, length);
+  }
+}
+
+/** Parses 1K / 256M / 2G / 4096 (powers of 1024). */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim());
+  if (!m) throw new RangeError(`'${text}' is not a size (examples: 1K, 64M, 1G)`);
+  const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Math.round(Number(m[1]) * scale);
+}
+
+export function formatSize(bytes: number): string {
+  if (bytes >= 1024 ** 3 && bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3}GiB`;
+  if (bytes >= 1024 ** 2 && bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024}KiB`;
+  return `${bytes}B`;
+}
+
+/** Buffers for one op: (output, input) over fresh memory or a registered region. */
+async function buffers(g: ProcessGroup, op: BenchOp, bytes: number, dtype: DType, registered: boolean): Promise<{ out: CommBuffer; inp: CommBuffer }> {
+  const n = g.size;
+  const esz = ESZ[dtype];
+  const full = Math.floor(bytes / esz / n) * n;
+  const inLen = op === 'allgather' ? full / n : full;
+  const outLen = op === 'reducescatter' ? full / n : full;
+  const inPlace = op === 'allreduce' || op === 'broadcast';
+  const total = (inLen + (inPlace ? 0 : outLen)) * esz;
+  const region = registered ? await g.allocRegistered(Math.max(total, 64)) : new ArrayBuffer(Math.max(total, 64));
+  const inp: CommBuffer = { dtype, array: view(dtype, region, 0, inLen) };
+  const out: CommBuffer = inPlace ? inp : { dtype, array: view(dtype, region, inLen * esz, outLen) };
+  inp.array.fill(1);
+  return { out, inp };
+}
+
+function launch(g: ProcessGroup, op: BenchOp, out: CommBuffer, inp: CommBuffer): Work {
+  switch (op) {
+    case 'allreduce':
+      return g.allReduce(inp);
+    case 'allgather':
+      return g.allGather(out, inp);
+    case 'reducescatter':
+      return g.reduceScatter(out, inp);
+    case 'broadcast':
+      return g.broadcast(inp, { root: 0 });
+    case 'alltoall':
+      return g.allToAll(out, inp);
+  }
+}
+
+export async function measure(g: ProcessGroup, op: BenchOp, bytes: number, opts: PerfOptions = {}): Promise<PerfRow> {
+  const dtype = opts.dtype ?? 'f32';
+  const warmup = opts.warmup ?? 2;
+  const iters = Math.max(1, opts.iters ?? 10);
+  const registered = opts.registered ?? false;
+  const { out, inp } = await buffers(g, op, bytes, dtype, registered);
+  for (let i = 0; i < warmup; i++) await launch(g, op, out, inp);
+  let best = Infinity;
+  for (let rep = 0; rep < (opts.reps ?? 1); rep++) {
+    await g.barrier();
+    const t0 = performance.now();
+    let last: Work | undefined;
+    for (let i = 0; i < iters; i++) last = launch(g, op, out, inp);
+    await last!;
+    const mine = new Float32Array([(performance.now() - t0) / iters]);
+    await g.allReduce({ dtype: 'f32', array: mine }, { op: 'max' });
+    best = Math.min(best, mine[0]!);
+  }
+  const fullBytes = (op === 'allgather' ? out.array.byteLength : inp.array.byteLength);
+  const seconds = best / 1000;
+  const algbw = fullBytes / seconds / 1e9;
+  return { op, bytes: fullBytes, elements: fullBytes / ESZ[dtype], dtype, ranks: g.size, registered, timeUs: best * 1000, algbw, busbw: algbw * busFactor(OP_NAME[op], g.size) };
+}

@@ -1,0 +1,117 @@
+// The comm contracts (c10d's shape): a ProcessGroup runs collectives on buffer descriptors and
+// returns Work handles; a CommBackend makes ProcessGroups. Engine and ZeRO code against these.
+import type { DType } from '@ds/tensor';
+
+export type CommArray = Float32Array | Uint16Array | Int32Array | Uint8Array;
+
+/**
+ * A buffer the group reads or writes: `array` holds the elements (bf16 and f16 as raw bits in a
+ * Uint16Array). Views of a larger buffer are fine. A buffer must not be touched by the caller
+ * until the op's Work completes.
+ */
+export interface CommBuffer {
+  dtype: DType;
+  array: CommArray;
+}
+
+export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
+
+export type CommOpName = 'barrier' | 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'allToAll' | 'send' | 'recv';
+
+export interface OpOptions {
+  /** Per-op timeout; default the group's (DS_COMM_TIMEOUT, 300 s). */
+  timeoutMs?: number;
+}
+export interface ReduceOptions extends OpOptions {
+  /** Default 'sum'. Float dtypes reduce in f32 and round once; integers wrap; avg needs a float dtype. */
+  op?: ReduceOp;
+}
+export interface RootOptions extends OpOptions {
+  /** Group rank that holds the data. */
+  root: number;
+}
+
+/**
+ * An op in flight. Awaiting the Work itself is the same as awaiting `wait()`, so
+ * `await group.allReduce(buf)` is the blocking form and keeping the handle is the async form.
+ */
+export interface Work extends PromiseLike<void> {
+  readonly op: CommOpName;
+  /** The group's op sequence number (the same on every rank for the same op). */
+  readonly seq: number;
+  /** Resolves when the op completed on this rank; rejects with DSCommError / DSTimeoutError. */
+  wait(): Promise<void>;
+  isCompleted(): boolean;
+}
+
+/** What an observer (the comms logger) learns about each finished op. */
+export interface CommEvent {
+  op: CommOpName;
+  group: string;
+  groupSize: number;
+  seq: number;
+  dtype: DType;
+  /** Bytes of the message as DeepSpeed's comms logger counts it (see bandwidth.ts). */
+  bytes: number;
+  /** Time the op took on the comm thread, waiting for peers included. */
+  latencyMs: number;
+  ok: boolean;
+  /** The function that called the op, when an observer asked for callers. */
+  caller?: string;
+}
+export type CommObserver = (event: CommEvent) => void;
+export interface ObserverOptions {
+  /** Record the calling function of each op (costs a stack capture per op). */
+  captureCaller?: boolean;
+}
+
+export interface ProcessGroup {
+  /** Names the group in errors and logs ('world', or 'group[0,2]'). */
+  readonly name: string;
+  readonly backend: string;
+  /** This process's rank in the group. */
+  readonly rank: number;
+  readonly size: number;
+  /** Global rank of each group rank. */
+  readonly ranks: readonly number[];
+
+  /** In place: every rank ends with the reduction of every rank's buffer. */
+  allReduce(buf: CommBuffer, opts?: ReduceOptions): Work;
+  /** `input` holds size blocks of output's length; rank r gets the reduction of block r. */
+  reduceScatter(output: CommBuffer, input: CommBuffer, opts?: ReduceOptions): Work;
+  /** `output` holds size blocks of input's length, block r from rank r. */
+  allGather(output: CommBuffer, input: CommBuffer, opts?: OpOptions): Work;
+  broadcast(buf: CommBuffer, opts: RootOptions): Work;
+  /** Block q of `input` goes to rank q; block q of `output` comes from rank q (equal splits). */
+  allToAll(output: CommBuffer, input: CommBuffer, opts?: OpOptions): Work;
+  send(buf: CommBuffer, opts: OpOptions & { dst: number }): Work;
+  recv(buf: CommBuffer, opts: OpOptions & { src: number }): Work;
+  barrier(opts?: OpOptions): Work;
+  /**
+   * Collective: a buffer of `bytes` that the backend can move without staging copies (on the cpu
+   * backend, shared memory that every rank maps). Ops on views inside it take the zero-copy path
+   * when every rank passes the same offset of its own region. Every rank must call it in the same order.
+   */
+  allocRegistered(bytes: number): Promise<ArrayBuffer>;
+  /** Calls `fn` after each op finishes on this rank; returns a function that removes it. */
+  addObserver(fn: CommObserver, opts?: ObserverOptions): () => void;
+  /** Releases the group; in-flight ops fail. Not collective. */
+  destroy(): Promise<void>;
+}
+
+/** Everything a backend needs to build one group. */
+export interface GroupSpec {
+  name: string;
+  /** Global ranks of the members, in group-rank order. */
+  ranks: readonly number[];
+  /** This process's group rank. */
+  rank: number;
+  /** A store namespace private to this group. */
+  store: import('./store/store.js').Store;
+  timeoutMs: number;
+}
+
+export interface CommBackend {
+  readonly name: string;
+  createGroup(spec: GroupSpec): Promise<ProcessGroup>;
+}

@@ -1,0 +1,220 @@
+// The training engine: DeepSpeed's forward / backward / step loop with gradient accumulation, loss
+// scaling, clipping, schedulers, counters, monitors and rank-0 logging. Model states (flat buffers,
+// gradient reduction, the optimizer step) live in a ModelStateManager: stage 0 here, ZeRO in
+// @ds/zero. Compute is synchronous; communication is awaited, so backward() and step() are async.
+import { backward as runBackward, freeGraph, full, type Module, type Runtime, type Tensor } from '@ds/tensor';
+
+import type { Distributed } from '../comm/init.js';
+import type { ProcessGroup } from '../comm/types.js';
+import type { MonitorMaster } from '../monitor/index.js';
+import type { LossScaler } from '../precision/index.js';
+import type { Optimizer } from '../optim/types.js';
+import type { LRScheduler } from '../schedulers/index.js';
+import { loadEngineCheckpoint, saveEngineCheckpoint, type LoadCheckpointOptions, type LoadCheckpointResult, type SaveCheckpointOptions } from './checkpoint.js';
+import { Timers } from './timers.js';
+import type { ModelStateManager, ParamDtype } from './types.js';
+
+export interface BatchInfo {
+  trainBatchSize: number;
+  trainMicroBatchSizePerGpu: number;
+  gradientAccumulationSteps: number;
+}
+
+export interface EngineParts {
+  module: Module;
+  optimizer: Optimizer;
+  lrScheduler: LRScheduler | null;
+  state: ModelStateManager;
+  lossScaler: LossScaler;
+  config: Readonly<Record<string, unknown>>;
+  batch: BatchInfo;
+  dist: Distributed | null;
+  group: ProcessGroup | null;
+  runtime: Runtime;
+  paramDtype: ParamDtype;
+  monitor: MonitorMaster;
+  log: (message: string) => void;
+}
+
+export class Engine {
+  readonly module: Module;
+  readonly optimizer: Optimizer;
+  readonly lrScheduler: LRScheduler | null;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly timers = new Timers();
+  globalSteps = 0;
+  globalSamples = 0;
+  microSteps = 0;
+  skippedSteps = 0;
+  private lastGradNorm = NaN;
+  private stepApplied = false;
+  private accumulatedLoss = 0;
+  private destroyed = false;
+
+  constructor(private readonly parts: EngineParts) {
+    this.module = parts.module;
+    this.optimizer = parts.optimizer;
+    this.lrScheduler = parts.lrScheduler;
+    this.config = parts.config;
+  }
+
+  get rank(): number {
+    return this.parts.dist?.rank ?? 0;
+  }
+  get worldSize(): number {
+    return this.parts.dist?.size ?? 1;
+  }
+  get dpWorldSize(): number {
+    return this.parts.group?.size ?? 1;
+  }
+  get localRank(): number {
+    return this.parts.dist?.localRank ?? 0;
+  }
+  get zeroStage(): number {
+    return this.parts.state.stage;
+  }
+  get paramDtype(): ParamDtype {
+    return this.parts.paramDtype;
+  }
+  get runtime(): Runtime {
+    return this.parts.runtime;
+  }
+  get dist(): Distributed | null {
+    return this.parts.dist;
+  }
+  get lossScale(): number {
+    return this.parts.lossScaler.lossScale;
+  }
+  /** @internal the model-state manager (for @ds/zero tests and tools). */
+  get stateManager(): ModelStateManager {
+    return this.parts.state;
+  }
+
+  trainBatchSize(): number {
+    return this.parts.batch.trainBatchSize;
+  }
+  trainMicroBatchSizePerGpu(): number {
+    return this.parts.batch.trainMicroBatchSizePerGpu;
+  }
+  gradientAccumulationSteps(): number {
+    return this.parts.batch.gradientAccumulationSteps;
+  }
+
+  isGradientAccumulationBoundary(): boolean {
+    return (this.microSteps + 1) % this.gradientAccumulationSteps() === 0;
+  }
+
+  private alive(op: string): void {
+    if (this.destroyed) throw new Error(`engine.${op}: the engine was destroyed`);
+  }
+
+  /** Runs the wrapped module (with its hooks). */
+  forward<Out>(...args: unknown[]): Out {
+    this.alive('forward');
+    return this.timers.time('forward', () => (this.module.call as (...a: unknown[]) => Out)(...args));
+  }
+
+  /**
+   * Backpropagates `loss` scaled by lossScale / gradient_accumulation_steps (DeepSpeed's
+   * scale_wrt_gas), frees its graph and, on the boundary, waits for the gradient reductions.
+   * Returns the unscaled loss value.
+   */
+  async backward(loss: Tensor): Promise<number> {
+    this.alive('backward');
+    const boundary = this.isGradientAccumulationBoundary();
+    const value = loss.item();
+    this.accumulatedLoss += value / this.gradientAccumulationSteps();
+    const seed = full(loss.shape, this.parts.lossScaler.lossScale / this.gradientAccumulationSteps(), { dtype: loss.dtype as 'f32' });
+    this.parts.state.beforeBackward(boundary);
+    try {
+      this.timers.time('backward', () => runBackward(loss, seed));
+    } finally {
+      seed.dispose();
+      freeGraph(loss);
+    }
+    await this.timers.timeAsync('backward_allreduce', () => this.parts.state.afterBackward(boundary));
+    return value;
+  }
+
+  /** Applies the optimizer on accumulation boundaries; otherwise only counts the micro step. */
+  async step(): Promise<void> {
+    this.alive('step');
+    if (!this.isGradientAccumulationBoundary()) {
+      this.microSteps += 1;
+      return;
+    }
+    const clip = typeof this.config.gradient_clipping === 'number' ? this.config.gradient_clipping : 0;
+    const scaler = this.parts.lossScaler;
+    const out = await this.timers.timeAsync('step', () => this.parts.state.step({ lossScale: scaler.lossScale, clip }));
+    const skip = scaler.update(out.overflow);
+    this.stepApplied = !skip;
+    this.lastGradNorm = out.gradNorm;
+    if (skip) this.skippedSteps += 1;
+    else this.lrScheduler?.step();
+    this.parts.state.zeroGrad();
+    this.globalSteps += 1;
+    this.globalSamples += this.trainBatchSize();
+    this.microSteps += 1;
+    this.report(this.accumulatedLoss);
+    this.accumulatedLoss = 0;
+  }
+
+  private report(loss: number): void {
+    if (this.rank !== 0) return;
+    const mon = this.parts.monitor;
+    if (mon.enabled) {
+      const events: [string, number, number][] = [
+        ['Train/Samples/train_loss', loss, this.globalSamples],
+        ['Train/Samples/lr', this.getLr()[0] ?? 0, this.globalSamples],
+      ];
+      if (this.parts.paramDtype === 'f16') events.push(['Train/Samples/loss_scale', this.lossScale, this.globalSamples]);
+      if (this.config.wall_clock_breakdown === true) {
+        for (const [name, ms] of Object.entries(this.timers.last())) events.push([`Train/Samples/elapsed_time_ms_${name}`, ms, this.globalSamples]);
+      }
+      mon.writeEvents(events);
+    }
+    const every = this.config.steps_per_print;
+    if (typeof every === 'number' && every > 0 && this.globalSteps % every === 0) {
+      const mom = this.getMom();
+      this.parts.log(`step=${this.globalSteps}, skipped=${this.skippedSteps}, lr=[${this.getLr().join(', ')}], mom=[${mom.map((m) => (Array.isArray(m) ? `(${m.join(', ')})` : m)).join(', ')}]`);
+      if (this.config.wall_clock_breakdown === true) this.parts.log(this.timers.summary());
+    }
+  }
+
+  getLr(): number[] {
+    return this.lrScheduler ? this.lrScheduler.getLr() : this.optimizer.paramGroups.map((g) => g.lr);
+  }
+
+  /** betas for Adam-like optimizers, momentum for SGD (DeepSpeed's get_mom). */
+  getMom(): Array<number | readonly number[]> {
+    return this.optimizer.paramGroups.map((g) => g.betas ?? g.momentum ?? 0);
+  }
+
+  getGlobalGradNorm(): number {
+    return this.lastGradNorm;
+  }
+
+  wasStepApplied(): boolean {
+    return this.stepApplied;
+  }
+
+  /** Collective: every rank must call it. */
+  saveCheckpoint(dir: string, opts: SaveCheckpointOptions = {}): Promise<string> {
+    this.alive('saveCheckpoint');
+    return saveEngineCheckpoint(this, this.parts, dir, opts);
+  }
+
+  /** Collective. Returns the loaded path and client state, or nulls when there is nothing to load. */
+  loadCheckpoint(dir: string, opts: LoadCheckpointOptions = {}): Promise<LoadCheckpointResult> {
+    this.alive('loadCheckpoint');
+    return loadEngineCheckpoint(this, this.parts, dir, opts);
+  }
+
+  /** Releases the engine's flat buffers and closes its monitors (the process group stays the caller's). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.parts.state.destroy();
+    this.parts.monitor.close();
+  }
+}

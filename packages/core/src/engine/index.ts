@@ -1,0 +1,11 @@
+export { initialize } from './initialize.js';
+export type { InitializeOptions, Initialized } from './initialize.js';
+export { Engine } from './engine.js';
+export type { BatchInfo, EngineParts } from './engine.js';
+export { DataParallelState, DP_BUCKET_ELEMENTS } from './data-parallel.js';
+export { clipCoefficient, reduceFlat } from './grads.js';
+export { reverseLayout, allocateFlat, flatArray, flatView, adoptParameters, attachGradients, releaseFlat } from './flat.js';
+export type { FlatLayout, FlatBuffer } from './flat.js';
+export { Timers } from './timers.js';
+export type { SaveCheckpointOptions, LoadCheckpointOptions, LoadCheckpointResult } from './checkpoint.js';
+export type { ModelStateManager, StateManagerArgs, StepInput, StepOutput, ModelStateBytes, RankState, ParamDtype } from './types.js';

@@ -1,0 +1,104 @@
+// The one place @ds/core reads environment variables. Everything else receives a CoreEnv (or the
+// part of it it needs) from its caller, so tests can pass a plain object instead of mutating
+// process.env.
+
+/** What the `ds` launcher (or torchrun-style launchers) put in a worker's environment. */
+export interface DistEnv {
+  /** RANK: this process's global rank. */
+  rank: number;
+  /** WORLD_SIZE: number of processes in the job. */
+  worldSize: number;
+  /** LOCAL_RANK: rank among the processes on this host. */
+  localRank: number;
+  /** LOCAL_SIZE (or LOCAL_WORLD_SIZE): number of processes on this host. */
+  localSize: number;
+  /** CROSS_RANK: index of this host (node rank). */
+  crossRank: number;
+  /** CROSS_SIZE: number of hosts. */
+  crossSize: number;
+  /** MASTER_ADDR: the host serving the rendezvous store (rank 0's). */
+  masterAddr: string;
+  /** MASTER_PORT: the store's TCP port. */
+  masterPort: number;
+}
+
+export interface CoreEnv {
+  /** Undefined when RANK / WORLD_SIZE are not set (a single process run). */
+  dist: DistEnv | undefined;
+  /** DS_COMM_TIMEOUT, in seconds (fractions allowed): default per-op timeout of collectives; 300. */
+  commTimeoutMs: number;
+  /** DS_COMM_CHUNK: staging chunk of the shared-memory transport in bytes (k/m suffixes); default 1 MiB. */
+  commChunkBytes: number | undefined;
+  /** DS_COMM_SPIN: polls of a shared-memory flag before a waiting comm thread sleeps; default 200. */
+  commSpin: number | undefined;
+  /** DS_COMM_TRANSPORT: auto (shared memory on one host, TCP across hosts), shm or tcp. */
+  commTransport: 'auto' | 'shm' | 'tcp';
+  /** DS_COMM_IFADDR: the address other hosts reach this rank's TCP listener at; default the first non-internal IPv4. */
+  commIfAddr: string | undefined;
+  /** DS_SHM_DIR: where POSIX shared memory is visible as files, for sweeping stale segments; /dev/shm. */
+  shmDir: string;
+}
+
+export const DEFAULT_COMM_TIMEOUT_MS = 300_000;
+
+function intVar(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new RangeError(`${name}='${raw}' must be an integer >= ${min}`);
+  return n;
+}
+
+function bytesVar(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const m = /^\s*(\d+)\s*([kmg]?)i?b?\s*$/i.exec(raw);
+  if (!m) throw new RangeError(`${name}='${raw}' is not a byte count (examples: 1048576, 256k, 4m)`);
+  const scale = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Number(m[1]) * scale;
+}
+
+function timeoutVar(env: NodeJS.ProcessEnv): number {
+  const raw = env.DS_COMM_TIMEOUT;
+  if (raw === undefined || raw === '') return DEFAULT_COMM_TIMEOUT_MS;
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s <= 0) throw new RangeError(`DS_COMM_TIMEOUT='${raw}' must be a positive number of seconds`);
+  return Math.round(s * 1000);
+}
+
+function transportVar(env: NodeJS.ProcessEnv): 'auto' | 'shm' | 'tcp' {
+  const raw = env.DS_COMM_TRANSPORT || 'auto';
+  if (raw !== 'auto' && raw !== 'shm' && raw !== 'tcp') throw new RangeError(`DS_COMM_TRANSPORT='${raw}' must be auto, shm or tcp`);
+  return raw;
+}
+
+/** Reads the distributed variables; undefined when RANK and WORLD_SIZE are both absent. */
+export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | undefined {
+  const rank = intVar(env, 'RANK', 0);
+  const worldSize = intVar(env, 'WORLD_SIZE', 1);
+  if (rank === undefined && worldSize === undefined) return undefined;
+  if (rank === undefined || worldSize === undefined) {
+    throw new RangeError('RANK and WORLD_SIZE must be set together (the `ds` launcher sets both)');
+  }
+  if (rank >= worldSize) throw new RangeError(`RANK=${rank} must be below WORLD_SIZE=${worldSize}`);
+  const localSize = intVar(env, 'LOCAL_SIZE', 1) ?? intVar(env, 'LOCAL_WORLD_SIZE', 1) ?? worldSize;
+  const localRank = intVar(env, 'LOCAL_RANK', 0) ?? rank % localSize;
+  if (localRank >= localSize) throw new RangeError(`LOCAL_RANK=${localRank} must be below LOCAL_SIZE=${localSize}`);
+  const crossSize = intVar(env, 'CROSS_SIZE', 1) ?? Math.ceil(worldSize / localSize);
+  const crossRank = intVar(env, 'CROSS_RANK', 0) ?? Math.floor(rank / localSize);
+  const masterPort = intVar(env, 'MASTER_PORT', 1) ?? 29500;
+  if (masterPort > 65535) throw new RangeError(`MASTER_PORT=${masterPort} is not a TCP port`);
+  return { rank, worldSize, localRank, localSize, crossRank, crossSize, masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort };
+}
+
+export function readCoreEnv(env: NodeJS.ProcessEnv = process.env): CoreEnv {
+  return {
+    dist: readDistEnv(env),
+    commTimeoutMs: timeoutVar(env),
+    commChunkBytes: bytesVar(env, 'DS_COMM_CHUNK'),
+    commSpin: intVar(env, 'DS_COMM_SPIN', 0),
+    commTransport: transportVar(env),
+    commIfAddr: env.DS_COMM_IFADDR || undefined,
+    shmDir: env.DS_SHM_DIR || '/dev/shm',
+  };
+}

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+
+import { DEFAULT_COMM_TIMEOUT_MS, readCoreEnv, readDistEnv } from '../../src/env.js';
+
+describe('env', () => {
+  it('reads the launcher variables, deriving local and cross ranks when absent', () => {
+    const d = readDistEnv({ RANK: '5', WORLD_SIZE: '8', LOCAL_SIZE: '4', MASTER_ADDR: '10.0.0.1', MASTER_PORT: '1234' })!;
+    expect(d).toEqual({ rank: 5, worldSize: 8, localRank: 1, localSize: 4, crossRank: 1, crossSize: 2, masterAddr: '10.0.0.1', masterPort: 1234 });
+    expect(readDistEnv({ RANK: '0', WORLD_SIZE: '2', LOCAL_RANK: '0', LOCAL_WORLD_SIZE: '2', CROSS_RANK: '0', CROSS_SIZE: '1' })).toMatchObject({
+      localSize: 2,
+      crossSize: 1,
+      masterAddr: '127.0.0.1',
+      masterPort: 29500,
+    });
+    expect(readDistEnv({})).toBeUndefined();
+  });
+
+  it('rejects inconsistent or malformed values by name', () => {
+    expect(() => readDistEnv({ RANK: '0' })).toThrow(/RANK and WORLD_SIZE must be set together/);
+    expect(() => readDistEnv({ RANK: '2', WORLD_SIZE: '2' })).toThrow(/RANK=2 must be below WORLD_SIZE=2/);
+    expect(() => readDistEnv({ RANK: 'x', WORLD_SIZE: '2' })).toThrow(/RANK='x'/);
+    expect(() => readDistEnv({ RANK: '0', WORLD_SIZE: '2', MASTER_PORT: '70000' })).toThrow(/MASTER_PORT/);
+    expect(() => readCoreEnv({ DS_COMM_TIMEOUT: '-1' })).toThrow(/DS_COMM_TIMEOUT/);
+  });
+
+  it('comm timeout, chunk and spin settings', () => {
+    expect(readCoreEnv({}).commTimeoutMs).toBe(DEFAULT_COMM_TIMEOUT_MS);
+    const e = readCoreEnv({ DS_COMM_TIMEOUT: '2.5', DS_COMM_CHUNK: '256k', DS_COMM_SPIN: '0' });
+    expect(e.commTimeoutMs).toBe(2500);
+    expect(e.commChunkBytes).toBe(256 * 1024);
+    expect(e.commSpin).toBe(0);
+  });
+});

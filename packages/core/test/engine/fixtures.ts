@@ -1,0 +1,50 @@
+// A tiny GPT, deterministic batches and a training loop shared by the engine tests and workers.
+import { fromArray, tidy, type Tensor } from '@ds/tensor';
+
+import type { Engine } from '../../src/engine/engine.js';
+
+export const TINY_GPT = { vocabSize: 32, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, seed: 3 };
+
+/** Sample `index` of the global batch of (step, micro): the same numbers whatever the rank split. */
+function sample(step: number, micro: number, index: number, t: number): { ids: number[]; targets: number[] } {
+  const ids: number[] = [];
+  const targets: number[] = [];
+  for (let i = 0; i < t; i++) {
+    const v = (step * 7 + micro * 3 + index * 11 + i * 5) % 31;
+    ids.push(v);
+    targets.push((v * 3 + 1) % 32);
+  }
+  return { ids, targets };
+}
+
+/** Rows [first, first + rows) of the global batch of (step, micro) as [rows, t] tensors. */
+export function batch(step: number, micro: number, first: number, rows: number, t = 8): { ids: Tensor; targets: Tensor } {
+  const ids: number[] = [];
+  const targets: number[] = [];
+  for (let r = first; r < first + rows; r++) {
+    const s = sample(step, micro, r, t);
+    ids.push(...s.ids);
+    targets.push(...s.targets);
+  }
+  return { ids: fromArray(ids, [rows, t], { dtype: 'i32' }), targets: fromArray(targets, [rows, t], { dtype: 'i32' }) };
+}
+
+/** Trains steps [from, to); this rank takes rows [rank * micro, (rank + 1) * micro) of each micro batch. Returns per-step mean losses. */
+export async function trainSteps(engine: Engine, from: number, to: number, rank = 0): Promise<number[]> {
+  const losses: number[] = [];
+  const micro = engine.trainMicroBatchSizePerGpu();
+  for (let s = from; s < to; s++) {
+    let sum = 0;
+    for (let m = 0; m < engine.gradientAccumulationSteps(); m++) {
+      const { ids, targets } = batch(s, m, rank * micro, micro);
+      const loss = tidy(() => engine.forward<{ loss: Tensor }>(ids, targets).loss!.keep());
+      sum += await engine.backward(loss);
+      loss.dispose();
+      ids.dispose();
+      targets.dispose();
+      await engine.step();
+    }
+    losses.push(sum / engine.gradientAccumulationSteps());
+  }
+  return losses;
+}

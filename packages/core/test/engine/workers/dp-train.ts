@@ -1,0 +1,13 @@
+// One rank of a data-parallel run of the tiny GPT: prints its per-step losses as JSON.
+import { GPT } from '@ds/tensor';
+
+import { initialize } from '../../../src/engine/initialize.js';
+import { TINY_GPT, trainSteps } from '../fixtures.js';
+
+const config = JSON.parse(process.env.DS_TEST_CONFIG!) as Record<string, unknown>;
+const steps = Number(process.env.DS_TEST_STEPS ?? 6);
+const { engine } = await initialize({ model: new GPT(TINY_GPT), config, log: () => {} });
+const losses = await trainSteps(engine, 0, steps, engine.rank);
+console.log(JSON.stringify({ rank: engine.rank, losses, gradNorm: engine.getGlobalGradNorm() }));
+engine.destroy();
+await engine.dist?.destroy();
