@@ -4,6 +4,42 @@ export { readTensorEnv, parseBytes } from './env.js';
 export type { TensorEnv } from './env.js';
 export { loadCpuAddon } from './native/load.js';
 export type { CpuAddon, CpuInfo } from './native/load.js';
-export { DTYPES, BYTES_PER_ELEMENT, isFloat, assertDType, arrayView, f32ToBf16, bf16ToF32, f32ToF16, f16ToF32, readFloat, writeFloat } from './dtype.js';
-export type { DType, FloatDType, ArrayFor } from './dtype.js';
+
+// dtypes
+export { DTYPES, BYTES_PER_ELEMENT, isFloat, f32ToBf16, bf16ToF32, f32ToF16, f16ToF32 } from './dtype.js';
+export type { DType, FloatDType } from './dtype.js';
+
+// kernels and backends
 export type { KernelTable, GemmArgs, AdamWArgs, KArray, FArray, UnaryOp, BinaryOp } from './kernels/table.js';
+export { createReferenceKernels } from './reference/index.js';
+export { defaultKernels } from './backends/registry.js';
+export { createCpuKernels } from './backends/cpu.js';
+export type { CpuKernels, CpuIsa } from './backends/cpu.js';
+
+// runtime, memory
+export { Runtime, getRuntime, setRuntime, withRuntime, useKernels, noGrad, enableGrad, isGradEnabled, autocast, withCategory } from './runtime.js';
+export type { RuntimeOptions } from './runtime.js';
+export { MemoryTracker, MEMORY_CATEGORIES } from './memory/tracker.js';
+export type { MemoryCategory, DeviceUsage, CategoryUsage } from './memory/tracker.js';
+export { Storage } from './memory/storage.js';
+export type { StorageOptions } from './memory/storage.js';
+export { tidy, keep, dispose } from './memory/scope.js';
+
+// tensors
+export { Tensor, storedBytes } from './tensor.js';
+export type { TensorInit, AllocOptions } from './tensor.js';
+export { Generator } from './random.js';
+export { toHandle, fromHandle } from './dlpack.js';
+export type { TensorHandle } from './dlpack.js';
+export { empty, zeros, ones, full, fromArray, arange, randn, uniform, randint } from './create.js';
+export type { CreateOptions, RandomOptions } from './create.js';
+
+// autograd
+export { backward, freeGraph, queueBackwardCallback } from './autograd/engine.js';
+export type { BackwardOptions } from './autograd/engine.js';
+export { attach, attachMulti, needsGrad, save, saveInput, checkHeld } from './autograd/node.js';
+export type { GradNode, BackwardFn, MultiBackwardFn } from './autograd/node.js';
+
+// ops and nn
+export * from './ops/index.js';
+export * from './nn/index.js';

@@ -14,11 +14,24 @@ const work = mkdtempSync(join(tmpdir(), 'ds-pack-'));
 const SMOKE: Record<string, { code: string; expect: unknown }> = {
   '@ds/tensor': {
     code: `const m = await import('@ds/tensor');
-const addon = m.loadCpuAddon();
-const x = new Float32Array(37).fill(2), y = new Float32Array(37).fill(1);
-addon.axpyF32(3, x, y);
-console.log(JSON.stringify({ y0: y[0], y36: y[36], isa: typeof addon.cpuInfo().isa }));`,
-    expect: { y0: 7, y36: 7, isa: 'string' },
+const k = m.createCpuKernels();
+const a = Float32Array.from({ length: 6 }, (_, i) => i + 1), b = Float32Array.from([1, 0, 0, 1, 1, 1]), c = new Float32Array(4);
+k.gemm({ dtype: 'f32', outDtype: 'f32', transA: false, transB: false, batch: 1, m: 2, n: 2, k: 3, alpha: 1, beta: 0, a, strideA: 0, b, strideB: 0, c, strideC: 0 });
+console.log(JSON.stringify({ kernels: k.name, c: Array.from(c), isa: typeof m.loadCpuAddon().cpuInfo().isa }));`,
+    expect: { kernels: 'cpu', c: [4, 5, 10, 11], isa: 'string' },
+  },
+  '@ds/core': {
+    // A one-rank world: the store, a shared-memory registered buffer (native) and an all-reduce.
+    code: `const m = await import('@ds/core');
+const port = String(20000 + Math.floor(Math.random() * 20000));
+const d = await m.initDistributed({ env: { RANK: '0', WORLD_SIZE: '1', LOCAL_RANK: '0', LOCAL_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port } });
+const buf = await d.world.allocRegistered(16);
+const a = new Float32Array(buf, 0, 4);
+a.set([1, 2, 3, 4]);
+await d.world.allReduce({ dtype: 'f32', array: a }, { op: 'sum' });
+console.log(JSON.stringify({ a: Array.from(a), size: d.size }));
+await d.destroy();`,
+    expect: { a: [1, 2, 3, 4], size: 1 },
   },
 };
 
@@ -58,8 +71,7 @@ beforeAll(() => {
   const packDir = join(work, 'tarballs');
   mkdirSync(packDir);
   // Packages the native ones depend on are packed too, so the install needs no unpublished version.
-  const toPack = new Set(nativePackages);
-  toPack.add(join(root, 'packages', 'tensor'));
+  const toPack = new Set([join(root, 'packages', 'tensor'), ...nativePackages]);
   for (const dir of toPack) {
     const out = execFileSync('pnpm', ['pack', '--pack-destination', packDir], { cwd: dir, encoding: 'utf8' });
     const file = out.trim().split('\n').pop()!.trim();

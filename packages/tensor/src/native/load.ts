@@ -1,7 +1,9 @@
 // The one loader of the cpu addon: finds prebuilds/linux-x64/*.node with node-gyp-build, whether this
-// file runs from src/ (tests) or from the bundled dist/ (installed package).
+// file runs from src/ (tests) or from the bundled dist/ (installed package), then applies DS_CPU_ISA
+// and the thread count from env.ts. Validation of kernel arguments lives in src/backends/cpu.ts.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,15 +15,62 @@ export interface CpuInfo {
   avx512f: boolean;
   avx512bf16: boolean;
   amx: boolean;
-  /** The ISA kernels run at now. */
+  /** The ISA kernels run at now: 'scalar' | 'avx2' | 'avx512' | 'amx'. */
   isa: string;
+  /** Threads in this environment's pool. */
+  threads: number;
+  /** Hardware threads the OS reports. */
+  cores: number;
 }
 
-/** The raw functions the cpu addon exports; src/kernels/ wraps them with validation. */
+/** Sustained f32 FMA and bf16 dot-product throughput of one core at the current ISA (0: no such path). */
+export interface PeakProbe {
+  f32FmaGflops: number;
+  bf16DotGflops: number;
+}
+
+type F = Float32Array | Uint16Array | Int32Array | Uint8Array;
+
+/**
+ * The raw functions the cpu addon exports. Dtypes cross as codes (see DTYPE_CODE in
+ * src/backends/cpu.ts); the addon re-checks lengths and throws TypeError/RangeError on bad input.
+ */
 export interface CpuAddon {
   cpuInfo(): CpuInfo;
   setIsa(requested: string): string;
-  axpyF32(alpha: number, x: Float32Array, y: Float32Array): void;
+  setNumThreads(n: number): void;
+  probePeak(seconds: number): PeakProbe;
+  cast(srcDtype: number, src: F, dstDtype: number, dst: F, n: number): void;
+  copy(dtype: number, src: F, dst: F, n: number): void;
+  fill(dtype: number, x: F, n: number, value: number): void;
+  gather(dtype: number, src: F, offset: number, shape: Float64Array, strides: Float64Array, dst: F): void;
+  unary(op: number, dtype: number, x: F, out: F, n: number): void;
+  binary(op: number, dtype: number, a: F, b: F, out: F, n: number, bn: number): void;
+  scale(dtype: number, x: F, out: F, n: number, alpha: number, beta: number): void;
+  axpy(xDtype: number, x: F, yDtype: number, y: F, n: number, alpha: number): void;
+  sum(dtype: number, x: F, n: number): number;
+  sumSquares(dtype: number, x: F, n: number): number;
+  hasInfNan(dtype: number, x: F, n: number): boolean;
+  sumRows(dtype: number, x: F, rows: number, cols: number, out: Float32Array, accumulate: boolean): void;
+  sumLastDim(dtype: number, x: F, rows: number, cols: number, out: F): void;
+  gemm(dtype: number, outDtype: number, transA: boolean, transB: boolean, batch: number, m: number, n: number, k: number,
+    alpha: number, beta: number, a: F, strideA: number, b: F, strideB: number, c: F, strideC: number): void;
+  layerNormForward(dtype: number, x: F, w: F, b: F, y: F, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
+  layerNormBackward(dtype: number, dy: F, x: F, w: F, mean: Float32Array, rstd: Float32Array, dx: F, dw: Float32Array, db: Float32Array, rows: number, cols: number): void;
+  geluForward(dtype: number, x: F, y: F, n: number): void;
+  geluBackward(dtype: number, dy: F, x: F, dx: F, n: number): void;
+  softmaxForward(dtype: number, x: F, y: F, rows: number, cols: number): void;
+  softmaxBackward(dtype: number, dy: F, y: F, dx: F, rows: number, cols: number): void;
+  embeddingForward(dtype: number, ids: Int32Array, table: F, out: F, n: number, vocab: number, dim: number): void;
+  embeddingBackward(dtype: number, dout: F, ids: Int32Array, dtable: Float32Array, n: number, vocab: number, dim: number): void;
+  crossEntropyForward(dtype: number, logits: F, targets: Int32Array, losses: Float32Array, lse: Float32Array, rows: number, vocab: number): void;
+  crossEntropyBackward(dtype: number, logits: F, targets: Int32Array, lse: Float32Array, dloss: Float32Array, dlogits: F, rows: number, vocab: number): void;
+  attentionForward(dtype: number, q: F, k: F, v: F, out: F, lse: Float32Array, bh: number, t: number, d: number, scale: number): void;
+  attentionBackward(dtype: number, dout: F, q: F, k: F, v: F, out: F, lse: Float32Array, dq: F, dk: F, dv: F, bh: number, t: number, d: number, scale: number): void;
+  dropoutForward(dtype: number, x: F, out: F, mask: Uint8Array, n: number, p: number, seed: number, offset: number): void;
+  adamw(param: Float32Array, grad: F, gradDtype: number, expAvg: Float32Array, expAvgSq: Float32Array, n: number, lr: number,
+    beta1: number, beta2: number, eps: number, weightDecay: number, step: number, biasCorrection: boolean, decoupled: boolean,
+    gradScale: number, out16: Uint16Array | null, out16Dtype: number): void;
 }
 
 function packageRoot(): string {
@@ -37,7 +86,11 @@ function packageRoot(): string {
 
 let cached: CpuAddon | undefined;
 
-/** Loads the cpu addon once per module instance and applies DS_CPU_ISA. */
+/**
+ * Loads the cpu addon once per module instance and applies DS_CPU_ISA and the thread count
+ * (DS_NUM_THREADS, else OMP_NUM_THREADS, else one per core). The addon's state (ISA, thread pool)
+ * is per Node environment, so worker threads each get their own.
+ */
 export function loadCpuAddon(): CpuAddon {
   if (cached) return cached;
   const root = packageRoot();
@@ -53,7 +106,12 @@ export function loadCpuAddon(): CpuAddon {
       { cause: err },
     );
   }
-  addon.setIsa(readTensorEnv().cpuIsa);
+  if (typeof addon.gemm !== 'function') {
+    throw new DSNativeError(`@ds/tensor: the cpu addon in ${join(root, 'prebuilds')} is out of date (no gemm); rebuild it with \`pnpm run build:native\`.`);
+  }
+  const env = readTensorEnv();
+  addon.setIsa(env.cpuIsa);
+  addon.setNumThreads(Math.min(1024, env.numThreads ?? availableParallelism()));
   cached = addon;
   return addon;
 }

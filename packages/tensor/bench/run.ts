@@ -1,0 +1,59 @@
+// `pnpm bench` for @ds/tensor: imports every bench/*.bench.ts (each exports
+// `run(opts: {smoke}) => Promise<Row[]>`), prints one table and writes bench/results.json.
+// `--smoke` runs one tiny iteration of everything (CI); its figures mean nothing.
+
+import { readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** One result row (ARCHITECTURE.md section 6); ratio = value / anchorValue, above 1 is better. */
+export interface Row {
+  metric: string;
+  value: number;
+  unit: string;
+  anchor: string | null;
+  anchorValue: number | null;
+  ratio: number | null;
+  config: Record<string, unknown>;
+}
+
+type BenchModule = { run(opts: { smoke: boolean }): Promise<Row[]> };
+
+function fmt(v: number | null): string {
+  if (v === null) return '-';
+  if (Math.abs(v) >= 1e6) return v.toExponential(3);
+  return v >= 100 ? v.toFixed(1) : v.toPrecision(4);
+}
+
+function table(rows: Row[]): string {
+  const head = ['metric', 'value', 'unit', 'anchor value', 'ratio (>1 better)', 'anchor'];
+  const body = rows.map((r) => [r.metric, fmt(r.value), r.unit, fmt(r.anchorValue), r.ratio === null ? '-' : r.ratio.toFixed(2),
+    r.anchor ?? `none: ${String(r.config.anchorMissing ?? 'no anchor')}`]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const smoke = process.argv.includes('--smoke');
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const dir = dirname(fileURLToPath(import.meta.url));
+  const files = readdirSync(dir).filter((f) => f.endsWith('.bench.ts') && (!only || f.startsWith(only))).sort();
+  const rows: Row[] = [];
+  for (const file of files) {
+    const mod = (await import(pathToFileURL(join(dir, file)).href)) as BenchModule;
+    const t0 = performance.now();
+    const got = await mod.run({ smoke });
+    console.error(`${file}: ${got.length} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    rows.push(...got);
+  }
+  console.log(table(rows));
+  const out = join(dir, 'results.json');
+  writeFileSync(out, JSON.stringify(rows, null, 2) + '\n');
+  console.log(`\nwrote ${out}${smoke ? ' (smoke run: figures are not measurements)' : ''}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,58 @@
+"""PyTorch anchor for bench/kernels.bench.ts, measured in the same run on the same machine.
+
+Prints one JSON line: torch.matmul f32 and bf16 GFLOP/s at n^3 on one thread (process CPU time), and
+torch.optim.AdamW parameters per second on `threads` threads. Usage:
+  python3 torch_anchor.py '{"n": 1024, "reps": 7, "adamw_params": 50000000, "adamw_steps": 5, "threads": 2}'
+"""
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+
+def median_seconds(fn, reps, clock=time.perf_counter):
+    fn()  # warm-up: first-call allocation and kernel selection
+    times = []
+    for _ in range(reps):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return statistics.median(times)
+
+
+def gemm_gflops(n, dtype, reps):
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(n, n, generator=g).to(dtype)
+    b = torch.rand(n, n, generator=g).to(dtype)
+    c = torch.empty(n, n, dtype=dtype)
+    # Process CPU time, as the TypeScript side measures its one-thread rows (the machine is shared).
+    secs = median_seconds(lambda: torch.matmul(a, b, out=c), reps, time.process_time)
+    return 2.0 * n * n * n / secs / 1e9
+
+
+def adamw_params_per_s(n, steps, threads):
+    torch.set_num_threads(threads)
+    p = torch.nn.Parameter(torch.rand(n))
+    p.grad = torch.rand(n)
+    opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    secs = median_seconds(opt.step, steps)
+    return n / secs
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    with torch.no_grad():
+        out = {
+            "torch": torch.__version__,
+            "gemm_f32_gflops": gemm_gflops(cfg["n"], torch.float32, cfg["reps"]),
+            "gemm_bf16_gflops": gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"]),
+        }
+    out["adamw_params_per_s"] = adamw_params_per_s(cfg["adamw_params"], cfg["adamw_steps"], cfg["threads"])
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

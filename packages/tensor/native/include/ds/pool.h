@@ -1,0 +1,69 @@
+// A persistent thread pool with one primitive: a statically chunked parallel-for. The calling thread
+// runs chunk 0 itself, so a pool of size 1 owns no threads. One pool per Node environment (held in
+// the addon's instance data); kernels never start threads of their own and never nest parallelFor.
+#pragma once
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ds/cpu.h"
+
+namespace ds {
+
+class ThreadPool {
+ public:
+  // fn(begin, end, tid): one contiguous chunk of [0, n); tid in [0, size()) names the thread, for scratch.
+  using Body = std::function<void(int64_t begin, int64_t end, int tid)>;
+  static constexpr int kScratchSlots = 4;
+
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Splits [0, n) into min(size(), ceil(n / grain)) near-equal contiguous chunks and runs them
+  // concurrently; returns when all are done, rethrowing the first exception a chunk threw.
+  void parallelFor(int64_t n, int64_t grain, const Body& fn);
+
+  // A 64-byte aligned buffer of at least `bytes` owned by thread `tid`, kept between calls.
+  void* scratch(int tid, int slot, size_t bytes);
+
+ private:
+  struct Buffer {
+    std::unique_ptr<unsigned char[]> raw;
+    size_t bytes = 0;
+    unsigned char* aligned = nullptr;
+  };
+  void workerLoop(int tid);
+  void runChunk(int chunk);
+
+  std::vector<std::thread> workers_;
+  std::vector<Buffer> scratch_;  // size() * kScratchSlots
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  const Body* job_ = nullptr;
+  int64_t jobN_ = 0;
+  int chunks_ = 0;
+  std::exception_ptr error_;
+};
+
+// What every kernel entry point receives: the ISA to run at and the pool to run on.
+struct Ctx {
+  Isa isa;
+  ThreadPool* pool;
+  bool bf16Dot;  // AVX512_BF16 present (vdpbf16ps); used by bf16 GEMM when isa >= Avx512
+};
+
+}  // namespace ds

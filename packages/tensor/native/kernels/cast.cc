@@ -1,0 +1,220 @@
+// Data movement: the f32 <-> bf16/f16 row converters every kernel uses, cast between any two dtypes
+// (the same rounding and wrapping as the TypeScript reference), copy, fill and the strided gather.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ds/kernels.h"
+
+// GCC 12's own _mm512_cvtph_ps/_mm512_cvtps_ph headers trip -Wmaybe-uninitialized (their
+// "undefined" pass-through operand); the warning is about the header, not this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace ds {
+
+uint16_t f32ToF16(float x) {
+  const uint32_t bits = bitsOf(x);
+  const uint32_t sign = (bits >> 16) & 0x8000u;
+  const int32_t exp = static_cast<int32_t>((bits >> 23) & 0xff);
+  uint32_t mant = bits & 0x7fffffu;
+  if (exp == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0u));
+  const int32_t e = exp - 127 + 15;
+  if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (e <= 0) {  // a half subnormal (or zero): shift the implicit-one mantissa right, then round
+    if (e < -11) return static_cast<uint16_t>(sign);
+    mant |= 0x800000u;
+    const int shift = 14 - e;
+    const uint32_t half = 1u << (shift - 1);
+    const uint32_t rem = mant & ((1u << shift) - 1);
+    uint32_t out = mant >> shift;
+    if (rem > half || (rem == half && (out & 1u))) out += 1;
+    return static_cast<uint16_t>(sign | out);
+  }
+  const uint32_t rem = mant & 0x1fffu;
+  uint32_t out = (static_cast<uint32_t>(e) << 10) | (mant >> 13);
+  if (rem > 0x1000u || (rem == 0x1000u && (out & 1u))) out += 1;  // a carry into the exponent is right
+  return static_cast<uint16_t>(sign | out);
+}
+
+float f16ToF32(uint16_t h) {
+  const float sign = (h & 0x8000u) ? -1.0f : 1.0f;
+  const int exp = (h >> 10) & 0x1f;
+  const int mant = h & 0x3ff;
+  if (exp == 0) return sign * static_cast<float>(mant) * 5.9604644775390625e-8f;  // 2^-24
+  if (exp == 0x1f) return mant ? __builtin_nanf("") : sign * __builtin_inff();
+  return sign * std::ldexp(1.0f + static_cast<float>(mant) / 1024.0f, exp - 15);
+}
+
+namespace {
+
+DS_INLINE void bf16ToF32Body(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = bf16ToF32(x[i]);
+}
+DS_INLINE void f32ToBf16Body(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f32ToBf16(x[i]);
+}
+DS_VARIANTS(void, bf16ToF32Row, bf16ToF32Body, (const uint16_t* x, float* y, int64_t n), (x, y, n))
+DS_VARIANTS(void, f32ToBf16Row, f32ToBf16Body, (const float* x, uint16_t* y, int64_t n), (x, y, n))
+
+void f16ToF32Scalar(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f16ToF32(x[i]);
+}
+void f32ToF16Scalar(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f32ToF16(x[i]);
+}
+
+// F16C converts with the same round-to-nearest-even; only NaN payloads differ from dtype.ts, so
+// lanes holding NaN are redone by the scalar rule.
+DS_TARGET_AVX2 void f16ToF32Avx2(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  f16ToF32Scalar(x + i, y + i, n - i);
+}
+DS_TARGET_AVX2 void f32ToF16Avx2(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) f32ToF16Scalar(x + i, y + i, 8);
+  }
+  f32ToF16Scalar(x + i, y + i, n - i);
+}
+DS_TARGET_AVX512 void f16ToF32Avx512(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i))));
+  f16ToF32Avx2(x + i, y + i, n - i);
+}
+DS_TARGET_AVX512 void f32ToF16Avx512(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) f32ToF16Scalar(x + i, y + i, 16);
+  }
+  f32ToF16Avx2(x + i, y + i, n - i);
+}
+
+// JS typed-array store semantics for i32/u8 targets: truncate toward zero, wrap modulo 2^32, NaN/Inf -> 0.
+DS_INLINE uint32_t wrapToU32(double v) {
+  if (!std::isfinite(v)) return 0;
+  double t = std::fmod(std::trunc(v), 4294967296.0);
+  if (t < 0) t += 4294967296.0;
+  return static_cast<uint32_t>(t);
+}
+
+double readAny(DType d, const void* p, int64_t i) {
+  switch (d) {
+    case DType::F32: return static_cast<const float*>(p)[i];
+    case DType::BF16: return bf16ToF32(static_cast<const uint16_t*>(p)[i]);
+    case DType::F16: return f16ToF32(static_cast<const uint16_t*>(p)[i]);
+    case DType::I32: return static_cast<const int32_t*>(p)[i];
+    default: return static_cast<const uint8_t*>(p)[i];
+  }
+}
+
+void writeAny(DType d, void* p, int64_t i, double v) {
+  switch (d) {
+    case DType::F32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+    // dtype.ts rounds a JS number to f32 first, then to 16 bits: the same double rounding here.
+    case DType::BF16: static_cast<uint16_t*>(p)[i] = f32ToBf16(static_cast<float>(v)); break;
+    case DType::F16: static_cast<uint16_t*>(p)[i] = f32ToF16(static_cast<float>(v)); break;
+    case DType::I32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(wrapToU32(v)); break;
+    default: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(wrapToU32(v) & 0xffu); break;
+  }
+}
+
+bool isFloat(DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; }
+
+constexpr int64_t kChunk = 1 << 16;  // elements per task for the streaming kernels
+
+}  // namespace
+
+void toF32(Isa isa, DType src, const void* x, float* y, int64_t n) {
+  const auto* h = static_cast<const uint16_t*>(x);
+  if (src == DType::F32) std::memcpy(y, x, static_cast<size_t>(n) * 4);
+  else if (src == DType::BF16) bf16ToF32RowAt(isa, h, y, n);
+  else if (isa >= Isa::Avx512) f16ToF32Avx512(h, y, n);
+  else if (isa >= Isa::Avx2) f16ToF32Avx2(h, y, n);
+  else f16ToF32Scalar(h, y, n);
+}
+
+void fromF32(Isa isa, DType dst, const float* x, void* y, int64_t n) {
+  auto* h = static_cast<uint16_t*>(y);
+  if (dst == DType::F32) std::memmove(y, x, static_cast<size_t>(n) * 4);
+  else if (dst == DType::BF16) f32ToBf16RowAt(isa, x, h, n);
+  else if (isa >= Isa::Avx512) f32ToF16Avx512(x, h, n);
+  else if (isa >= Isa::Avx2) f32ToF16Avx2(x, h, n);
+  else f32ToF16Scalar(x, h, n);
+}
+
+void castKernel(const Ctx& c, DType st, const void* src, DType dt, void* dst, int64_t n) {
+  const int sb = dtypeBytes(st), db = dtypeBytes(dt);
+  c.pool->parallelFor(n, kChunk, [&](int64_t b, int64_t e, int tid) {
+    const auto* s = static_cast<const unsigned char*>(src) + b * sb;
+    auto* d = static_cast<unsigned char*>(dst) + b * db;
+    if (st == dt) std::memcpy(d, s, static_cast<size_t>((e - b) * sb));
+    else if (st == DType::F32 && isFloat(dt)) fromF32(c.isa, dt, reinterpret_cast<const float*>(s), d, e - b);
+    else if (dt == DType::F32 && isFloat(st)) toF32(c.isa, st, s, reinterpret_cast<float*>(d), e - b);
+    else
+      for (int64_t i = 0; i < e - b; ++i) writeAny(dt, d, i, readAny(st, s, i));
+  });
+}
+
+void copyKernel(const Ctx& c, const void* src, void* dst, int64_t bytes) {
+  c.pool->parallelFor(bytes, 4 * kChunk, [&](int64_t b, int64_t e, int) {
+    std::memmove(static_cast<unsigned char*>(dst) + b, static_cast<const unsigned char*>(src) + b, static_cast<size_t>(e - b));
+  });
+}
+
+void fillKernel(const Ctx& c, DType dtype, void* x, int64_t n, double value) {
+  unsigned char bits[4];
+  writeAny(dtype, bits, 0, value);
+  const int eb = dtypeBytes(dtype);
+  c.pool->parallelFor(n, kChunk, [&](int64_t b, int64_t e, int) {
+    auto* p = static_cast<unsigned char*>(x) + b * eb;
+    for (int64_t i = 0; i < e - b; ++i) std::memcpy(p + i * eb, bits, static_cast<size_t>(eb));
+  });
+}
+
+namespace {
+
+template <typename T>
+void gatherRows(const T* src, int64_t offset, int rank, const int64_t* shape, const int64_t* strides, T* dst, int64_t r0,
+                int64_t r1) {
+  const int64_t inner = shape[rank - 1], step = strides[rank - 1];
+  for (int64_t r = r0; r < r1; ++r) {
+    // Decompose the row number into the leading indices to find where the row starts.
+    int64_t at = offset, rem = r;
+    for (int d = rank - 2; d >= 0; --d) {
+      at += (rem % shape[d]) * strides[d];
+      rem /= shape[d];
+    }
+    T* out = dst + r * inner;
+    if (step == 1) std::memcpy(out, src + at, static_cast<size_t>(inner) * sizeof(T));
+    else
+      for (int64_t j = 0; j < inner; ++j) out[j] = src[at + j * step];
+  }
+}
+
+}  // namespace
+
+void gatherKernel(const Ctx& c, int elemBytes, const void* src, int64_t offset, int rank, const int64_t* shape,
+                  const int64_t* strides, void* dst) {
+  if (rank == 0) {
+    std::memcpy(dst, static_cast<const unsigned char*>(src) + offset * elemBytes, static_cast<size_t>(elemBytes));
+    return;
+  }
+  int64_t rows = 1;
+  for (int d = 0; d < rank - 1; ++d) rows *= shape[d];
+  if (rows == 0 || shape[rank - 1] == 0) return;
+  const int64_t grain = std::max<int64_t>(1, kChunk / shape[rank - 1]);
+  c.pool->parallelFor(rows, grain, [&](int64_t r0, int64_t r1, int) {
+    if (elemBytes == 4) gatherRows(static_cast<const uint32_t*>(src), offset, rank, shape, strides, static_cast<uint32_t*>(dst), r0, r1);
+    else if (elemBytes == 2) gatherRows(static_cast<const uint16_t*>(src), offset, rank, shape, strides, static_cast<uint16_t*>(dst), r0, r1);
+    else gatherRows(static_cast<const uint8_t*>(src), offset, rank, shape, strides, static_cast<uint8_t*>(dst), r0, r1);
+  });
+}
+
+}  // namespace ds

@@ -1,0 +1,274 @@
+// Batched GEMM, C = alpha * op(A) op(B) + beta * C, with the BLIS loop structure:
+//   jc (nc columns of C) -> pc (kc of k: pack a kc x nc panel of B) -> ic (mc rows: pack an mc x kc
+//   block of A) -> jr (nr strips of B) -> ir (mr strips of A) -> microkernel (gemm_ukernel.cc).
+// The packed B strip stays in L1 across the ir loop, the packed A block in L2, the B panel in L3.
+// Packing also applies the transposes and converts bf16 to f32 when the chosen microkernel is f32.
+// Threads split each product along whichever of m and n is larger (or over the batch), and every
+// thread packs its own operands, so there is no barrier inside a product.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "ds/gemm_ukernel.h"
+#include "ds/kernels.h"
+
+// GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their "undefined" pass-through
+// operands when inlined here; the warning concerns the header, not this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace ds {
+namespace {
+
+// Element (r, c) of op(X) lives at p[r * rs + c * cs]; dt is F32 or BF16.
+struct Operand {
+  const void* p;
+  DType dt;
+  int64_t rs, cs;
+  DS_INLINE float at(int64_t r, int64_t c) const {
+    const int64_t i = r * rs + c * cs;
+    return dt == DType::F32 ? static_cast<const float*>(p)[i] : bf16ToF32(static_cast<const uint16_t*>(p)[i]);
+  }
+  DS_INLINE uint16_t bf16At(int64_t r, int64_t c) const { return static_cast<const uint16_t*>(p)[r * rs + c * cs]; }
+  Operand shifted(int64_t r, int64_t c) const {
+    const int64_t bytes = (r * rs + c * cs) * (dt == DType::F32 ? 4 : 2);
+    return {static_cast<const unsigned char*>(p) + bytes, dt, rs, cs};
+  }
+};
+
+// In-register transpose of a 16 x 16 block of 32-bit elements: unpack pairs, then 2 x 2 blocks,
+// then 128-bit lanes (two rounds), each round doubling the size of the transposed sub-blocks.
+DS_TARGET_AVX512 DS_INLINE void transpose16(__m512 (&r)[16]) {
+  __m512 t[16], u[16], v[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+    v[4 + j] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+    v[8 + j] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+    v[12 + j] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0xDD);
+    r[4 + j] = _mm512_shuffle_f32x4(v[4 + j], v[12 + j], 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(v[4 + j], v[12 + j], 0xDD);
+  }
+}
+
+// d[p * w + r] = rows[r][p] for p < count and r < w <= 16, 32-bit elements; rows from `live` on
+// are zero. Packs a strip whose k runs along memory (A, or B transposed) 256 elements at a time.
+DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live, int64_t count, int w, uint32_t* d) {
+  const __mmask16 wm = static_cast<__mmask16>((1u << w) - 1);
+  for (int64_t p = 0; p < count; p += 16) {
+    const int64_t len = std::min<int64_t>(16, count - p);
+    const __mmask16 lm = len == 16 ? 0xffff : static_cast<__mmask16>((1u << len) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < live ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(lm, rows[i] + 4 * p)) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int64_t i = 0; i < len; ++i) _mm512_mask_storeu_epi32(d + (p + i) * w, wm, _mm512_castps_si512(r[i]));
+  }
+}
+
+// Packs the rows x kc block of op(X) starting at (r0, p0) into strips of `w` rows: dst[s][p][w].
+// For B pass the transposed view (rows = columns of op(B)), so one routine serves both operands.
+void packF32(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t kc, int w, float* dst, bool avx512) {
+  for (int64_t s = 0; s * w < rows; ++s) {
+    float* d = dst + s * kc * w;
+    const int live = static_cast<int>(std::min<int64_t>(w, rows - s * w));
+    const auto* base = static_cast<const float*>(x.p);
+    if (avx512 && x.cs == 1 && x.dt == DType::F32 && w <= 16) {
+      const unsigned char* lines[16];
+      for (int r = 0; r < live; ++r) lines[r] = reinterpret_cast<const unsigned char*>(base + (r0 + s * w + r) * x.rs + p0);
+      transposeStrip(lines, live, kc, w, reinterpret_cast<uint32_t*>(d));
+      continue;  // rows from `live` on were written as zeros
+    }
+    if (x.cs == 1 && x.dt == DType::F32) {  // k is contiguous: read rows, write columns of the strip
+      for (int r = 0; r < live; ++r) {
+        const float* src = base + (r0 + s * w + r) * x.rs + p0;
+        for (int64_t p = 0; p < kc; ++p) d[p * w + r] = src[p];
+      }
+    } else if (x.rs == 1 && x.dt == DType::F32) {  // the strip's rows are contiguous: copy k lines
+      for (int64_t p = 0; p < kc; ++p) std::memcpy(d + p * w, base + (p0 + p) * x.cs + r0 + s * w, sizeof(float) * live);
+    } else {
+      for (int64_t p = 0; p < kc; ++p)
+        for (int r = 0; r < live; ++r) d[p * w + r] = x.at(r0 + s * w + r, p0 + p);
+    }
+    for (int r = live; r < w; ++r)
+      for (int64_t p = 0; p < kc; ++p) d[p * w + r] = 0.0f;
+  }
+}
+
+// The same for bf16 pairs: dst[s][q][w][2] holds X(r, p0 + 2q) and X(r, p0 + 2q + 1).
+// Two layouts have fast paths: k contiguous (each pair is one 32-bit word: a word transpose) and
+// rows contiguous (two k lines interleaved 16 bits at a time with vpermt2w); others go element-wise.
+// vpermt2w indices: output lane 2j takes l0[j] (index j), lane 2j + 1 takes l1[j] (index 32 + j);
+// the second half does the same for j + 16.
+alignas(64) constexpr uint16_t kInterleaveLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+alignas(64) constexpr uint16_t kInterleaveHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                    24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+
+DS_TARGET_AVX512 void interleaveLines(const uint16_t* l0, const uint16_t* l1, int live, uint16_t* d) {
+  const __mmask32 m = live >= 32 ? 0xffffffffu : ((1u << live) - 1);
+  const __m512i a = _mm512_maskz_loadu_epi16(m, l0);
+  const __m512i b = l1 ? _mm512_maskz_loadu_epi16(m, l1) : _mm512_setzero_si512();
+  _mm512_storeu_si512(d, _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveLo), b));
+  _mm512_storeu_si512(d + 32, _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveHi), b));
+}
+
+void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t kc, int w, uint16_t* dst, bool avx512) {
+  const int64_t kp = (kc + 1) / 2;
+  const auto* base = static_cast<const uint16_t*>(x.p);
+  for (int64_t s = 0; s * w < rows; ++s) {
+    uint16_t* d = dst + s * kp * w * 2;
+    const int live = static_cast<int>(std::min<int64_t>(w, rows - s * w));
+    if (avx512 && x.cs == 1 && w <= 16) {  // each pair is one 32-bit word: transpose words
+      const unsigned char* lines[16];
+      for (int r = 0; r < live; ++r) lines[r] = reinterpret_cast<const unsigned char*>(base + (r0 + s * w + r) * x.rs + p0);
+      transposeStrip(lines, live, kc / 2, w, reinterpret_cast<uint32_t*>(d));
+      if (kc & 1) {  // the last pair holds one element and a zero
+        for (int r = 0; r < w; ++r) {
+          d[((kp - 1) * w + r) * 2] = r < live ? base[(r0 + s * w + r) * x.rs + p0 + kc - 1] : 0;
+          d[((kp - 1) * w + r) * 2 + 1] = 0;
+        }
+      }
+      continue;
+    }
+    if (x.cs == 1) {  // k contiguous: copy 32-bit pairs, transposing rows and pairs
+      for (int r = 0; r < live; ++r) {
+        const uint16_t* src = base + (r0 + s * w + r) * x.rs + p0;
+        for (int64_t q = 0; q < kc / 2; ++q) std::memcpy(d + (q * w + r) * 2, src + 2 * q, 4);
+        if (kc & 1) {
+          d[((kp - 1) * w + r) * 2] = src[kc - 1];
+          d[((kp - 1) * w + r) * 2 + 1] = 0;
+        }
+      }
+      for (int64_t q = 0; q < kp; ++q)
+        for (int r = live; r < w; ++r) d[(q * w + r) * 2] = d[(q * w + r) * 2 + 1] = 0;
+      continue;
+    }
+    if (x.rs == 1 && w == 32) {  // rows contiguous: interleave pairs of k lines
+      for (int64_t q = 0; q < kp; ++q) {
+        const uint16_t* l0 = base + (p0 + 2 * q) * x.cs + r0 + s * w;
+        interleaveLines(l0, 2 * q + 1 < kc ? l0 + x.cs : nullptr, live, d + q * w * 2);
+      }
+      continue;
+    }
+    for (int64_t q = 0; q < kp; ++q) {
+      uint16_t* dq = d + q * w * 2;
+      const bool odd = 2 * q + 1 >= kc;
+      for (int r = 0; r < live; ++r) {
+        dq[2 * r] = x.bf16At(r0 + s * w + r, p0 + 2 * q);
+        dq[2 * r + 1] = odd ? 0 : x.bf16At(r0 + s * w + r, p0 + 2 * q + 1);
+      }
+      for (int r = live; r < w; ++r) dq[2 * r] = dq[2 * r + 1] = 0;
+    }
+  }
+}
+
+// One product on one thread: C[m, n] (f32, row stride ldc) = alpha * op(A) op(B) + beta * C.
+// `bt` is op(B) transposed, i.e. rows of bt are columns of op(B).
+void gemmSerial(const GemmShape& g, ThreadPool& pool, int tid, int64_t m, int64_t n, int64_t k, const Operand& a,
+                const Operand& bt, float alpha, float beta, float* c, int64_t ldc) {
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  const int64_t kcMax = std::min(g.kc, k), ncMax = std::min(g.nc, n), mcMax = std::min(g.mc, m);
+  const int64_t kStore = g.bf16Pairs ? (kcMax + 1) / 2 * 2 : kcMax;  // padded k of a packed strip
+  const size_t elem = g.bf16Pairs ? 2 : 4;
+  auto* packedB = static_cast<unsigned char*>(pool.scratch(tid, 1, elem * kStore * ((ncMax + g.nr - 1) / g.nr * g.nr)));
+  auto* packedA = static_cast<unsigned char*>(pool.scratch(tid, 0, elem * kStore * ((mcMax + g.mr - 1) / g.mr * g.mr)));
+  for (int64_t jc = 0; jc < n; jc += g.nc) {
+    const int64_t nc = std::min(g.nc, n - jc);
+    for (int64_t pc = 0; pc < k; pc += g.kc) {
+      const int64_t kc = std::min(g.kc, k - pc);
+      const int64_t ks = g.bf16Pairs ? (kc + 1) / 2 * 2 : kc;
+      if (g.bf16Pairs) packPairs(bt, jc, pc, nc, kc, g.nr, reinterpret_cast<uint16_t*>(packedB), g.avx512Packing);
+      else packF32(bt, jc, pc, nc, kc, g.nr, reinterpret_cast<float*>(packedB), g.avx512Packing);
+      const float betaNow = pc == 0 ? beta : 1.0f;  // later k blocks add onto the first
+      for (int64_t ic = 0; ic < m; ic += g.mc) {
+        const int64_t mc = std::min(g.mc, m - ic);
+        if (g.bf16Pairs) packPairs(a, ic, pc, mc, kc, g.mr, reinterpret_cast<uint16_t*>(packedA), g.avx512Packing);
+        else packF32(a, ic, pc, mc, kc, g.mr, reinterpret_cast<float*>(packedA), g.avx512Packing);
+        for (int64_t jr = 0; jr < nc; jr += g.nr) {
+          const int nr = static_cast<int>(std::min<int64_t>(g.nr, nc - jr));
+          const unsigned char* bs = packedB + elem * ks * jr;
+          for (int64_t ir = 0; ir < mc; ir += g.mr) {
+            const int mr = static_cast<int>(std::min<int64_t>(g.mr, mc - ir));
+            const unsigned char* as = packedA + elem * ks * ir;
+            float* ct = c + (ic + ir) * ldc + jc + jr;
+            if (g.bf16Pairs)
+              g.bf16(ks / 2, reinterpret_cast<const uint16_t*>(as), reinterpret_cast<const uint16_t*>(bs), ct, ldc, alpha, betaNow, mr, nr);
+            else
+              g.f32(ks, reinterpret_cast<const float*>(as), reinterpret_cast<const float*>(bs), ct, ldc, alpha, betaNow, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+const GemmShape& pickShape(const Ctx& c, DType dt) {
+  if (c.isa >= Isa::Avx512) return dt == DType::BF16 && c.bf16Dot ? kGemmAvx512Bf16 : kGemmAvx512;
+  return c.isa >= Isa::Avx2 ? kGemmAvx2 : kGemmScalar;
+}
+
+}  // namespace
+
+void gemmKernel(const Ctx& c, const GemmParams& p) {
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  const GemmShape& g = pickShape(c, p.dtype);
+  // op(A)[i, l] and the transposed view of op(B): bt[j, l] = op(B)[l, j].
+  const Operand a{p.a, p.dtype, p.transA ? 1 : p.k, p.transA ? p.m : 1};
+  const Operand bt{p.b, p.dtype, p.transB ? p.k : 1, p.transB ? 1 : p.n};
+  const int threads = c.pool->size();
+  const bool splitN = p.n >= p.m;
+  const int64_t extent = splitN ? p.n : p.m, unit = splitN ? g.nr : g.mr;
+  const int64_t units = (extent + unit - 1) / unit;
+  int64_t slices = p.batch >= threads ? 1 : std::min<int64_t>(units, (threads + p.batch - 1) / p.batch);
+  const double flops = 2.0 * p.m * p.n * static_cast<double>(p.k) * p.batch;
+  const int64_t items = p.batch * slices;
+  const int64_t grain = flops < 2e6 ? items : 1;  // small products are not worth waking threads for
+  const int esz = p.dtype == DType::F32 ? 4 : 2, csz = p.outDtype == DType::F32 ? 4 : 2;
+  c.pool->parallelFor(items, grain, [&](int64_t i0, int64_t i1, int tid) {
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t bi = item / slices, s = item % slices;
+      const int64_t lo = units * s / slices * unit, hi = std::min(extent, units * (s + 1) / slices * unit);
+      if (lo >= hi) continue;
+      const int64_t m0 = splitN ? 0 : lo, m = splitN ? p.m : hi - lo;
+      const int64_t n0 = splitN ? lo : 0, n = splitN ? hi - lo : p.n;
+      Operand ab{static_cast<const unsigned char*>(p.a) + bi * p.strideA * esz, p.dtype, a.rs, a.cs};
+      Operand bb{static_cast<const unsigned char*>(p.b) + bi * p.strideB * esz, p.dtype, bt.rs, bt.cs};
+      ab = ab.shifted(m0, 0);
+      bb = bb.shifted(n0, 0);
+      unsigned char* cb = static_cast<unsigned char*>(p.c) + (bi * p.strideC + m0 * p.n + n0) * csz;
+      if (p.outDtype == DType::F32) {
+        gemmSerial(g, *c.pool, tid, m, n, p.k, ab, bb, p.alpha, p.beta, reinterpret_cast<float*>(cb), p.n);
+        continue;
+      }
+      // bf16 C: accumulate in an f32 tile, then round once (C is read only when beta != 0).
+      auto* ws = static_cast<float*>(c.pool->scratch(tid, 2, sizeof(float) * m * n));
+      gemmSerial(g, *c.pool, tid, m, n, p.k, ab, bb, p.alpha, 0.0f, ws, n);
+      auto* cr = reinterpret_cast<uint16_t*>(cb);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          const float prev = p.beta == 0.0f ? 0.0f : p.beta * bf16ToF32(cr[i * p.n + j]);
+          cr[i * p.n + j] = f32ToBf16(ws[i * n + j] + prev);
+        }
+    }
+  });
+}
+
+}  // namespace ds

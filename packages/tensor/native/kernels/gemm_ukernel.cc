@@ -1,0 +1,145 @@
+// Register-blocked GEMM microkernels. Each keeps the whole MR x NR tile of C in vector registers
+// for the length of the k loop: per k step it loads one row of the packed B strip (NR wide),
+// broadcasts MR values of the packed A strip and issues MR * NR / lanes FMAs.
+//   AVX-512 f32: 14 x 32 -> 28 zmm accumulators + 2 for B (of 32 registers).
+//   AVX-512 bf16: the same tile; each vdpbf16ps consumes a k pair (two products per lane).
+//   AVX2 f32: 6 x 16 -> 12 ymm accumulators + 2 for B + 1 broadcast (of 16 registers).
+#include "ds/gemm_ukernel.h"
+
+#include <immintrin.h>
+
+#include "ds/simd.h"
+
+namespace ds {
+namespace {
+
+constexpr int kMr512 = 14;
+constexpr int kMr256 = 6;
+
+DS_TARGET_AVX512 DS_INLINE void store512(float* c, __m512 acc, float alpha, float beta, __mmask16 m) {
+  __m512 v = _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
+  if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, c), v);
+  _mm512_mask_storeu_ps(c, m, v);
+}
+
+DS_TARGET_AVX512 DS_INLINE void storeTile512(__m512 (&acc)[kMr512][2], float* c, int64_t ldc, float alpha, float beta,
+                                             int mr, int nr) {
+  const __mmask16 m0 = nr >= 16 ? 0xffff : static_cast<__mmask16>((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : static_cast<__mmask16>((1u << (nr - 16)) - 1);
+  for (int i = 0; i < mr; ++i) {
+    store512(c + i * ldc, acc[i][0], alpha, beta, m0);
+    if (m1) store512(c + i * ldc + 16, acc[i][1], alpha, beta, m1);
+  }
+}
+
+DS_TARGET_AVX512 void ukrF32Avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                   float beta, int mr, int nr) {
+  __m512 acc[kMr512][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < kMr512; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * 32), _MM_HINT_T0);
+#pragma GCC unroll 14
+    for (int i = 0; i < kMr512; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += kMr512;
+    b += 32;
+  }
+  storeTile512(acc, c, ldc, alpha, beta, mr, nr);
+}
+
+DS_TARGET_AVX512BF16 void ukrBf16Avx512(int64_t kp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
+                                        float alpha, float beta, int mr, int nr) {
+  __m512 acc[kMr512][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < kMr512; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < kp; ++q) {
+    const __m512bh b0 = (__m512bh)_mm512_load_si512(b);
+    const __m512bh b1 = (__m512bh)_mm512_load_si512(b + 32);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * 64), _MM_HINT_T0);
+#pragma GCC unroll 14
+    for (int i = 0; i < kMr512; ++i) {
+      int32_t pair;
+      __builtin_memcpy(&pair, a + 2 * i, 4);
+      const __m512bh ai = (__m512bh)_mm512_set1_epi32(pair);
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+    }
+    a += 2 * kMr512;
+    b += 64;
+  }
+  storeTile512(acc, c, ldc, alpha, beta, mr, nr);
+}
+
+DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                               float beta, int mr, int nr) {
+  __m256 acc[kMr256][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMr256; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMr256; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += kMr256;
+    b += 16;
+  }
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  if (mr == kMr256 && nr == 16) {
+    for (int i = 0; i < kMr256; ++i) {
+      for (int h = 0; h < 2; ++h) {
+        float* ci = c + i * ldc + 8 * h;
+        __m256 v = _mm256_mul_ps(acc[i][h], va);
+        if (beta != 0.0f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), v);
+        _mm256_storeu_ps(ci, v);
+      }
+    }
+    return;
+  }
+  alignas(32) float tile[kMr256][16];
+  for (int i = 0; i < kMr256; ++i) {
+    _mm256_store_ps(tile[i], acc[i][0]);
+    _mm256_store_ps(tile[i] + 8, acc[i][1]);
+  }
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) {
+      float* cij = c + i * ldc + j;
+      *cij = alpha * tile[i][j] + (beta != 0.0f ? beta * *cij : 0.0f);
+    }
+}
+
+// Baseline x86-64: a 4 x 16 tile in plain C++ the compiler keeps in SSE registers.
+void ukrF32Scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
+                  int nr) {
+  constexpr int MR = 4, NR = 16;
+  float acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int i = 0; i < MR; ++i) {
+      const float ai = a[i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
+    a += MR;
+    b += NR;
+  }
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) {
+      float* cij = c + i * ldc + j;
+      *cij = alpha * acc[i][j] + (beta != 0.0f ? beta * *cij : 0.0f);
+    }
+}
+
+}  // namespace
+
+const GemmShape kGemmAvx512 = {kMr512, 32, kMr512 * 12, 256, 4096, false, true, ukrF32Avx512, nullptr};
+const GemmShape kGemmAvx512Bf16 = {kMr512, 32, kMr512 * 12, 512, 4096, true, true, nullptr, ukrBf16Avx512};
+const GemmShape kGemmAvx2 = {kMr256, 16, kMr256 * 24, 256, 4096, false, false, ukrF32Avx2, nullptr};
+const GemmShape kGemmScalar = {4, 16, 4 * 32, 256, 4096, false, false, ukrF32Scalar, nullptr};
+
+}  // namespace ds

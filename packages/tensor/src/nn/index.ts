@@ -1,0 +1,11 @@
+export { Module, ModuleList } from './module.js';
+export type { ForwardPreHook, ForwardHook, BackwardHook, HookHandle } from './module.js';
+export { Parameter } from './parameter.js';
+export { Linear, Embedding, LayerNorm, GELU, Dropout } from './layers.js';
+export type { InitOptions } from './layers.js';
+export { CausalSelfAttention, denseCausalAttention } from './attention.js';
+export type { AttentionKernel, SelfAttentionOptions } from './attention.js';
+export { MLP, Block, GPT } from './gpt.js';
+export type { GPTConfig, GPTOutput } from './gpt.js';
+export { checkpoint, Checkpointed } from './checkpoint.js';
+export type { CheckpointOptions } from './checkpoint.js';

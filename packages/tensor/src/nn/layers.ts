@@ -1,0 +1,81 @@
+// The basic layers: Linear, Embedding, LayerNorm, GELU, Dropout.
+
+import { gelu, dropout } from '../ops/activation.js';
+import { embedding } from '../ops/embedding.js';
+import { layerNorm } from '../ops/layer-norm.js';
+import { linear } from '../ops/matmul.js';
+import { ones, randn, uniform, zeros } from '../create.js';
+import type { DType } from '../dtype.js';
+import { Generator } from '../random.js';
+import type { Tensor } from '../tensor.js';
+import { Module } from './module.js';
+import { Parameter } from './parameter.js';
+
+export interface InitOptions {
+  generator?: Generator;
+  dtype?: DType;
+}
+
+/** y = x W^T + b with W [out, in]; init uniform(+-1/sqrt(in)) as torch.nn.Linear. */
+export class Linear extends Module<[Tensor], Tensor> {
+  readonly weight: Parameter;
+  readonly bias: Parameter | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: InitOptions & { bias?: boolean } = {}) {
+    super();
+    const g = opts.generator ?? new Generator(0);
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.registerParameter('weight', Parameter.from(uniform([outFeatures, inFeatures], { generator: g, low: -bound, high: bound, dtype: opts.dtype })))!;
+    this.bias = opts.bias === false ? null : this.registerParameter('bias', Parameter.from(uniform([outFeatures], { generator: g, low: -bound, high: bound, dtype: opts.dtype })));
+  }
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** Rows of weight [num, dim] looked up by i32 ids; init normal(0, 1) as torch.nn.Embedding. */
+export class Embedding extends Module<[Tensor], Tensor> {
+  readonly weight: Parameter;
+  constructor(readonly numEmbeddings: number, readonly dim: number, opts: InitOptions = {}) {
+    super();
+    this.weight = this.registerParameter('weight', Parameter.from(randn([numEmbeddings, dim], { generator: opts.generator ?? new Generator(0), dtype: opts.dtype })))!;
+  }
+  forward(ids: Tensor): Tensor {
+    return embedding(ids, this.weight);
+  }
+}
+
+export class LayerNorm extends Module<[Tensor], Tensor> {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
+  constructor(readonly dim: number, readonly eps = 1e-5, opts: { dtype?: DType } = {}) {
+    super();
+    this.weight = this.registerParameter('weight', Parameter.from(ones([dim], { dtype: opts.dtype })))!;
+    this.bias = this.registerParameter('bias', Parameter.from(zeros([dim], { dtype: opts.dtype })))!;
+  }
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+/** GELU, tanh approximation (GPT-2's). */
+export class GELU extends Module<[Tensor], Tensor> {
+  forward(x: Tensor): Tensor {
+    return gelu(x);
+  }
+}
+
+/** Inverted dropout in training mode; each call draws a fresh mask seed from its generator. */
+export class Dropout extends Module<[Tensor], Tensor> {
+  readonly generator: Generator;
+  constructor(readonly p: number, opts: { generator?: Generator; seed?: number } = {}) {
+    super();
+    this.generator = opts.generator ?? new Generator(opts.seed ?? 0);
+  }
+  forward(x: Tensor): Tensor {
+    if (!this.training || this.p === 0) return x;
+    return dropout(x, this.p, { seed: this.generator.nextU32() });
+  }
+  protected override ownGenerators(): Generator[] {
+    return [this.generator];
+  }
+}

@@ -1,0 +1,277 @@
+// Module: named parameters, buffers and children; train/eval; state dicts; and the four hook
+// kinds ZeRO-3 relies on (forward pre/post to gather and release parameters, backward pre/post to
+// gather them again for the backward and release them after it).
+
+import { queueBackwardCallback } from '../autograd/engine.js';
+import type { DType } from '../dtype.js';
+import { DSError, DSShapeError } from '../errors.js';
+import { castRaw } from '../ops/util.js';
+import type { Generator } from '../random.js';
+import { isGradEnabled } from '../runtime.js';
+import { fmtShape, sameShape } from '../shape-util.js';
+import type { Tensor } from '../tensor.js';
+import { mapGradTensors, passThrough } from './hooks.js';
+import { Parameter } from './parameter.js';
+
+export type ForwardPreHook = (module: Module, args: unknown[]) => unknown[] | void;
+export type ForwardHook = (module: Module, args: unknown[], output: unknown) => unknown;
+export type BackwardHook = (module: Module) => void;
+
+export interface HookHandle {
+  remove(): void;
+}
+
+function addHook<T>(list: T[], fn: T): HookHandle {
+  list.push(fn);
+  return { remove: () => void (list.includes(fn) && list.splice(list.indexOf(fn), 1)) };
+}
+
+export abstract class Module<In extends unknown[] = any[], Out = any> {
+  training = true;
+  private readonly paramMap = new Map<string, Parameter | null>();
+  private readonly bufferMap = new Map<string, Tensor>();
+  private readonly childMap = new Map<string, Module>();
+  private readonly forwardPreHooks: ForwardPreHook[] = [];
+  private readonly forwardHooks: ForwardHook[] = [];
+  private readonly backwardPreHooks: BackwardHook[] = [];
+  private readonly backwardHooks: BackwardHook[] = [];
+
+  abstract forward(...args: In): Out;
+
+  /** Runs forward with the hooks around it. Call this, not forward, from a parent module. */
+  call(...args: In): Out {
+    let a: unknown[] = args;
+    for (const h of this.forwardPreHooks) {
+      const r = h(this, a);
+      if (r !== undefined) a = r;
+    }
+    const wantBackwardHooks = (this.backwardPreHooks.length > 0 || this.backwardHooks.length > 0) && isGradEnabled();
+    let pendingInputs = 0;
+    const firePost = (): void => {
+      for (const h of [...this.backwardHooks]) h(this);
+    };
+    if (wantBackwardHooks) {
+      const wrapped = mapGradTensors(a, (t) =>
+        passThrough(t, () => {
+          if (--pendingInputs === 0) firePost();
+        }),
+      );
+      a = wrapped.value as unknown[];
+      pendingInputs = wrapped.count;
+    }
+    let out: unknown = this.forward(...(a as In));
+    for (const h of this.forwardHooks) {
+      const r = h(this, a, out);
+      if (r !== undefined) out = r;
+    }
+    if (wantBackwardHooks) {
+      const inputsWrapped = pendingInputs > 0;
+      let firedPre = false;
+      out = mapGradTensors(out, (t) =>
+        passThrough(t, () => {
+          if (firedPre) return;
+          firedPre = true;
+          for (const h of [...this.backwardPreHooks]) h(this);
+          // Without a differentiable input there is no node after this module's backward: run the
+          // post hooks when the whole backward pass ends.
+          if (!inputsWrapped) queueBackwardCallback(firePost);
+        }),
+      ).value;
+    }
+    return out as Out;
+  }
+
+  registerForwardPreHook(fn: ForwardPreHook): HookHandle {
+    return addHook(this.forwardPreHooks, fn);
+  }
+  registerForwardHook(fn: ForwardHook): HookHandle {
+    return addHook(this.forwardHooks, fn);
+  }
+  /** Fires when the gradient of the module's output arrives, before its backward runs. */
+  registerBackwardPreHook(fn: BackwardHook): HookHandle {
+    return addHook(this.backwardPreHooks, fn);
+  }
+  /** Fires after the module's backward has produced the gradients of its inputs. */
+  registerBackwardHook(fn: BackwardHook): HookHandle {
+    return addHook(this.backwardHooks, fn);
+  }
+
+  // ---- registration -------------------------------------------------------------------------
+
+  registerParameter(name: string, p: Parameter | null): Parameter | null {
+    if (p) p.name ??= name;
+    this.paramMap.set(name, p);
+    return p;
+  }
+
+  registerBuffer(name: string, t: Tensor): Tensor {
+    t.keep();
+    this.bufferMap.set(name, t);
+    return t;
+  }
+
+  registerModule<M extends Module>(name: string, m: M): M {
+    this.childMap.set(name, m);
+    return m;
+  }
+
+  /** The parameter registered under `name` on this module. */
+  param(name: string): Parameter {
+    const p = this.paramMap.get(name);
+    if (!p) throw new DSError(`${this.constructor.name}: no parameter '${name}'`, { code: 'DS_NO_PARAMETER' });
+    return p;
+  }
+
+  // ---- traversal (explicit stack, registration order) -----------------------------------------
+
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [];
+    const seen = new Set<Module>();
+    const stack: [string, Module][] = [[prefix, this]];
+    while (stack.length) {
+      const [name, m] = stack.pop()!;
+      if (seen.has(m)) continue;
+      seen.add(m);
+      out.push([name, m]);
+      const kids = [...m.childMap].map(([k, c]): [string, Module] => [name ? `${name}.${k}` : k, c]);
+      for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]!);
+    }
+    return out;
+  }
+
+  modules(): Module[] {
+    return this.namedModules().map(([, m]) => m);
+  }
+
+  children(): Module[] {
+    return [...this.childMap.values()];
+  }
+
+  namedChildren(): [string, Module][] {
+    return [...this.childMap];
+  }
+
+  /** Each parameter once (a tied parameter under its first name), in registration order. */
+  namedParameters(prefix = ''): [string, Parameter][] {
+    const out: [string, Parameter][] = [];
+    const seen = new Set<Parameter>();
+    for (const [mname, m] of this.namedModules(prefix)) {
+      for (const [pname, p] of m.paramMap) {
+        if (!p || seen.has(p)) continue;
+        seen.add(p);
+        out.push([mname ? `${mname}.${pname}` : pname, p]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Names every parameter (and its storage's tracker label) by its full path, so gradients and
+   * out-of-memory reports say `transformer.h.0.attn.c_attn.weight` rather than `weight`.
+   */
+  labelParameters(prefix = ''): this {
+    for (const [name, p] of this.namedParameters(prefix)) {
+      p.name = name;
+      p.storage.label = name;
+    }
+    return this;
+  }
+
+  parameters(): Parameter[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+
+  namedBuffers(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [mname, m] of this.namedModules(prefix)) for (const [b, t] of m.bufferMap) out.push([mname ? `${mname}.${b}` : b, t]);
+    return out;
+  }
+
+  /** Every parameter and buffer by full name (tied parameters appear under each name). */
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (const [mname, m] of this.namedModules()) {
+      for (const [pname, p] of m.paramMap) if (p) out[mname ? `${mname}.${pname}` : pname] = p;
+      for (const [b, t] of m.bufferMap) out[mname ? `${mname}.${b}` : b] = t;
+    }
+    return out;
+  }
+
+  /** Copies values into the parameters and buffers (casting dtypes). strict: keys must match. */
+  loadStateDict(state: Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
+    const own = this.stateDict();
+    const missing = Object.keys(own).filter((k) => !(k in state));
+    const unexpected = Object.keys(state).filter((k) => !(k in own));
+    if ((opts.strict ?? true) && (missing.length || unexpected.length)) {
+      throw new DSError(`loadStateDict: missing keys [${missing.join(', ')}], unexpected keys [${unexpected.join(', ')}]`, { code: 'DS_STATE_DICT' });
+    }
+    for (const [name, dst] of Object.entries(own)) {
+      const src = state[name];
+      if (!src) continue;
+      if (!sameShape(src.shape, dst.shape)) throw new DSShapeError(`loadStateDict: '${name}' has shape ${fmtShape(src.shape)}, the module expects ${fmtShape(dst.shape)}`);
+      const c = castRaw(src, dst.dtype);
+      if (!dst.isContiguous()) throw new DSShapeError(`loadStateDict: '${name}' is not contiguous`);
+      dst.runtime.kernels(dst.device).copy(c.data(), dst.data(), dst.numel);
+      if (c !== src) c.dispose();
+    }
+    return { missing, unexpected };
+  }
+
+  train(mode = true): this {
+    for (const m of this.modules()) m.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Drops gradients the engine allocated (re-pointed ones are zero-filled instead). */
+  zeroGrad(): void {
+    for (const p of this.parameters()) {
+      const g = p.grad;
+      if (!g) continue;
+      if (p.ownsGrad) {
+        g.dispose();
+        p.grad = null;
+      } else {
+        p.runtime.kernels(p.device).fill(g.dtype as 'f32', g.data(), g.numel, 0);
+      }
+    }
+  }
+
+  /** Casts every parameter in place to dtype (a bf16 model; masters stay with the optimizer). */
+  to(dtype: DType): this {
+    for (const p of this.parameters()) {
+      if (p.dtype === dtype) continue;
+      const c = castRaw(p, dtype);
+      c.storage.setCategory('parameters');
+      p.setData(c);
+      c.dispose();
+    }
+    return this;
+  }
+
+  /** The random generators of this module tree (dropout), in order: checkpointing replays them. */
+  generators(): Generator[] {
+    return this.modules().flatMap((m) => m.ownGenerators());
+  }
+
+  /** Generators this module itself draws from; modules with randomness override it. */
+  protected ownGenerators(): Generator[] {
+    return [];
+  }
+}
+
+/** A list of modules registered as children "0", "1", ... */
+export class ModuleList<M extends Module = Module> extends Module<[], never> {
+  readonly items: M[];
+  constructor(items: M[]) {
+    super();
+    this.items = items;
+    items.forEach((m, i) => this.registerModule(String(i), m));
+  }
+  forward(): never {
+    throw new DSError('ModuleList has no forward; iterate over .items', { code: 'DS_NO_FORWARD' });
+  }
+}

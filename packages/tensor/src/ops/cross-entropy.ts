@@ -1,0 +1,62 @@
+// Fused softmax + cross-entropy: logits [..., V], targets [...] i32 (-1 = ignored), mean over the
+// rows that are not ignored. The kernel reads bf16/f16 logits and computes in f32, which equals
+// casting them to f32 first (the widening is exact) — so autocast's f32 policy costs no cast here.
+
+import { attach, needsGrad, save } from '../autograd/node.js';
+import { DSShapeError } from '../errors.js';
+import type { FloatDType } from '../dtype.js';
+import { fmtShape, sameShape } from '../shape-util.js';
+import type { Tensor } from '../tensor.js';
+import { checkIds } from './embedding.js';
+import { alloc, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
+
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  checkDevices('crossEntropy', logits, targets);
+  checkFloat('crossEntropy', logits);
+  checkDType('crossEntropy', targets, 'i32', 'targets');
+  if (logits.rank < 1 || !sameShape(logits.shape.slice(0, -1), targets.shape)) {
+    throw new DSShapeError(`crossEntropy: logits ${fmtShape(logits.shape)} and targets ${fmtShape(targets.shape)} (targets must be logits' shape without the last dim)`);
+  }
+  const vocab = logits.shape[logits.rank - 1]!;
+  const rows = targets.numel;
+  const dt = logits.dtype as FloatDType;
+  const k = kernelsOf(logits);
+  const tc = castRaw(targets, 'i32');
+  const tArr = tc.data() as Int32Array;
+  checkIds('crossEntropy', tArr, vocab, true);
+  let counted = 0;
+  for (let i = 0; i < rows; i++) if (tArr[i]! >= 0) counted++;
+  const lc = castRaw(logits, dt);
+  const losses = alloc(logits, [rows], 'f32', 'crossEntropy.losses');
+  const lse = alloc(logits, [rows], 'f32', 'crossEntropy.lse');
+  k.crossEntropyForward(dt, fa(lc), tArr, f32a(losses), f32a(lse), rows, vocab);
+  // Mean over counted rows; all rows ignored gives 0 / 0 = NaN as in torch.
+  const total = k.sum('f32', f32a(losses), rows);
+  losses.dispose();
+  const loss = alloc(logits, [], 'f32', 'crossEntropy');
+  k.fill('f32', loss.data(), 1, total / counted);
+  if (!needsGrad(logits)) {
+    drop(lc, logits);
+    drop(tc, targets);
+    lse.dispose();
+    return loss;
+  }
+  const ids = alloc(targets, targets.shape, 'i32', 'crossEntropy.targets');
+  k.copy(tArr, ids.data(), rows);
+  const saved = [save(lc), save(lse), save(ids)];
+  for (const t of [lse, ids]) t.dispose();
+  drop(lc, logits);
+  drop(tc, targets);
+  const [sl, slse, sid] = saved as [Tensor, Tensor, Tensor];
+  return attach(loss, 'crossEntropy', [logits, null], (dy) => {
+    const scale = dy.toArray()[0]! / counted;
+    const dloss = alloc(logits, [rows], 'f32', 'crossEntropy.dloss');
+    k.fill('f32', dloss.data(), rows, scale);
+    const dl = alloc(logits, logits.shape, dt, 'crossEntropy.grad');
+    k.crossEntropyBackward(dt, fa(sl), sid.data() as Int32Array, f32a(slse), f32a(dloss), fa(dl), rows, vocab);
+    dloss.dispose();
+    const out = castRaw(dl, logits.dtype);
+    drop(dl, out);
+    return [out, null];
+  }, saved);
+}

@@ -1,0 +1,75 @@
+// Helpers shared by the ops: validation that names the op and the shapes, output allocation, and
+// raw (unrecorded) data movement used inside forward and backward functions.
+
+import { isFloat, type DType, type FloatDType } from '../dtype.js';
+import { DSShapeError } from '../errors.js';
+import type { FArray, KernelTable } from '../kernels/table.js';
+import { fmtShape, type Shape } from '../shape-util.js';
+import { Tensor } from '../tensor.js';
+
+export function kernelsOf(t: Tensor): KernelTable {
+  return t.runtime.kernels(t.device);
+}
+
+export function describe(t: Tensor): string {
+  return `${fmtShape(t.shape)} ${t.dtype} on ${t.device}`;
+}
+
+/** Same device for all operands, and the runtime has kernels for it. */
+export function checkDevices(op: string, ...ts: Tensor[]): void {
+  const dev = ts[0]!.device;
+  for (const t of ts) {
+    if (t.isDisposed) throw new DSShapeError(`${op}: operand ${describe(t)} was disposed`);
+    if (t.device !== dev) throw new DSShapeError(`${op}: operands on different devices: ${ts.map(describe).join(', ')}`);
+  }
+}
+
+export function checkFloat(op: string, ...ts: Tensor[]): void {
+  for (const t of ts) if (!isFloat(t.dtype)) throw new DSShapeError(`${op}: expected a float tensor, got ${describe(t)}`);
+}
+
+export function checkDType(op: string, t: Tensor, dtype: DType, role: string): void {
+  if (t.dtype !== dtype) throw new DSShapeError(`${op}: ${role} must be ${dtype}, got ${describe(t)}`);
+}
+
+/** The dtype two float operands compute in: their shared dtype, else f32. */
+export function promote(...dtypes: DType[]): FloatDType {
+  const first = dtypes[0]!;
+  return dtypes.every((d) => d === first) && isFloat(first) ? first : 'f32';
+}
+
+/** A fresh activation tensor on the device and runtime of `like`. */
+export function alloc(like: Tensor, shape: Shape, dtype: DType, label: string): Tensor {
+  return Tensor.empty(shape, dtype, { device: like.device, runtime: like.runtime, category: 'activations', label });
+}
+
+/** t itself when contiguous, else a contiguous copy (the caller disposes it with `drop`). */
+export function contig(t: Tensor): Tensor {
+  if (t.isContiguous()) return t;
+  const out = alloc(t, t.shape, t.dtype, 'contiguous');
+  kernelsOf(t).gather(t.dtype as FloatDType, t.storageArray(), t.offset, t.shape, t.strides, out.data());
+  return out;
+}
+
+/** Disposes a temporary made by contig/castRaw unless it is the original. */
+export function drop(tmp: Tensor, orig: Tensor): void {
+  if (tmp !== orig) tmp.dispose();
+}
+
+/** t converted to dtype without recording (t itself if it already has it and is contiguous). */
+export function castRaw(t: Tensor, dtype: DType): Tensor {
+  const c = contig(t);
+  if (c.dtype === dtype) return c;
+  const out = alloc(t, t.shape, dtype, 'cast');
+  kernelsOf(t).cast(c.dtype, c.data(), dtype, out.data(), t.numel);
+  drop(c, t);
+  return out;
+}
+
+export function fa(t: Tensor): FArray {
+  return t.data() as FArray;
+}
+
+export function f32a(t: Tensor): Float32Array {
+  return t.data() as Float32Array;
+}

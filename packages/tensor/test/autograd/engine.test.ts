@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { fromArray, randn } from '../../src/create.js';
+import { backward, freeGraph, queueBackwardCallback } from '../../src/autograd/engine.js';
+import { attach } from '../../src/autograd/node.js';
+import { DSError } from '../../src/errors.js';
+import { tidy } from '../../src/memory/scope.js';
+import { exp, mul, split, sum } from '../../src/ops/index.js';
+import { inReference } from '../helpers/runtime.js';
+
+describe('backward engine', () => {
+  it('accumulates over passes, retains the graph on request and refuses a freed one', () =>
+    inReference(() => {
+      const x = fromArray([1, 2], [2], { requiresGrad: true });
+      tidy(() => {
+        const y = sum(mul(x, x));
+        y.backward(undefined, { retainGraph: true });
+        y.backward();
+        expect(x.grad!.toArray()).toEqual([4, 8]);
+        expect(() => y.backward()).toThrow(DSError);
+      });
+    }));
+
+  it('frees an unused graph with freeGraph', () =>
+    inReference((rt) => {
+      const x = randn([256], { requiresGrad: true });
+      const base = rt.tracker.liveBytes();
+      const y = sum(exp(x));
+      expect(rt.tracker.liveBytes()).toBeGreaterThan(base + 1024); // exp's output is saved
+      freeGraph(y);
+      y.dispose();
+      expect(rt.tracker.liveBytes()).toBe(base + 1024); // only exp's handle (never disposed) remains
+    }));
+
+  it('gives unused outputs of a multi-output op zero gradient', () =>
+    inReference(() => {
+      const x = fromArray([1, 2, 3, 4, 5, 6], [3, 2], { requiresGrad: true });
+      tidy(() => {
+        const [a, , c] = split(x, 1, 0);
+        sum(mul(a!, c!)).backward();
+      });
+      expect(x.grad!.toArray()).toEqual([5, 6, 0, 0, 1, 2]);
+    }));
+
+  it('runs queued callbacks after the pass and rejects them outside one', () =>
+    inReference(() => {
+      const x = fromArray([3], [1], { requiresGrad: true });
+      const order: string[] = [];
+      const y = attach(fromArray([3], [1]), 'probe', [x], (dy) => {
+        queueBackwardCallback(() => order.push('callback'));
+        order.push('node');
+        return [dy];
+      });
+      x.registerGradReadyHook(() => order.push('ready'));
+      backward(y);
+      expect(order).toEqual(['node', 'ready', 'callback']);
+      expect(() => queueBackwardCallback(() => undefined)).toThrow(/no backward pass is running/);
+    }));
+
+  it('needs an explicit gradient for a non-scalar output', () =>
+    inReference(() => {
+      const x = randn([3], { requiresGrad: true });
+      expect(() => exp(x).backward()).toThrow(/implicit gradient needs a one-element output/);
+      expect(() => fromArray([1], [1]).backward()).toThrow(/does not require grad/);
+    }));
+});

@@ -1,0 +1,53 @@
+// Fused AdamW against the reference (torch.optim.AdamW semantics) over every option: gradient dtype,
+// decoupled or L2 decay, bias correction on or off, gradient scale, and the bf16/f16 copy out.
+import { describe, it } from 'vitest';
+
+import { createReferenceKernels } from '../../src/reference/index.js';
+import type { AdamWArgs, FloatDType } from '../../src/kernels/table.js';
+import { FLOAT_DTYPES, clone, cpu, expectClose, expectCloseArrays, forEachIsa, randomArray, tol } from './helpers.js';
+
+const ref = createReferenceKernels();
+
+function state(n: number, gradDtype: FloatDType, seed: number) {
+  return {
+    param: randomArray('f32', n, seed, -1, 1) as Float32Array,
+    grad: randomArray(gradDtype, n, seed + 1, -3, 3),
+    expAvg: randomArray('f32', n, seed + 2, -0.1, 0.1) as Float32Array,
+    expAvgSq: randomArray('f32', n, seed + 3, 0, 0.01) as Float32Array,
+  };
+}
+
+describe('adamw', () => {
+  it('matches the reference for every option combination', () => {
+    let seed = 1;
+    for (const gradDtype of FLOAT_DTYPES) {
+      for (const n of [1, 31, 40009]) {
+        for (const decoupled of [true, false]) {
+          for (const biasCorrection of [true, false]) {
+            for (const out16Dtype of [undefined, 'bf16', 'f16'] as const) {
+              // The large size (several threads, many tiles) once per gradient dtype and out16 choice.
+              if (n > 1000 && !(decoupled && biasCorrection)) continue;
+              const s = state(n, gradDtype, seed++);
+              const base: AdamWArgs = {
+                ...s, gradDtype, n, lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 7,
+                biasCorrection, decoupled, gradScale: 0.5,
+                ...(out16Dtype ? { out16: new Uint16Array(n), out16Dtype } : {}),
+              };
+              const want = { ...base, param: clone(s.param), expAvg: clone(s.expAvg), expAvgSq: clone(s.expAvgSq), out16: base.out16 && clone(base.out16) };
+              ref.adamw(want);
+              forEachIsa(() => {
+                const got = { ...base, param: clone(s.param), expAvg: clone(s.expAvg), expAvgSq: clone(s.expAvgSq), out16: base.out16 && clone(base.out16) };
+                cpu.adamw(got);
+                const name = `adamw grad=${gradDtype} n=${n} decoupled=${decoupled} bc=${biasCorrection} out16=${out16Dtype}`;
+                expectClose(`${name} param`, got.param, want.param, { rtol: 1e-6, atol: 1e-7 });
+                expectClose(`${name} expAvg`, got.expAvg, want.expAvg, tol('f32'));
+                expectClose(`${name} expAvgSq`, got.expAvgSq, want.expAvgSq, { rtol: 1e-5, atol: 1e-9 });
+                if (out16Dtype) expectCloseArrays(`${name} out16`, out16Dtype, got.out16!, want.out16!, tol(out16Dtype));
+              });
+            }
+          }
+        }
+      }
+    }
+  });
+});

@@ -1,0 +1,111 @@
+// GEMM against the reference: every transpose combination, batching with strides and stride-0
+// broadcast, alpha/beta, bf16 inputs into f32 or bf16 outputs, at shapes below, at and above the
+// register tile (14x32, 6x16, 4x16) and the cache blocks (kc 256 f32 / 512 bf16, mc 168), under
+// every ISA; and equal results for one and several threads.
+import { describe, expect, it } from 'vitest';
+
+import { createReferenceKernels } from '../../src/reference/index.js';
+import type { GemmArgs } from '../../src/kernels/table.js';
+import { cpu, expectCloseArrays, forEachIsa, randomArray, clone } from './helpers.js';
+
+const ref = createReferenceKernels();
+
+type Case = { m: number; n: number; k: number; batch?: number; bcastB?: boolean };
+const SHAPES: Case[] = [
+  { m: 1, n: 1, k: 1 },
+  { m: 1, n: 17, k: 3 },
+  { m: 13, n: 1, k: 5 },
+  { m: 14, n: 32, k: 8 },
+  { m: 6, n: 16, k: 2 },
+  { m: 15, n: 33, k: 257 },
+  { m: 29, n: 70, k: 131 },
+  { m: 170, n: 45, k: 300 },
+  { m: 3, n: 4, k: 0 },
+  { m: 5, n: 7, k: 9, batch: 3 },
+  { m: 9, n: 31, k: 17, batch: 4, bcastB: true },
+];
+
+function args(c: Case, dtype: 'f32' | 'bf16', outDtype: 'f32' | 'bf16', transA: boolean, transB: boolean, alpha: number, beta: number, seed: number): GemmArgs {
+  const batch = c.batch ?? 1;
+  const strideA = c.m * c.k + 3;  // padded, so operands do not abut
+  const strideB = c.bcastB ? 0 : c.k * c.n + 1;
+  const strideC = c.m * c.n + 2;
+  return {
+    dtype, outDtype, transA, transB, batch, m: c.m, n: c.n, k: c.k, alpha, beta,
+    a: randomArray(dtype, Math.max(1, batch * strideA), seed),
+    strideA,
+    b: randomArray(dtype, Math.max(1, c.bcastB ? c.k * c.n : batch * strideB), seed + 1),
+    strideB,
+    c: randomArray(outDtype, batch * strideC, seed + 2),
+    strideC,
+  };
+}
+
+describe('gemm', () => {
+  for (const [dtype, outDtype] of [['f32', 'f32'], ['bf16', 'f32'], ['bf16', 'bf16'], ['f32', 'bf16']] as const) {
+    it(`${dtype} x ${dtype} -> ${outDtype}, all transposes, batched and broadcast`, () => {
+      let seed = 1;
+      for (const c of SHAPES) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            const [alpha, beta] = seed % 3 === 0 ? [0.5, -1.25] : seed % 3 === 1 ? [1, 0] : [-2, 1];
+            const g = args(c, dtype, outDtype, transA, transB, alpha, beta, seed++);
+            const want = clone(g.c);
+            ref.gemm({ ...g, c: want });
+            // Sums of k products of values in [-1, 1): the tolerance grows with k.
+            const t = outDtype === 'bf16' ? { rtol: 1e-2, atol: 1e-2 * Math.sqrt(c.k + 1) } : { rtol: 1e-5, atol: 2e-6 * (c.k + 1) };
+            forEachIsa(() => {
+              const got = clone(g.c);
+              cpu.gemm({ ...g, c: got });
+              expectCloseArrays(`gemm ${JSON.stringify(c)} tA=${transA} tB=${transB} a=${alpha} b=${beta}`, outDtype, got, want, t);
+            });
+          }
+        }
+      }
+    });
+  }
+
+  it('crosses every cache block: m > mc, k > kc (f32 and bf16), n split among threads', () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const c = { m: 190, n: 77, k: 600 };
+      const g = args(c, dtype, 'f32', false, true, 1, 0, 99);
+      const want = clone(g.c);
+      ref.gemm({ ...g, c: want });
+      forEachIsa(() => {
+        const got = clone(g.c);
+        cpu.gemm({ ...g, c: got });
+        expectCloseArrays(`gemm ${dtype} ${JSON.stringify(c)}`, 'f32', got, want, { rtol: 1e-5, atol: 2e-6 * c.k });
+      });
+    }
+  });
+
+  it('beta = 0 never reads C (NaN in C does not leak)', () => {
+    const g = args({ m: 20, n: 40, k: 10 }, 'f32', 'f32', false, false, 1, 0, 5);
+    (g.c as Float32Array).fill(NaN);
+    forEachIsa(() => {
+      const got = clone(g.c);
+      cpu.gemm({ ...g, c: got });
+      expect(got.subarray(0, 20 * 40).some((v) => Number.isNaN(v))).toBe(false);
+      expect(Number.isNaN(got[20 * 40]!)).toBe(true);  // the padding after C is left alone
+    });
+  });
+
+  it('gives bit-identical f32 results on 1, 2 and 3 threads', () => {
+    const g = args({ m: 300, n: 260, k: 150, batch: 2 }, 'f32', 'f32', false, false, 1, 0, 7);
+    const threads = cpu.getNumThreads();
+    const results: Float32Array[] = [];
+    try {
+      for (const t of [1, 2, 3]) {
+        cpu.setNumThreads(t);
+        expect(cpu.getNumThreads()).toBe(t);
+        const got = clone(g.c) as Float32Array;
+        cpu.gemm({ ...g, c: got });
+        results.push(got);
+      }
+    } finally {
+      cpu.setNumThreads(threads);
+    }
+    expect(Buffer.from(results[1]!.buffer).equals(Buffer.from(results[0]!.buffer))).toBe(true);
+    expect(Buffer.from(results[2]!.buffer).equals(Buffer.from(results[0]!.buffer))).toBe(true);
+  });
+});

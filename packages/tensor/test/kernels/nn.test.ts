@@ -1,0 +1,179 @@
+// layernorm, GELU, softmax, embedding, fused cross-entropy and dropout against the reference,
+// under every ISA, for every float dtype, at row lengths around the vector widths and the tile.
+import { describe, expect, it } from 'vitest';
+
+import { createReferenceKernels } from '../../src/reference/index.js';
+import { FLOAT_DTYPES, clone, cpu, expectBits, expectClose, expectCloseArrays, forEachIsa, randomArray, rng, tol, zeros } from './helpers.js';
+
+const ref = createReferenceKernels();
+
+describe('layerNorm', () => {
+  it('forward and backward match the reference', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [rows, cols] of [[1, 1], [3, 17], [7, 768], [2, 2050], [300, 40]] as const) {
+        const n = rows * cols;
+        const x = randomArray(dtype, n, cols, -2, 3);
+        const w = randomArray(dtype, cols, cols + 1, 0.5, 1.5);
+        const b = randomArray(dtype, cols, cols + 2);
+        const dy = randomArray(dtype, n, cols + 3);
+        const y = zeros(dtype, n);
+        const mean = new Float32Array(rows);
+        const rstd = new Float32Array(rows);
+        ref.layerNormForward(dtype, x, w, b, y, mean, rstd, rows, cols, 1e-5);
+        const dx = zeros(dtype, n);
+        const dw0 = randomArray('f32', cols, 4) as Float32Array;
+        const db0 = randomArray('f32', cols, 5) as Float32Array;
+        const dw = clone(dw0);
+        const db = clone(db0);
+        ref.layerNormBackward(dtype, dy, x, w, mean, rstd, dx, dw, db, rows, cols);
+        forEachIsa(() => {
+          const gy = zeros(dtype, n);
+          const gm = new Float32Array(rows);
+          const gr = new Float32Array(rows);
+          cpu.layerNormForward(dtype, x, w, b, gy, gm, gr, rows, cols, 1e-5);
+          const s = `${dtype} [${rows},${cols}]`;
+          expectCloseArrays(`layerNorm y ${s}`, dtype, gy, y, tol(dtype, 10));
+          expectClose(`layerNorm mean ${s}`, gm, mean, tol('f32'));
+          expectClose(`layerNorm rstd ${s}`, gr, rstd, { rtol: 1e-5, atol: 0 });
+          const gdx = zeros(dtype, n);
+          const gdw = clone(dw0);
+          const gdb = clone(db0);
+          cpu.layerNormBackward(dtype, dy, x, w, mean, rstd, gdx, gdw, gdb, rows, cols);
+          expectCloseArrays(`layerNorm dx ${s}`, dtype, gdx, dx, tol(dtype, 100));
+          expectClose(`layerNorm dweight ${s}`, gdw, dw, tol('f32', 10 * rows));
+          expectClose(`layerNorm dbias ${s}`, gdb, db, tol('f32', 10 * rows));
+        });
+      }
+    }
+  });
+});
+
+describe('gelu', () => {
+  it('forward and backward match the reference', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const n of [1, 15, 16, 17, 2053, 70001]) {
+        const x = randomArray(dtype, n, n, -6, 6);
+        const dy = randomArray(dtype, n, n + 1);
+        const y = zeros(dtype, n);
+        const dx = zeros(dtype, n);
+        ref.geluForward(dtype, x, y, n);
+        ref.geluBackward(dtype, dy, x, dx, n);
+        forEachIsa(() => {
+          const gy = zeros(dtype, n);
+          const gdx = zeros(dtype, n);
+          cpu.geluForward(dtype, x, gy, n);
+          cpu.geluBackward(dtype, dy, x, gdx, n);
+          expectCloseArrays(`gelu y ${dtype} n=${n}`, dtype, gy, y, tol(dtype, 2));
+          expectCloseArrays(`gelu dx ${dtype} n=${n}`, dtype, gdx, dx, tol(dtype, 2));
+        });
+      }
+    }
+  });
+});
+
+describe('softmax', () => {
+  it('forward (also in place) and backward match the reference', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [rows, cols] of [[1, 1], [4, 5], [3, 33], [5, 3000], [700, 60]] as const) {
+        const n = rows * cols;
+        const x = randomArray(dtype, n, cols, -8, 8);
+        const dy = randomArray(dtype, n, cols + 1);
+        const y = zeros(dtype, n);
+        ref.softmaxForward(dtype, x, y, rows, cols);
+        const dx = zeros(dtype, n);
+        ref.softmaxBackward(dtype, dy, y, dx, rows, cols);
+        forEachIsa(() => {
+          const s = `${dtype} [${rows},${cols}]`;
+          const gy = zeros(dtype, n);
+          cpu.softmaxForward(dtype, x, gy, rows, cols);
+          expectCloseArrays(`softmax y ${s}`, dtype, gy, y, tol(dtype));
+          const inPlace = clone(x);
+          cpu.softmaxForward(dtype, inPlace, inPlace, rows, cols);
+          expectCloseArrays(`softmax in place ${s}`, dtype, inPlace, y, tol(dtype));
+          const gdx = zeros(dtype, n);
+          cpu.softmaxBackward(dtype, dy, y, gdx, rows, cols);
+          expectCloseArrays(`softmax dx ${s}`, dtype, gdx, dx, tol(dtype));
+        });
+      }
+    }
+  });
+});
+
+describe('embedding', () => {
+  it('forward copies rows bit for bit; backward accumulates repeated ids', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [n, vocab, dim] of [[1, 1, 1], [9, 11, 7], [40, 5, 100], [3000, 50, 64]] as const) {
+        const r = rng(n + dim);
+        const ids = Int32Array.from({ length: n }, () => Math.floor(r() * vocab));
+        const table = randomArray(dtype, vocab * dim, dim);
+        const dout = randomArray(dtype, n * dim, dim + 1);
+        const out = zeros(dtype, n * dim);
+        ref.embeddingForward(dtype, ids, table, out, n, vocab, dim);
+        const dt0 = randomArray('f32', vocab * dim, 3) as Float32Array;
+        const dtable = clone(dt0);
+        ref.embeddingBackward(dtype, dout, ids, dtable, n, vocab, dim);
+        forEachIsa(() => {
+          const got = zeros(dtype, n * dim);
+          cpu.embeddingForward(dtype, ids, table, got, n, vocab, dim);
+          expectBits(`embedding out ${dtype}`, got, out);
+          const gdt = clone(dt0);
+          cpu.embeddingBackward(dtype, dout, ids, gdt, n, vocab, dim);
+          expectClose(`embedding dtable ${dtype} n=${n}`, gdt, dtable, tol('f32', n / vocab + 1));
+        });
+      }
+    }
+  });
+});
+
+describe('crossEntropy', () => {
+  it('forward and backward match the reference, ignored rows included', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [rows, vocab] of [[1, 1], [5, 3], [6, 2049], [4, 5003], [300, 70]] as const) {
+        const r = rng(rows * vocab);
+        const logits = randomArray(dtype, rows * vocab, vocab, -6, 6);
+        const targets = Int32Array.from({ length: rows }, (_, i) => (i % 4 === 3 ? -1 : Math.floor(r() * vocab)));
+        const dloss = randomArray('f32', rows, 8, 0.1, 2) as Float32Array;
+        const losses = new Float32Array(rows);
+        const lse = new Float32Array(rows);
+        ref.crossEntropyForward(dtype, logits, targets, losses, lse, rows, vocab);
+        const dlogits = zeros(dtype, rows * vocab);
+        ref.crossEntropyBackward(dtype, logits, targets, lse, dloss, dlogits, rows, vocab);
+        forEachIsa(() => {
+          const s = `${dtype} [${rows},${vocab}]`;
+          const gl = new Float32Array(rows).fill(9);
+          const glse = new Float32Array(rows);
+          cpu.crossEntropyForward(dtype, logits, targets, gl, glse, rows, vocab);
+          expectClose(`ce losses ${s}`, gl, losses, tol('f32', 10));
+          expectClose(`ce lse ${s}`, glse, lse, tol('f32', 10));
+          const gd = zeros(dtype, rows * vocab);
+          cpu.crossEntropyBackward(dtype, logits, targets, lse, dloss, gd, rows, vocab);
+          expectCloseArrays(`ce dlogits ${s}`, dtype, gd, dlogits, tol(dtype));
+        });
+      }
+    }
+  });
+});
+
+describe('dropout', () => {
+  it('matches the counter-based mask exactly, whatever the offset, seed and thread split', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [n, p, seed, offset] of [[1, 0.5, 1, 0], [1000, 0.1, 42, 7], [70001, 0.3, 2 ** 32 - 5, 2 ** 33 + 11], [50, 0, 3, 3], [50, 1, 3, 3]] as const) {
+        const x = randomArray(dtype, n, n);
+        const out = zeros(dtype, n);
+        const mask = new Uint8Array(n);
+        ref.dropoutForward(dtype, x, out, mask, n, p, seed, offset);
+        forEachIsa(() => {
+          const gout = zeros(dtype, n);
+          const gmask = new Uint8Array(n).fill(7);
+          cpu.dropoutForward(dtype, x, gout, gmask, n, p, seed, offset);
+          expectBits(`dropout mask ${dtype} n=${n} p=${p}`, gmask, mask);
+          expectCloseArrays(`dropout out ${dtype} n=${n} p=${p}`, dtype, gout, out, tol(dtype));
+        });
+        if (p === 0.3) {
+          const kept = mask.reduce((a, b) => a + b, 0) / n;
+          expect(Math.abs(kept - 0.7)).toBeLessThan(0.01);
+        }
+      }
+    }
+  });
+});

@@ -1,0 +1,70 @@
+// The thread pool as kernels see it: any thread count gives the same results (bit-identical where
+// the split cannot change the arithmetic), the count is adjustable, and tiny inputs stay correct.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+import { clone, cpu, expectBits, expectClose, randomArray } from './helpers.js';
+
+function withThreads<T>(n: number, fn: () => T): T {
+  const before = cpu.getNumThreads();
+  cpu.setNumThreads(n);
+  try {
+    return fn();
+  } finally {
+    cpu.setNumThreads(before);
+  }
+}
+
+/** cpuInfo() of a fresh process started with `env` (the addon reads it through env.ts at load). */
+function infoUnder(env: Record<string, string>): { isa: string; threads: number } {
+  const pkg = fileURLToPath(new URL('../..', import.meta.url));
+  const code = "import('./src/backends/cpu.ts').then((m) => console.log(JSON.stringify(m.createCpuKernels().cpuInfo())))";
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { cwd: pkg, encoding: 'utf8', timeout: 60_000, env: { ...process.env, DS_CPU_ISA: '', DS_NUM_THREADS: '', OMP_NUM_THREADS: '', ...env } });
+  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim()) as { isa: string; threads: number };
+}
+
+describe('environment', () => {
+  it('DS_CPU_ISA forces the scalar path; DS_NUM_THREADS, else OMP_NUM_THREADS, sizes the pool', () => {
+    expect(infoUnder({ DS_CPU_ISA: 'scalar', DS_NUM_THREADS: '3', OMP_NUM_THREADS: '5' })).toMatchObject({ isa: 'scalar', threads: 3 });
+    const second = cpu.availableIsas()[1] ?? 'scalar';
+    expect(infoUnder({ DS_CPU_ISA: second, OMP_NUM_THREADS: '5' })).toMatchObject({ isa: second, threads: 5 });
+  });
+});
+
+describe('thread pool', () => {
+  it('reports and changes the thread count', () => {
+    withThreads(3, () => expect(cpu.getNumThreads()).toBe(3));
+    withThreads(1, () => expect(cpu.cpuInfo().threads).toBe(1));
+  });
+
+  it('elementwise, row and optimizer kernels give identical bits on 1, 2 and 5 threads', () => {
+    const n = 300_001;
+    const x = randomArray('f32', n, 1, -4, 4);
+    const rows = 500;
+    const cols = 600;
+    const run = () => {
+      const y = new Float32Array(n);
+      cpu.geluForward('f32', x, y, n);
+      const sm = new Float32Array(rows * cols);
+      cpu.softmaxForward('f32', x, sm, rows, cols);
+      const mask = new Uint8Array(n);
+      const d = new Float32Array(n);
+      cpu.dropoutForward('f32', x, d, mask, n, 0.25, 99, 12345);
+      const p = clone(x) as Float32Array;
+      cpu.adamw({ param: p, grad: y, gradDtype: 'f32', expAvg: new Float32Array(n), expAvgSq: new Float32Array(n), n, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1, biasCorrection: true, decoupled: true, gradScale: 1 });
+      const sr = new Float32Array(cols);
+      cpu.sumRows('f32', x, rows, cols, sr, false);
+      return { y, sm, mask, d, p, sr, s: cpu.sum('f32', x, n) };
+    };
+    const one = withThreads(1, run);
+    for (const t of [2, 5]) {
+      const many = withThreads(t, run);
+      for (const key of ['y', 'sm', 'mask', 'd', 'p', 'sr'] as const) expectBits(`${key} on ${t} threads`, many[key], one[key]);
+      // The sum's per-thread partials are added in a different grouping: equal to f64 rounding.
+      expectClose(`sum on ${t} threads`, [many.s], [one.s], { rtol: 1e-12, atol: 1e-12 });
+    }
+  });
+});
