@@ -180,7 +180,7 @@ if (rank === 0) {
   const svg = lossCurveSvg(
     [
       { name: 'train loss', color: '#1f77b4', points: trainCurve },
-      { name: 'validation loss', color: '#d62728', points: valCurve },
+      { name: 'validation loss', color: '#d62728', points: valCurve, markers: true },
       { name: 'unigram entropy', color: '#7f7f7f', dashed: true, points: [{ step: trainCurve[0]?.step ?? 0, value: entropy }, { step: totalSteps, value: entropy }] },
     ],
     `GPT ${modelName} on ${engine.worldSize} rank(s)`,

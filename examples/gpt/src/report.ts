@@ -34,7 +34,7 @@ function escapeXml(s: string): string {
 
 /** Line chart of one or more series (train loss, validation loss, reference lines) as SVG text. */
 export function lossCurveSvg(
-  series: ReadonlyArray<{ name: string; color: string; points: readonly CurvePoint[]; dashed?: boolean }>,
+  series: ReadonlyArray<{ name: string; color: string; points: readonly CurvePoint[]; dashed?: boolean; markers?: boolean }>,
   title: string,
 ): string {
   const W = 720;
@@ -71,6 +71,7 @@ export function lossCurveSvg(
     if (s.points.length === 0) return;
     const d = s.points.map((p, j) => `${j === 0 ? 'M' : 'L'}${sx(p.step).toFixed(1)},${sy(p.value).toFixed(1)}`).join(' ');
     parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+    if (s.markers) for (const p of s.points) parts.push(`<circle cx="${sx(p.step).toFixed(1)}" cy="${sy(p.value).toFixed(1)}" r="3.5" fill="${s.color}"/>`);
     const ly = m.t + 10 + i * 20;
     parts.push(`<line x1="${W - m.r + 12}" y1="${ly}" x2="${W - m.r + 36}" y2="${ly}" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
     parts.push(`<text x="${W - m.r + 42}" y="${ly + 4}">${escapeXml(s.name)}</text>`);

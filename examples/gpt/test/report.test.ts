@@ -34,12 +34,13 @@ describe('report', () => {
     const svg = lossCurveSvg(
       [
         { name: 'train', color: 'blue', points: [{ step: 0, value: 5 }, { step: 10, value: 2 }] },
-        { name: 'val <held out>', color: 'red', points: [{ step: 10, value: 2.2 }] },
+        { name: 'val <held out>', color: 'red', points: [{ step: 10, value: 2.2 }], markers: true },
       ],
       'GPT & loss',
     );
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg.match(/<path /g)).toHaveLength(2);
+    expect(svg.match(/<circle /g)).toHaveLength(1);
     expect(svg).toContain('GPT &amp; loss');
     expect(svg).toContain('val &lt;held out&gt;');
     expect(() => lossCurveSvg([], 'x')).toThrow(RangeError);
