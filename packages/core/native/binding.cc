@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <memory>
 #include <set>
+#include <unordered_map>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@ struct Pending {
   Napi::Promise::Deferred deferred;
   Napi::ObjectReference inRef, outRef;
   NativeGroup* owner;
+  uint32_t id = 0;
   explicit Pending(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)), owner(nullptr) {}
 };
 
@@ -62,7 +64,8 @@ class NativeGroup : public Napi::ObjectWrap<NativeGroup> {
                        {InstanceMethod("submit", &NativeGroup::Submit), InstanceMethod("destroy", &NativeGroup::Destroy),
                         InstanceMethod("abort", &NativeGroup::Abort), InstanceMethod("regCreate", &NativeGroup::RegCreate),
                         InstanceMethod("regAttach", &NativeGroup::RegAttach), InstanceMethod("port", &NativeGroup::Port),
-                        InstanceMethod("connect", &NativeGroup::Connect)});
+                        InstanceMethod("connect", &NativeGroup::Connect), InstanceMethod("isDone", &NativeGroup::IsDone),
+                        InstanceMethod("waitSync", &NativeGroup::WaitSync)});
   }
 
   NativeGroup(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeGroup>(info) {
@@ -117,17 +120,59 @@ class NativeGroup : public Napi::ObjectWrap<NativeGroup> {
     return Enqueue(env, std::move(p));
   }
 
+  // Returns [promise, id]; the id names the op for isDone() and waitSync() until it is delivered.
   Napi::Value Enqueue(Napi::Env env, std::unique_ptr<Pending> p) {
     p->owner = this;
     Napi::Promise promise = p->deferred.Promise();
     if (inFlight_++ == 0) tsfn_.Ref(env);
     Pending* raw = p.release();
+    const uint32_t id = nextId_++;
+    raw->id = id;
+    live_[id] = raw;
+    Napi::Array out = Napi::Array::New(env, 2);
+    out.Set(0u, promise);
+    out.Set(1u, Napi::Number::New(env, id));
     auto tsfn = tsfn_;
     group_->submit(&raw->op, [raw, tsfn](Op*) mutable {
       // Runs on the executor thread: hand the finished op to the JS thread.
       tsfn.NonBlockingCall(raw, [](Napi::Env env, Napi::Function, Pending* done) { done->owner->Complete(env, done); });
     });
-    return promise;
+    return out;
+  }
+
+  // isDone(id): whether the executor has finished the op, even if the JS thread has not yet run
+  // its completion (code that cannot yield to the event loop polls this).
+  Napi::Value IsDone(const Napi::CallbackInfo& info) {
+    auto it = live_.find(info[0].As<Napi::Number>().Uint32Value());
+    return Napi::Boolean::New(info.Env(), it == live_.end() || it->second->op.finished.load());
+  }
+
+  // waitSync(id, timeoutMs): blocks this thread until the op finished; returns null on success,
+  // the error record on failure, or a timeout record. The promise still settles later as usual.
+  Napi::Value WaitSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto it = live_.find(info[0].As<Napi::Number>().Uint32Value());
+    if (it == live_.end()) return env.Null();
+    const Op& op = it->second->op;
+    const double ms = info[1].As<Napi::Number>().DoubleValue();
+    if (!group_->waitFinished(&op, static_cast<int64_t>(ms * 1000.0))) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("kind", static_cast<int>(ErrKind::Timeout));
+      e.Set("message", "waitSync gave up after " + std::to_string(static_cast<int64_t>(ms)) + " ms; the op is still running");
+      e.Set("missing", Napi::Array::New(env, 0));
+      return e;
+    }
+    return op.err == ErrKind::None ? env.Null() : ErrorRecord(env, op);
+  }
+
+  static Napi::Object ErrorRecord(Napi::Env env, const Op& op) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("kind", static_cast<int>(op.err));
+    e.Set("message", op.message);
+    Napi::Array missing = Napi::Array::New(env, op.missing.size());
+    for (size_t i = 0; i < op.missing.size(); i++) missing.Set(i, op.missing[i]);
+    e.Set("missing", missing);
+    return e;
   }
 
   Napi::Value Submit(const Napi::CallbackInfo& info) {
@@ -159,19 +204,14 @@ class NativeGroup : public Napi::ObjectWrap<NativeGroup> {
 
   void Complete(Napi::Env env, Pending* raw) {
     std::unique_ptr<Pending> p(raw);
+    live_.erase(p->id);
     if (--inFlight_ == 0 && !closed_) tsfn_.Unref(env);
     const Op& op = p->op;
     if (op.err == ErrKind::None) {
       p->deferred.Resolve(Napi::Number::New(env, op.execMs));
       return;
     }
-    Napi::Object e = Napi::Object::New(env);
-    e.Set("kind", static_cast<int>(op.err));
-    e.Set("message", op.message);
-    Napi::Array missing = Napi::Array::New(env, op.missing.size());
-    for (size_t i = 0; i < op.missing.size(); i++) missing.Set(i, op.missing[i]);
-    e.Set("missing", missing);
-    p->deferred.Reject(e);
+    p->deferred.Reject(ErrorRecord(env, op));
   }
 
   void CheckSizes(Napi::Env env, const Op& op, const Span& in, const Span& out) {
@@ -281,6 +321,8 @@ class NativeGroup : public Napi::ObjectWrap<NativeGroup> {
   Napi::ThreadSafeFunction tsfn_;
   AddonState* state_ = nullptr;
   int inFlight_ = 0;
+  uint32_t nextId_ = 1;
+  std::unordered_map<uint32_t, Pending*> live_;
   bool closed_ = false;
   std::map<int64_t, std::pair<uint8_t*, size_t>> own_;
 };

@@ -35,6 +35,8 @@ export interface CoreEnv {
   commTransport: 'auto' | 'shm' | 'tcp';
   /** DS_COMM_IFADDR: the address other hosts reach this rank's TCP listener at; default the first non-internal IPv4. */
   commIfAddr: string | undefined;
+  /** DS_HOST_ID: replaces the host identity (hostname + boot id) that decides who shares memory; for tests. */
+  hostId: string | undefined;
   /** DS_SHM_DIR: where POSIX shared memory is visible as files, for sweeping stale segments; /dev/shm. */
   shmDir: string;
 }
@@ -99,6 +101,7 @@ export function readCoreEnv(env: NodeJS.ProcessEnv = process.env): CoreEnv {
     commSpin: intVar(env, 'DS_COMM_SPIN', 0),
     commTransport: transportVar(env),
     commIfAddr: env.DS_COMM_IFADDR || undefined,
+    hostId: env.DS_HOST_ID || undefined,
     shmDir: env.DS_SHM_DIR || '/dev/shm',
   };
 }

@@ -2,6 +2,7 @@
 #include "ds/comm/group.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fcntl.h>
 #include <stdexcept>
@@ -103,7 +104,7 @@ Group::Group(const std::string& name, int rank, int size, bool create, size_t ch
   }
   channelStride_ = alignUp(kPage + 2 * (sizeof(ChunkHeader) + p2pBytes_), kPage);
   slots_ = base_ + kPage + static_cast<size_t>(size) * kPage;
-  channels_ = slots_ + alignUp(static_cast<size_t>(size) * 2 * chunkBytes_, kPage);
+  channels_ = slots_ + alignUp(static_cast<size_t>(size) * kSlotBufs * chunkBytes_, kPage);
   ctl(rank)->pid = static_cast<int32_t>(getpid());
   sendChunks_.assign(size, 0);
   recvChunks_.assign(size, 0);
@@ -141,8 +142,18 @@ void Group::submit(Op* op, std::function<void(Op*)> done) {
     const int64_t t0 = nowUs();
     run(op);
     op->execMs = static_cast<double>(nowUs() - t0) / 1000.0;
+    {
+      std::lock_guard<std::mutex> lock(doneMu_);
+      op->finished.store(true);
+    }
+    doneCv_.notify_all();
     done(op);
   });
+}
+
+bool Group::waitFinished(const Op* op, int64_t timeoutUs) {
+  std::unique_lock<std::mutex> lock(doneMu_);
+  return doneCv_.wait_for(lock, std::chrono::microseconds(timeoutUs), [op] { return op->finished.load(); });
 }
 
 void Group::abortGroup(const std::string& reason, ErrKind kind) {

@@ -36,7 +36,7 @@ class Runner {
   bool syncAll();
   bool postHeaderAndSync(int staged, int64_t regId, uint64_t regOffset);
   bool checkHeaders();
-  int nextHalf() { return static_cast<int>(g_.chunkCounter_++ & 1); }
+  int nextBuf() { return static_cast<int>(g_.chunkCounter_++ % kSlotBufs); }
 
   // Collectives (collectives.cc) and point-to-point (p2p.cc).
   bool barrier();

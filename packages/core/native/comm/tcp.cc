@@ -116,6 +116,7 @@ bool Runner::tcpConnect() {
     for (int ch = 0; ch < 3; ch++) {
       int fd = -1;
       while ((fd = tcpConnectTo(op_.addrs[q])) < 0) {
+        if (g_.stopping_.load()) return fail(ErrKind::Aborted, "the process group was destroyed while connecting");
         if (nowUs() >= deadline_) return fail(ErrKind::Timeout, "could not connect to rank " + std::to_string(q) + " at " + op_.addrs[q] + ": " + std::strerror(errno), {q});
         usleep(20000);
       }

@@ -1,4 +1,12 @@
 // @ds/core's comm layer: the public door of src/comm.
+//
+//   const dist = await initDistributed();            // RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+//   await dist.world.allReduce({ dtype: 'f32', array: grads }, { op: 'avg' });
+//   const w = dist.world.reduceScatter(out, inp);     // async form: keep the Work, compute, then
+//   await w;                                          // await it (or w.waitSync() from a hook)
+//   const tp = await dist.newGroup([0, 1]);           // subgroups: members call, others get null
+//   const flat = await dist.world.allocRegistered(n * 4);  // zero-copy buffer for flat params/grads
+//   await dist.destroy();
 export type {
   CommArray,
   CommBuffer,
@@ -29,3 +37,6 @@ export { CommsLogger, DS_OP_NAMES, formatMsgSize, trimmedMean } from './logger.j
 export type { CommsLoggerConfig } from './logger.js';
 export { measure, parseSize, formatSize, BENCH_OPS } from './perf.js';
 export type { BenchOp, PerfOptions, PerfRow } from './perf.js';
+export { HierarchicalProcessGroup } from './backends/hierarchical.js';
+export { FakeWorld } from './backends/fake.js';
+export type { FakeWorldOptions } from './backends/fake.js';

@@ -82,18 +82,19 @@ export class Distributed {
   }
 
   /**
-   * Destroys every group, then waits (up to the timeout) for all ranks to get here before rank 0
-   * stops serving the store, so no rank loses the store while it still needs it.
+   * Destroys every group, then waits (up to `timeoutMs`, default the job's) for all ranks to get
+   * here before rank 0 stops serving the store, so no rank loses the store while it still needs it.
    */
-  async destroy(): Promise<void> {
+  async destroy(opts: { timeoutMs?: number } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const g of this.groups) await g.destroy();
     try {
       await this.store.set(`exit/${this.rank}`, '1');
       if (this.rank === 0) {
+        // After a failure some ranks may never come: pass a short timeout then.
         const keys = Array.from({ length: this.size }, (_, r) => `exit/${r}`);
-        await this.store.wait(keys, this.timeoutMs);
+        await this.store.wait(keys, opts.timeoutMs ?? this.timeoutMs);
       }
     } catch (err) {
       if (!(err instanceof DSTimeoutError) && !(err instanceof DSCommError)) throw err;
@@ -113,7 +114,7 @@ export async function initDistributed(opts: InitOptions = {}): Promise<Distribut
   const env = readCoreEnv(opts.env ?? process.env);
   const timeoutMs = opts.timeoutMs ?? env.commTimeoutMs;
   const dist: DistEnv = env.dist ?? { rank: 0, worldSize: 1, localRank: 0, localSize: 1, crossRank: 0, crossSize: 1, masterAddr: '127.0.0.1', masterPort: 0 };
-  const backend = opts.backend ?? cpuBackend({ chunkBytes: env.commChunkBytes, spin: env.commSpin, shmDir: env.shmDir, transport: env.commTransport, ifAddr: env.commIfAddr });
+  const backend = opts.backend ?? cpuBackend({ chunkBytes: env.commChunkBytes, spin: env.commSpin, shmDir: env.shmDir, transport: env.commTransport, ifAddr: env.commIfAddr, hostId: env.hostId });
   const store = await TCPStore.create({
     host: dist.masterAddr,
     port: env.dist ? dist.masterPort : 0,

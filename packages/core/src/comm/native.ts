@@ -9,7 +9,12 @@ import { DSNativeError } from '@ds/tensor';
 
 /** The raw native group; src/comm/backends/cpu.ts validates everything before calling it. */
 export interface NativeGroupHandle {
-  submit(kind: number, seq: number, dtype: number, redop: number, count: number, root: number, timeoutMs: number, input: ArrayBufferView | null, output: ArrayBufferView | null): Promise<number>;
+  /** Queues an op; returns its promise (resolving to the ms it ran) and an id for isDone/waitSync. */
+  submit(kind: number, seq: number, dtype: number, redop: number, count: number, root: number, timeoutMs: number, input: ArrayBufferView | null, output: ArrayBufferView | null): [Promise<number>, number];
+  /** Whether the comm thread finished op `id` (true once delivered, too). */
+  isDone(id: number): boolean;
+  /** Blocks until op `id` finished: null on success (or when already delivered), else its error record. */
+  waitSync(id: number, timeoutMs: number): NativeOpError | null;
   destroy(): void;
   abort(reason: string): void;
   regCreate(name: string, bytes: number, id: number): ArrayBuffer;
@@ -17,7 +22,7 @@ export interface NativeGroupHandle {
   /** TCP groups: the port this rank listens on. */
   port(): number;
   /** TCP groups: connects the mesh (one "host:port" per group rank). */
-  connect(addrs: string[], timeoutMs: number): Promise<number>;
+  connect(addrs: string[], timeoutMs: number): [Promise<number>, number];
 }
 
 export interface CoreAddon {

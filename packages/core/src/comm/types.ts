@@ -37,11 +37,23 @@ export interface RootOptions extends OpOptions {
  */
 export interface Work extends PromiseLike<void> {
   readonly op: CommOpName;
-  /** The group's op sequence number (the same on every rank for the same op). */
+  /**
+   * Collectives: the group's collective sequence number (the same on every rank for the same op).
+   * send/recv: the message number on that channel (this rank to/from that peer).
+   */
   readonly seq: number;
   /** Resolves when the op completed on this rank; rejects with DSCommError / DSTimeoutError. */
   wait(): Promise<void>;
+  /** True once the op is over on this rank; on the cpu backend this turns true without yielding to the event loop. */
   isCompleted(): boolean;
+  /**
+   * Blocks the calling thread until the op is over on this rank and throws its error, for code
+   * that cannot await (autograd and module hooks). `timeoutMs` bounds the wait (default: the op's
+   * timeout plus 5 s). Groups whose ops complete on the event loop (hierarchical allReduce, the
+   * in-process fake) throw DSUnsupportedError unless the op has already settled. Optional in the
+   * type so that Work-like wrappers stay valid; every Work a backend here returns has it.
+   */
+  waitSync?(timeoutMs?: number): void;
 }
 
 /** What an observer (the comms logger) learns about each finished op. */

@@ -5,6 +5,7 @@
 import { backward as runBackward, freeGraph, full, type Module, type Runtime, type Tensor } from '@ds/tensor';
 
 import type { Distributed } from '../comm/init.js';
+import type { CommsLogger } from '../comm/logger.js';
 import type { ProcessGroup } from '../comm/types.js';
 import type { MonitorMaster } from '../monitor/index.js';
 import type { LossScaler } from '../precision/index.js';
@@ -33,6 +34,8 @@ export interface EngineParts {
   runtime: Runtime;
   paramDtype: ParamDtype;
   monitor: MonitorMaster;
+  /** DeepSpeed's comms_logger, attached to the data-parallel group when enabled. */
+  commsLogger: CommsLogger | null;
   log: (message: string) => void;
 }
 
@@ -178,7 +181,13 @@ export class Engine {
       const mom = this.getMom();
       this.parts.log(`step=${this.globalSteps}, skipped=${this.skippedSteps}, lr=[${this.getLr().join(', ')}], mom=[${mom.map((m) => (Array.isArray(m) ? `(${m.join(', ')})` : m)).join(', ')}]`);
       if (this.config.wall_clock_breakdown === true) this.parts.log(this.timers.summary());
+      if (this.parts.commsLogger) this.parts.log(this.parts.commsLogger.summary());
     }
+  }
+
+  /** The comms_logger of this engine (null unless `comms_logger.enabled`). */
+  get commsLogger(): CommsLogger | null {
+    return this.parts.commsLogger;
   }
 
   getLr(): number[] {

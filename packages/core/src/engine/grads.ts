@@ -29,13 +29,24 @@ export function reduceFlat(group: ProcessGroup, kernels: KernelTable, grad: Floa
   if (f === 1) return group.allReduce({ dtype: 'f32', array: grad }, { op: 'avg' });
   kernels.scale('f32', grad, grad, n, 1 / f, 0);
   const work = group.allReduce({ dtype: 'f32', array: grad }, { op: 'sum' });
-  // Scale back exactly once, as soon as the sum lands, however often the caller waits.
-  const done = work.wait().then(() => kernels.scale('f32', grad, grad, n, f / world, 0));
+  // Scale back exactly once, as soon as the sum lands, however the caller waits.
+  let scaled = false;
+  const scaleBack = () => {
+    if (scaled) return;
+    scaled = true;
+    kernels.scale('f32', grad, grad, n, f / world, 0);
+  };
+  const done = work.wait().then(scaleBack);
   return {
     op: work.op,
     seq: work.seq,
     isCompleted: () => work.isCompleted(),
     wait: () => done,
+    waitSync: (timeoutMs?: number) => {
+      if (!work.waitSync) throw new Error(`reduceFlat: the ${group.backend} backend cannot wait synchronously`);
+      work.waitSync(timeoutMs);
+      scaleBack();
+    },
     then: (ok, err) => done.then(ok, err),
   };
 }

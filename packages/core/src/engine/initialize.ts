@@ -4,6 +4,7 @@
 import { getRuntime, Storage, type Module, type Runtime, type Tensor } from '@ds/tensor';
 
 import { initDistributed, type Distributed } from '../comm/init.js';
+import { CommsLogger } from '../comm/logger.js';
 import { loadConfig } from '../config/load.js';
 import type { ConfigInput } from '../config/read.js';
 import { formatWarnings } from '../config/load.js';
@@ -87,6 +88,13 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   const optCtx: OptimizerContext = { kernels, allocState };
   const pluginCtx: PluginContext = { config, rank, worldSize: dist?.size ?? 1, device: 'cpu', log: (level, m) => log(level === 'warn' ? `warning: ${m}` : m) };
 
+  const commsSection = config.comms_logger as { enabled?: boolean } | undefined;
+  let commsLogger: CommsLogger | null = null;
+  if (commsSection?.enabled && group) {
+    commsLogger = CommsLogger.fromConfig(commsSection as never, log);
+    commsLogger.attach(group);
+  }
+
   const optimizer = buildOptimizer(opts, optCtx, config, registry, pluginCtx);
   const { params, names } = trainable(opts.model);
   if (params.length === 0) throw new DSConfigError('initialize: the model has no trainable parameters (requiresGrad)');
@@ -111,6 +119,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
     runtime,
     paramDtype,
     monitor: new MonitorMaster(config as never, rank),
+    commsLogger,
     log,
   });
   return { engine, optimizer, lrScheduler };

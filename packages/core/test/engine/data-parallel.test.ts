@@ -28,16 +28,19 @@ describe('data parallel (stage 0)', () => {
     single.engine.destroy();
 
     const world = await withWorld(2, workerPath('engine/workers/dp-train.ts'), {
-      env: { DS_TEST_CONFIG: JSON.stringify(config(2)), DS_TEST_STEPS: String(STEPS) },
+      env: { DS_TEST_CONFIG: JSON.stringify({ ...config(2), comms_logger: { enabled: true } }), DS_TEST_STEPS: String(STEPS) },
       timeoutMs: 120_000,
     });
     expect(world.timedOut, describeWorld(world)).toBe(false);
     for (const r of world.ranks) expect(r.code, describeWorld(world)).toBe(0);
-    const out = world.ranks.map((r) => JSON.parse(r.stdout.trim().split('\n').pop()!) as { losses: number[]; gradNorm: number });
+    const out = world.ranks.map((r) => JSON.parse(r.stdout.trim().split('\n').pop()!) as { losses: number[]; gradNorm: number; comms: Record<string, number> });
     // Each rank reports the loss of its half of the batch; the global loss is their mean.
     const got = out[0]!.losses.map((l, i) => (l + out[1]!.losses[i]!) / 2);
     got.forEach((l, i) => expect(Math.abs(l - want[i]!) / want[i]!, `step ${i}: ${l} vs ${want[i]}`).toBeLessThan(1e-3));
     expect(out[0]!.gradNorm).toBe(out[1]!.gradNorm);
+    // comms_logger saw the parameter broadcast and at least one gradient all-reduce per step.
+    expect(out[0]!.comms.broadcast).toBe(1);
+    expect(out[0]!.comms.all_reduce ?? out[0]!.comms.allReduce).toBeGreaterThanOrEqual(STEPS);
     expect(Math.abs(out[0]!.gradNorm - wantNorm) / wantNorm).toBeLessThan(1e-2);
   }, 180_000);
 });

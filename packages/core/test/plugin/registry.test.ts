@@ -9,7 +9,7 @@ const zero = (overrides: Partial<Plugin> = {}): Plugin => ({
   package: '@ds/zero',
   configSections: { zero_optimization: z.object({ stage: z.number() }) },
   contributes: {
-    optimizerWrappers: { zero: { appliesTo: (c) => ((c.zero_optimization as { stage?: number })?.stage ?? 0) > 0, wrap: (o) => ({ wrapped: o }) } },
+    optimizerWrappers: { zero: { appliesTo: (c) => ((c.zero_optimization as { stage?: number })?.stage ?? 0) > 0, wrap: () => { throw new Error('not called by the registry tests'); } } },
     checkpointWriters: { zero: { save: async () => {}, load: async () => ({}) } },
   },
   ...overrides,

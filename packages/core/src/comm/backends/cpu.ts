@@ -9,7 +9,8 @@ import { DSUnsupportedError, type DType } from '@ds/tensor';
 import { DSCommError, DSTimeoutError } from '../../errors.js';
 import { loadCoreAddon, type CoreAddon, type NativeGroupHandle, type NativeOpError } from '../native.js';
 import { segmentName, sweepStaleSegments } from '../shm.js';
-import type { Store } from '../store/store.js';
+import { PrefixStore, type Store } from '../store/store.js';
+import { HierarchicalProcessGroup } from './hierarchical.js';
 import { Observers } from '../observers.js';
 import type { CommBackend, CommBuffer, CommObserver, CommOpName, GroupSpec, ObserverOptions, OpOptions, ProcessGroup, ReduceOptions, RootOptions, Work } from '../types.js';
 import { checkBuffer, checkPair, checkRank, checkReduceOp, checkTimeout, DTYPE_CODE, OP_CODE, REDUCE_CODE } from '../validate.js';
@@ -28,12 +29,15 @@ export interface CpuBackendOptions {
   transport?: 'auto' | 'shm' | 'tcp';
   /** The address peers on other hosts reach this rank at; default the first non-internal IPv4. */
   ifAddr?: string;
+  /** Replaces the host identity (hostname and boot id); tests use it to stage several "hosts" on one. */
+  hostId?: string;
 }
 
 const ERR_TIMEOUT = 1;
 
-/** A host identity: two ranks share memory only when these are equal. */
-function hostId(): string {
+/** A host identity: two ranks share memory only when these are equal (`override`: DS_HOST_ID). */
+function hostId(override?: string): string {
+  if (override) return override;
   let boot = '';
   try {
     boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -61,6 +65,7 @@ export function cpuBackend(opts: CpuBackendOptions = {}): CommBackend {
 export class CpuProcessGroup implements ProcessGroup {
   readonly backend = 'cpu';
   private seq = 0;
+  private readonly p2pSeqs = new Map<string, number>();
   private regCount = 0;
   private destroyed = false;
   private readonly observers = new Observers();
@@ -86,12 +91,16 @@ export class CpuProcessGroup implements ProcessGroup {
     return this.spec.ranks;
   }
 
-  /** Collective over the group's members: the store handshake that maps one segment. */
-  static async create(spec: GroupSpec, opts: CpuBackendOptions = {}): Promise<CpuProcessGroup> {
+  /**
+   * Collective over the group's members. On one host: the store handshake that maps one shared
+   * segment. Across hosts: a TCP mesh, plus, when some host holds several members, a hierarchical
+   * group (shared memory inside hosts, TCP between one leader per host) for allReduce.
+   */
+  static async create(spec: GroupSpec, opts: CpuBackendOptions = {}): Promise<ProcessGroup> {
     const addon = loadCoreAddon();
     const { store, rank } = spec;
     const size = spec.ranks.length;
-    await store.set(`host/${rank}`, hostId());
+    await store.set(`host/${rank}`, hostId(opts.hostId));
     const hosts = await Promise.all(spec.ranks.map(async (_, q) => Buffer.from(await store.get(`host/${q}`)).toString('utf8')));
     const distinct = [...new Set(hosts)];
     const transport = opts.transport ?? 'auto';
@@ -102,11 +111,13 @@ export class CpuProcessGroup implements ProcessGroup {
     }
     const chunk = opts.chunkBytes ?? 1 << 20;
     if (distinct.length > 1 || transport === 'tcp') {
-      return CpuProcessGroup.createTcp(spec, addon, chunk, distinct.length > 1 ? (opts.ifAddr ?? publicAddress()) : '127.0.0.1');
+      const flat = await CpuProcessGroup.createTcp(spec, addon, chunk, distinct.length > 1 ? (opts.ifAddr ?? publicAddress()) : '127.0.0.1');
+      if (distinct.length === 1 || distinct.length === size || transport === 'tcp') return flat;
+      return CpuProcessGroup.createHierarchical(spec, opts, hosts, flat);
     }
     const p2p = opts.p2pBytes ?? 256 << 10;
     const spin = opts.spin ?? 200;
-    let native: NativeGroupHandle;
+    let native: NativeGroupHandle | undefined;
     try {
       if (rank === 0) {
         sweepStaleSegments(opts.shmDir ?? '/dev/shm', addon.shmUnlink);
@@ -126,21 +137,44 @@ export class CpuProcessGroup implements ProcessGroup {
         await store.set(`attached/${rank}`, '1');
       }
     } catch (err) {
+      native?.destroy();
       if (err instanceof DSCommError || err instanceof DSUnsupportedError) throw err;
       throw new DSCommError(`cpu backend: could not set up group '${spec.name}' on rank ${rank}: ${(err as Error).message}`, { cause: err });
     }
     return new CpuProcessGroup(addon, native, spec, 'shm');
   }
 
+  private static async createHierarchical(spec: GroupSpec, opts: CpuBackendOptions, hosts: string[], flat: CpuProcessGroup): Promise<ProcessGroup> {
+    const order = [...new Set(hosts)];
+    const mine = hosts[spec.rank]!;
+    const host = order.indexOf(mine);
+    const localRanks = spec.ranks.filter((_, q) => hosts[q] === mine);
+    const leaderRanks = order.map((h) => spec.ranks[hosts.indexOf(h)]!);
+    const local = await CpuProcessGroup.create(
+      { ...spec, name: `${spec.name}/host${host}`, ranks: localRanks, rank: localRanks.indexOf(spec.ranks[spec.rank]!), store: new PrefixStore(`host${host}`, spec.store) },
+      { ...opts, transport: 'shm' },
+    );
+    const leaderAt = leaderRanks.indexOf(spec.ranks[spec.rank]!);
+    const leaders =
+      leaderAt < 0
+        ? null
+        : await CpuProcessGroup.create(
+            { ...spec, name: `${spec.name}/leaders`, ranks: leaderRanks, rank: leaderAt, store: new PrefixStore('leaders', spec.store) },
+            { ...opts, transport: 'tcp' },
+          );
+    return new HierarchicalProcessGroup(flat, local, leaders);
+  }
+
   /** The TCP transport: every rank listens, publishes host:port, and the mesh connects natively. */
   private static async createTcp(spec: GroupSpec, addon: CoreAddon, chunk: number, advertise: string): Promise<CpuProcessGroup> {
+    if (spec.ranks.length === 1) return new CpuProcessGroup(addon, new addon.NativeGroup('', 0, 1, false, chunk, chunk, 0, 'tcp', '127.0.0.1'), spec, 'tcp');
     const { store, rank } = spec;
     let native: NativeGroupHandle | undefined;
     try {
       native = new addon.NativeGroup('', rank, spec.ranks.length, false, chunk, chunk, 0, 'tcp', '0.0.0.0');
       await store.set(`tcp/${rank}`, `${advertise}:${native.port()}`);
       const addrs = await Promise.all(spec.ranks.map(async (_, q) => Buffer.from(await store.get(`tcp/${q}`, spec.timeoutMs)).toString('utf8')));
-      await native.connect(addrs, spec.timeoutMs);
+      await native.connect(addrs, spec.timeoutMs)[0];
     } catch (err) {
       native?.destroy();
       if (err instanceof DSCommError) throw err;
@@ -154,23 +188,37 @@ export class CpuProcessGroup implements ProcessGroup {
     return this.observers.add(fn, opts);
   }
 
+  private p2pSeq(op: 'send' | 'recv', peer: number): number {
+    const key = `${op}${peer}`;
+    const seq = this.p2pSeqs.get(key) ?? 0;
+    this.p2pSeqs.set(key, (seq + 1) >>> 0);
+    return seq;
+  }
+
   private run(op: CommOpName, dtype: DType, redop: number, count: number, root: number, opts: OpOptions | undefined, input: CommBuffer | null, output: CommBuffer | null, msgBytes: number): Work {
     if (this.destroyed) throw new DSCommError(`${op}: group '${this.name}' was destroyed`);
     const timeoutMs = opts?.timeoutMs ?? this.spec.timeoutMs;
     checkTimeout(op, timeoutMs);
-    const seq = this.seq;
-    this.seq = (this.seq + 1) >>> 0;
+    // Collectives are numbered in one sequence every member shares; send/recv per channel, so
+    // point-to-point traffic between some ranks never puts the others out of step.
+    const seq = op === 'send' || op === 'recv' ? this.p2pSeq(op, root) : this.seq;
+    if (op !== 'send' && op !== 'recv') this.seq = (this.seq + 1) >>> 0;
     const caller = this.observers.wantCaller ? Observers.caller() : undefined;
-    const promise = this.native
-      .submit(OP_CODE[op], seq, DTYPE_CODE[dtype], redop, count, root, timeoutMs, input?.array ?? null, output?.array ?? null)
-      .then(
+    const [submitted, id] = this.native.submit(OP_CODE[op], seq, DTYPE_CODE[dtype], redop, count, root, timeoutMs, input?.array ?? null, output?.array ?? null);
+    const promise = submitted.then(
         (ms) => this.notify(op, seq, dtype, msgBytes, ms, true, caller),
         (e: NativeOpError) => {
           this.notify(op, seq, dtype, msgBytes, 0, false, caller);
           throw this.toError(op, seq, e);
         },
       );
-    return new PromiseWork(op, seq, promise);
+    return new PromiseWork(op, seq, promise, {
+      isDone: () => this.native.isDone(id),
+      waitSync: (ms) => {
+        const e = this.native.waitSync(id, ms ?? timeoutMs + 5000);
+        if (e) throw this.toError(op, seq, e);
+      },
+    });
   }
 
   private notify(op: CommOpName, seq: number, dtype: DType, bytes: number, latencyMs: number, ok: boolean, caller: string | undefined): void {

@@ -8,6 +8,7 @@ const config = JSON.parse(process.env.DS_TEST_CONFIG!) as Record<string, unknown
 const steps = Number(process.env.DS_TEST_STEPS ?? 6);
 const { engine } = await initialize({ model: new GPT(TINY_GPT), config, log: () => {} });
 const losses = await trainSteps(engine, 0, steps, engine.rank);
-console.log(JSON.stringify({ rank: engine.rank, losses, gradNorm: engine.getGlobalGradNorm() }));
+const comms = engine.commsLogger ? Object.fromEntries([...engine.commsLogger.stats()].map(([op, bySize]) => [op, [...bySize.values()].reduce((n, s) => n + s.count, 0)])) : null;
+console.log(JSON.stringify({ rank: engine.rank, losses, gradNorm: engine.getGlobalGradNorm(), comms }));
 engine.destroy();
 await engine.dist?.destroy();

@@ -43,6 +43,8 @@ struct Op {
   std::string message;
   std::vector<int> missing;
   double execMs = 0;
+  /** Set by the executor when the op is over (before the JS side hears of it). */
+  std::atomic<bool> finished{false};
 };
 
 /** A thread that runs queued jobs in order. */
@@ -84,6 +86,8 @@ class Group {
 
   /** Runs `op` on the executor that owns its kind; `done` is called on that thread. */
   void submit(Op* op, std::function<void(Op*)> done);
+  /** Blocks until `op` has finished or `timeoutUs` passed; true when finished. */
+  bool waitFinished(const Op* op, int64_t timeoutUs);
   /** Marks the group failed (peers see the flag, holding `kind`) with `reason`. */
   void abortGroup(const std::string& reason, ErrKind kind = ErrKind::Aborted);
   /** Stops executors (in-flight ops fail fast) and unmaps; idempotent. */
@@ -94,7 +98,8 @@ class Group {
 
   // Segment accessors.
   RankCtl* ctl(int q) const { return reinterpret_cast<RankCtl*>(base_ + kPage + static_cast<size_t>(q) * kPage); }
-  uint8_t* slot(int q, int half) const { return slots_ + (static_cast<size_t>(q) * 2 + half) * chunkBytes_; }
+  /** Rank q's staging buffer `buf` (0..kSlotBufs-1). */
+  uint8_t* slot(int q, int buf) const { return slots_ + (static_cast<size_t>(q) * kSlotBufs + buf) * chunkBytes_; }
   ChannelCtl* channel(int src, int dst) const { return reinterpret_cast<ChannelCtl*>(channels_ + (static_cast<size_t>(src) * size_ + dst) * channelStride_); }
   uint8_t* channelHalf(int src, int dst, int half) const {
     return channels_ + (static_cast<size_t>(src) * size_ + dst) * channelStride_ + kPage + half * (sizeof(ChunkHeader) + p2pBytes_);
@@ -132,6 +137,8 @@ class Group {
   std::vector<uint8_t> tcpTmp_;
   std::vector<OpHeader> tcpHdr_;
   std::unique_ptr<Executor> coll_;
+  std::mutex doneMu_;
+  std::condition_variable doneCv_;
   std::mutex execMu_;
   std::map<int, std::unique_ptr<Executor>> p2p_;
 };

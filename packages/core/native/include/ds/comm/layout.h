@@ -1,6 +1,6 @@
 // Layout of a group's shared-memory segment. Group rank 0 creates it; every member maps it.
 //
-//   [SegHeader 4 KiB] [RankCtl x n, 4 KiB each] [slots: n x 2 halves x chunkBytes]
+//   [SegHeader 4 KiB] [RankCtl x n, 4 KiB each] [slots: n x 3 buffers x chunkBytes]
 //   [channels: n x n x (ChannelCtl 4 KiB + 2 halves x (64 B header + p2pBytes))]
 //
 // Each rank owns one RankCtl: its sync counter `step` (a futex word peers sleep on), its abort flag
@@ -15,6 +15,8 @@ namespace ds::comm {
 
 constexpr uint64_t kMagic = 0x31304d4d4f435344ull;  // "DSCOMM01"
 constexpr size_t kPage = 4096;
+/** Staging buffers per rank: chunk k uses buffer k % 3, which lets allReduce get by with one sync per chunk. */
+constexpr int kSlotBufs = 3;
 
 struct SegHeader {
   uint64_t magic;
@@ -79,7 +81,7 @@ static_assert(sizeof(RankCtl) <= kPage, "rank control block fits a page");
 inline size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 inline size_t segmentBytes(int n, size_t chunkBytes, size_t p2pBytes) {
-  const size_t slots = static_cast<size_t>(n) * 2 * chunkBytes;
+  const size_t slots = static_cast<size_t>(n) * kSlotBufs * chunkBytes;
   const size_t channel = kPage + 2 * (sizeof(ChunkHeader) + p2pBytes);
   return kPage + static_cast<size_t>(n) * kPage + alignUp(slots, kPage) + static_cast<size_t>(n) * n * alignUp(channel, kPage);
 }
