@@ -1,5 +1,5 @@
 // The main job through `ds` with 2 ranks: a short run, then a resumed one.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,11 +38,27 @@ describe('examples/gpt through ds', () => {
     expect(readFileSync(join(out, 'latest'), 'utf8')).toBe('global_step20');
   }, 300_000);
 
-  it('continues from the last checkpoint with --resume', () => {
-    const r = ds(['--steps', '30', '--eval-every', '10', '--save-every', '10', '--resume']);
+  it('after Ctrl-C mid-run, --resume continues from the last checkpoint', async () => {
+    const dir = join(out, 'interrupted');
+    const bin = join(here, 'node_modules', '.bin', 'ds');
+    const child = spawn(bin, ['--num_gpus', '2', 'train.ts', '--deepspeed_config', 'ds_config.json', '--model', 'tiny', '--out', dir, '--steps', '400', '--save-every', '5', '--eval-every', '0'], {
+      cwd: here,
+      stdio: 'ignore',
+      detached: false,
+    });
+    const exited = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    const deadline = Date.now() + 120_000;
+    while (!existsSync(join(dir, 'latest')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGINT');
+    expect(await exited).not.toBe(0);
+    const tag = readFileSync(join(dir, 'latest'), 'utf8');
+    const step = Number(/^global_step(\d+)$/.exec(tag)![1]);
+    expect(step).toBeGreaterThan(0);
+    expect(step).toBeLessThan(400);
+
+    const r = ds(['--out', dir, '--steps', String(step + 5), '--save-every', '5', '--eval-every', '0', '--resume']);
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/resumed from .*global_step20 at step 20/);
-    expect(r.out).toMatch(/steps +\| +30 \(this run: 10\)/);
-    expect(readFileSync(join(out, 'latest'), 'utf8')).toBe('global_step30');
+    expect(r.out).toContain(`resumed from ${join(dir, tag)} at step ${step}`);
+    expect(r.out).toMatch(new RegExp(`steps +\\| +${step + 5} \\(this run: 5\\)`));
   }, 300_000);
 });
