@@ -1,4 +1,5 @@
 // `ds-zero` subcommands, written as functions that return text and an exit code (the bin prints and exits).
+import { writeFp32 } from './consolidate.js';
 import { estimateZero2, estimateZero3, modelStateBytes, type EstimateRow, type ZeroStage } from './estimate.js';
 
 export interface CliResult {
@@ -7,6 +8,10 @@ export interface CliResult {
 }
 
 const USAGE = `usage: ds-zero estimate --params N [--largest-layer-params N] [--gpus-per-node G] [--nodes M] [--buffer-factor F] [--json]
+       ds-zero to-fp32 CHECKPOINT_DIR OUT.safetensors [--tag TAG]
+
+  to-fp32 rebuilds whole fp32 weights from a ZeRO checkpoint's per-rank files (the tag in 'latest'
+  unless --tag is given) and writes them to one safetensors file (DeepSpeed's zero_to_fp32.py).
 
   N accepts suffixes K, M, B (or T): 7.5B = 7.5e9 parameters.
   Prints the ZeRO paper's per-rank model-state memory for stages 0-3 over G*M data-parallel ranks,
@@ -77,9 +82,33 @@ export function estimateCommand(argv: string[]): CliResult {
   return { code: 0, out: lines.join('\n') };
 }
 
+export function toFp32Command(argv: string[]): CliResult {
+  const positional: string[] = [];
+  let tag: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-h' || a === '--help') return { code: 0, out: USAGE };
+    if (a === '--tag' || a === '-t') {
+      tag = argv[++i];
+      if (tag === undefined) return { code: 2, out: `ds-zero to-fp32: ${a} needs a value\n\n${USAGE}` };
+    } else if (a.startsWith('--tag=')) tag = a.slice('--tag='.length);
+    else if (a.startsWith('-')) return { code: 2, out: `ds-zero to-fp32: unknown argument '${a}'\n\n${USAGE}` };
+    else positional.push(a);
+  }
+  if (positional.length !== 2) return { code: 2, out: `ds-zero to-fp32: expected CHECKPOINT_DIR and OUT.safetensors\n\n${USAGE}` };
+  try {
+    const c = writeFp32(positional[0]!, positional[1]!, tag);
+    const numel = [...c.tensors.values()].reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+    return { code: 0, out: `wrote ${c.tensors.size} fp32 tensors (${numel} parameters) of tag '${c.tag}' (ZeRO stage ${c.stage}, ${c.world} rank file(s)) to ${positional[1]}` };
+  } catch (err) {
+    return { code: 1, out: `ds-zero to-fp32: ${(err as Error).message}` };
+  }
+}
+
 export function main(argv: string[]): CliResult {
   const [cmd, ...rest] = argv;
   if (cmd === 'estimate') return estimateCommand(rest);
+  if (cmd === 'to-fp32') return toFp32Command(rest);
   if (cmd === undefined || cmd === '-h' || cmd === '--help') return { code: cmd ? 0 : 2, out: USAGE };
-  return { code: 2, out: `ds-zero: unknown command '${cmd}' (available: estimate)\n\n${USAGE}` };
+  return { code: 2, out: `ds-zero: unknown command '${cmd}' (available: estimate, to-fp32)\n\n${USAGE}` };
 }

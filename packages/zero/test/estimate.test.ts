@@ -70,7 +70,8 @@ describe('ds-zero estimate', () => {
     expect(main(['estimate']).code).toBe(2);
     expect(main(['estimate', '--params', 'many']).out).toMatch(/totalParams must be a number/);
     expect(main(['estimate', '--params', '1B', '--frobnicate']).out).toMatch(/unknown argument '--frobnicate'/);
-    expect(main(['to-fp32']).out).toMatch(/unknown command 'to-fp32' \(available: estimate\)/);
+    expect(main(['shard']).out).toMatch(/unknown command 'shard' \(available: estimate, to-fp32\)/);
+    expect(main(['to-fp32']).out).toMatch(/expected CHECKPOINT_DIR and OUT.safetensors/);
   });
 
   it('runs as a bin and emits JSON', () => {

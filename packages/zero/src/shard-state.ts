@@ -1,0 +1,247 @@
+// What every ZeRO stage shares: fp32 master weights and optimizer state for this rank's shard only,
+// the global overflow check and gradient norm over disjoint shards (one all-reduce), clipping, the
+// optimizer step on the shard, and the partitioned checkpoint state.
+import {
+  allocateFlat,
+  clipCoefficient,
+  DSCheckpointError,
+  flatArray,
+  releaseFlat,
+  type FlatBuffer,
+  type ModelStateBytes,
+  type ModelStateManager,
+  type NamedTensor,
+  type OptimizerSlot,
+  type ProcessGroup,
+  type RankState,
+  type StateManagerArgs,
+  type StepInput,
+  type StepOutput,
+} from '@ds/core';
+import type { FloatDType } from '@ds/tensor';
+
+import { zeroConfigOf, type ZeroConfig } from './config.js';
+import type { PartitionPlan } from './partition.js';
+import { assembleFull, cutShard, describeUnits, readAllRanks, shardTensor, type ShardMeta } from './rank-state.js';
+
+export type Block = Float32Array | Uint16Array;
+
+/** DeepSpeed's gradient dtype under ZeRO: data_types.grad_accum_dtype, else the parameters' dtype. */
+export function gradDtypeOf(args: StateManagerArgs): FloatDType {
+  const want = (args.config.data_types as { grad_accum_dtype?: string | null } | undefined)?.grad_accum_dtype;
+  if (want === 'fp32') return 'f32';
+  if (want === 'bf16') return 'bf16';
+  if (want === 'fp16') return 'f16';
+  return args.paramDtype;
+}
+
+export abstract class ShardedState implements ModelStateManager {
+  abstract readonly stage: number;
+  readonly partitioned = true;
+  protected readonly zc: ZeroConfig;
+  protected readonly group: ProcessGroup | null;
+  protected readonly world: number;
+  protected readonly rank: number;
+  protected readonly sizes: number[];
+  protected master: FlatBuffer | null = null;
+  protected slots: OptimizerSlot[] = [];
+  /** Unit index of each slot (a unit is split into several slots when larger than sub_group_size). */
+  private slotUnit: number[] = [];
+
+  constructor(
+    protected readonly args: StateManagerArgs,
+    protected readonly plan: PartitionPlan,
+    protected readonly gradDtype: FloatDType,
+    sizes?: readonly number[],
+  ) {
+    this.zc = zeroConfigOf(args.config);
+    this.group = args.group && args.group.size > 1 ? args.group : null;
+    this.world = plan.world;
+    this.rank = plan.rank;
+    this.sizes = sizes ? [...sizes] : args.params.map((p) => p.numel);
+  }
+
+  /** This rank's block of unit u in the parameter dtype (views the 16-bit parameters, or the f32 ones). */
+  protected abstract paramBlock(u: number): Block;
+  /** This rank's reduced gradient block of unit u (valid after a boundary backward). */
+  protected abstract gradBlock(u: number): Block;
+  /** After the optimizer wrote the updated blocks: make parameters whole again where the stage keeps them. */
+  protected abstract afterUpdate(): Promise<void>;
+  /** Bytes of the parameter and gradient buffers this rank keeps between steps. */
+  protected abstract paramGradBytes(): { parameters: number; gradients: number };
+
+  /** Allocates the fp32 masters (16-bit parameters) from the parameter blocks and builds the slots. */
+  protected setupShards(): void {
+    const { runtime, paramDtype } = this.args;
+    if (paramDtype !== 'f32') {
+      this.master = allocateFlat(runtime, 'f32', this.plan.shardNumel, 'optimizer_states', 'zero fp32 master shard');
+      this.refreshMaster();
+    }
+    const sub = Math.max(1, Math.floor(this.zc.sub_group_size));
+    const out16Dtype = paramDtype === 'f16' ? ('f16' as const) : ('bf16' as const);
+    this.plan.units.forEach((u, ui) => {
+      const master = this.masterBlock(ui);
+      const grad = this.gradBlock(ui);
+      const p16 = this.master ? (this.paramBlock(ui) as Uint16Array) : null;
+      for (let at = 0; at < u.block; at += sub) {
+        const end = Math.min(u.block, at + sub);
+        this.slots.push({
+          master: master.subarray(at, end),
+          grad: grad.subarray(at, end),
+          gradDtype: this.gradDtype,
+          group: 0,
+          ...(p16 ? { out16: p16.subarray(at, end), out16Dtype } : {}),
+        });
+        this.slotUnit.push(ui);
+      }
+    });
+  }
+
+  protected masterBlock(u: number): Float32Array {
+    const unit = this.plan.units[u]!;
+    if (!this.master) return this.paramBlock(u) as Float32Array;
+    return flatArray(this.master, unit.shardStart, unit.block) as Float32Array;
+  }
+
+  /** Masters := the parameter blocks (after loading 16-bit weights). */
+  protected refreshMaster(): void {
+    if (!this.master) return;
+    this.plan.units.forEach((u, ui) => this.args.kernels.cast(this.args.paramDtype, this.paramBlock(ui), 'f32', this.masterBlock(ui), u.block));
+  }
+
+  /** Slot grads are views taken at setup; a stage whose gradient blocks move re-points them here. */
+  protected repointSlotGrads(): void {
+    const cursor = new Map<number, number>();
+    this.slots.forEach((s, i) => {
+      const u = this.slotUnit[i]!;
+      const at = cursor.get(u) ?? 0;
+      s.grad = this.gradBlock(u).subarray(at, at + s.master.length);
+      cursor.set(u, at + s.master.length);
+    });
+  }
+
+  async step(input: StepInput): Promise<StepOutput> {
+    const { kernels } = this.args;
+    let sumSq = 0;
+    let bad = 0;
+    this.plan.units.forEach((u, ui) => {
+      const g = this.gradBlock(ui);
+      if (kernels.hasInfNan(this.gradDtype, g, u.block)) bad = 1;
+      else sumSq += kernels.sumSquares(this.gradDtype, g, u.block);
+    });
+    // Shards are disjoint, so the sum over ranks is the global squared norm; the flag is a logical or.
+    const totals = Float32Array.of(sumSq, bad);
+    if (this.group) await this.group.allReduce({ dtype: 'f32', array: totals }, { op: 'sum' });
+    if (totals[1]! > 0 || !Number.isFinite(totals[0]!)) return { overflow: true, gradNorm: NaN };
+    const gradNorm = Math.sqrt(totals[0]!) / input.lossScale;
+    const coeff = clipCoefficient(gradNorm, input.clip);
+    this.args.optimizer.step(this.slots, { gradScale: coeff / input.lossScale });
+    await this.afterUpdate();
+    return { overflow: false, gradNorm };
+  }
+
+  modelStateBytes(): ModelStateBytes {
+    const { parameters, gradients } = this.paramGradBytes();
+    const masters = this.master ? this.master.storage.byteLength : 0;
+    return { parameters, gradients, optimizerStates: masters + this.plan.shardNumel * 4 * this.args.optimizer.stateNames.length };
+  }
+
+  rankState(): RankState {
+    const tensors = new Map<string, NamedTensor>();
+    const shard = new Float32Array(this.plan.shardNumel);
+    this.plan.units.forEach((u, ui) => shard.set(this.masterBlock(ui), u.shardStart));
+    tensors.set('fp32', shardTensor(shard));
+    const opt = this.args.optimizer.stateDict();
+    const stateNames = opt.slots.length === this.slots.length ? [...this.args.optimizer.stateNames] : [];
+    for (const name of stateNames) {
+      const all = new Float32Array(this.plan.shardNumel);
+      let at = 0;
+      opt.slots.forEach((s) => {
+        all.set(s.tensors[name]!, at);
+        at += s.tensors[name]!.length;
+      });
+      tensors.set(`optimizer.${name}`, shardTensor(all));
+    }
+    const shapes: Record<string, number[]> = {};
+    this.args.names.forEach((n, i) => (shapes[n] = [...this.shapeOf(i)]));
+    const meta: ShardMeta = {
+      format: 'ds-zero-shard',
+      version: 1,
+      zero_stage: this.stage,
+      world: this.world,
+      rank: this.rank,
+      units: describeUnits(this.plan, this.args.names, this.sizes),
+      shapes,
+      state_names: stateNames,
+      optimizer: { type: opt.type, paramGroups: opt.paramGroups, step: opt.slots[0]?.step ?? 0 },
+    };
+    return { tensors, meta: meta as unknown as Record<string, unknown> };
+  }
+
+  /** Parameter i's shape (stage 3 keeps it aside while the parameter is released). */
+  protected shapeOf(i: number): readonly number[] {
+    return this.args.params[i]!.shape;
+  }
+
+  /** Re-partitions from any number of saved ranks: whole tensors by name, then this rank's cut. */
+  loadRankStates(savedWorld: number, read: (rank: number) => RankState): void {
+    const { meta, fp32, states } = readAllRanks(savedWorld, read, { names: this.args.names, sizes: this.sizes, stateNames: this.args.optimizer.stateNames });
+    for (const [name, numel] of this.args.names.map((n, i): [string, number] => [n, this.sizes[i]!])) {
+      const got = fp32.get(name);
+      if (!got) throw new DSCheckpointError(`the partitioned checkpoint has no parameter '${name}' (it has ${[...fp32.keys()].slice(0, 5).join(', ')}, ...)`);
+      if (got.length !== numel) throw new DSCheckpointError(`checkpoint parameter '${name}' has ${got.length} elements, the model has ${numel}`);
+    }
+    const units = describeUnits(this.plan, this.args.names, this.sizes);
+    const shard = new Float32Array(this.plan.shardNumel);
+    if (this.zc.load_from_fp32_weights) {
+      cutShard(units, this.rank, fp32, shard);
+      this.plan.units.forEach((u, ui) => this.masterBlock(ui).set(shard.subarray(u.shardStart, u.shardStart + u.block)));
+      this.mastersLoaded(fp32);
+    } else this.refreshMaster();
+    if (meta.state_names.length === 0) return;
+    const cut = new Map<string, Float32Array>();
+    for (const [name, full] of states) {
+      const s = new Float32Array(this.plan.shardNumel);
+      cutShard(units, this.rank, full, s);
+      cut.set(name, s);
+    }
+    let at = 0;
+    const slots = this.slots.map((slot) => {
+      const n = slot.master.length;
+      const tensors: Record<string, Float32Array> = {};
+      for (const name of this.args.optimizer.stateNames) {
+        const s = cut.get(name);
+        if (!s) throw new DSCheckpointError(`the partitioned checkpoint has no optimizer state '${name}' (saved by ${meta.optimizer.type})`);
+        tensors[name] = s.slice(at, at + n);
+      }
+      at += n;
+      return { step: meta.optimizer.step, tensors };
+    });
+    this.args.optimizer.loadStateDict({ type: meta.optimizer.type, paramGroups: meta.optimizer.paramGroups as never, slots });
+  }
+
+  /** Whole fp32 masters by parameter name (collective: every rank must call it). */
+  async fullMasters(): Promise<Map<string, Float32Array>> {
+    const shard = new Float32Array(this.plan.shardNumel);
+    this.plan.units.forEach((u, ui) => shard.set(this.masterBlock(ui), u.shardStart));
+    const all = new Float32Array(this.plan.shardNumel * this.world);
+    if (this.group) await this.group.allGather({ dtype: 'f32', array: all }, { dtype: 'f32', array: shard });
+    else all.set(shard);
+    return assembleFull(describeUnits(this.plan, this.args.names, this.sizes), this.world, (r) => all.subarray(r * this.plan.shardNumel, (r + 1) * this.plan.shardNumel));
+  }
+
+  /** After loadRankStates replaced the masters from the saved fp32 weights (`full`, whole by name): the 16-bit copies follow. */
+  protected abstract mastersLoaded(full: Map<string, Float32Array>): void;
+
+  protected releaseMaster(): void {
+    if (this.master) releaseFlat(this.master);
+    this.master = null;
+  }
+
+  abstract beforeBackward(boundary: boolean): void;
+  abstract afterBackward(boundary: boolean): Promise<void>;
+  abstract zeroGrad(): void;
+  abstract moduleState(): Promise<Map<string, NamedTensor>>;
+  abstract loadModuleState(weights: Map<string, NamedTensor>, refreshMaster: boolean): Promise<void>;
+  abstract destroy(): void;
+}

@@ -1,0 +1,226 @@
+// ZeRO stage 3: parameters are partitioned too. Each rank keeps its blocks of every unit (16-bit
+// shard, gradient shard, fp32 masters and moments: 16 bytes per parameter / N). Module hooks gather a
+// unit before the module's forward and backward and release it after (stage3-fetch.ts); gradients go
+// through buckets that are reduce-scattered per unit while backward continues (grad-buckets.ts). The
+// optimizer writes the updated 16-bit blocks straight into the shard; nothing is gathered at the end
+// of a step except the persistent unit (small parameters kept whole).
+import { allocateFlat, DSCheckpointError, DSError, flatArray, releaseFlat, type FlatBuffer, type ModelStateManager, type NamedTensor, type StateManagerArgs } from '@ds/core';
+import { BYTES_PER_ELEMENT, Tensor, type HookHandle, type Module } from '@ds/tensor';
+
+import { zeroConfigOf } from './config.js';
+import { GradientBuckets } from './grad-buckets.js';
+import { pieceOf } from './partition.js';
+import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
+import { ParamCoordinator } from './stage3-fetch.js';
+import { planStage3, type Stage3Layout } from './stage3-plan.js';
+import { prePartitionOf } from './zero-init.js';
+
+export class Stage3State extends ShardedState {
+  readonly stage = 3;
+  private readonly shard16: FlatBuffer;
+  private readonly gradShard: FlatBuffer;
+  private readonly shapes: number[][];
+  private readonly placeholder: Tensor;
+  private readonly coord: ParamCoordinator;
+  private readonly buckets: GradientBuckets;
+  private readonly hooks: HookHandle[] = [];
+  private readonly gradHookRemovers: (() => void)[] = [];
+
+  private constructor(
+    args: StateManagerArgs,
+    private readonly layout: Stage3Layout,
+    shapes: number[][],
+    sizes: number[],
+    log: (message: string) => void,
+  ) {
+    super(args, layout.plan, gradDtypeOf(args), sizes);
+    const { runtime, kernels, params, paramDtype } = args;
+    this.shapes = shapes;
+    const plan = layout.plan;
+    this.shard16 = allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', 'zero-3 parameter shard');
+    this.fillShard();
+    this.placeholder = Tensor.empty([0], paramDtype, { runtime, category: 'parameters', label: 'zero-3 released parameter', track: false });
+    for (const p of params) {
+      p.setData(this.placeholder);
+      p.grad = null;
+    }
+    this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-3 gradient shard');
+    this.coord = new ParamCoordinator(
+      { runtime, kernels, params, shapes, paramDtype, group: this.group, plan, shard: this.shard16, placeholder: this.placeholder, zc: this.zc, log },
+      layout.persistentUnit,
+    );
+    this.buckets = new GradientBuckets(
+      { runtime, kernels, group: this.group, plan, gradDtype: this.gradDtype, config: args.config, reduceScatter: this.zc.reduce_scatter, overlap: this.zc.overlap_comm, gradBlock: (u) => this.gradBlock(u) },
+      params.length,
+    );
+    this.installHooks();
+  }
+
+  /** Collective. Without zeroInit every rank must have built the same weights (same seed). */
+  static async create(args: StateManagerArgs, log: (message: string) => void = () => {}): Promise<Stage3State> {
+    const world = args.group?.size ?? 1;
+    const rank = args.group?.rank ?? 0;
+    const pre = prePartitionOf(args.module, world, rank);
+    const shapes = args.params.map((p) => [...(pre?.shapes.get(p) ?? p.shape)]);
+    const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
+    const layout = planStage3(args.module, args.params, sizes, zeroConfigOf(args.config), world, rank);
+    const state = new Stage3State(args, layout, shapes, sizes, log);
+    if (layout.persistentUnit >= 0) await state.coord.fetchAsync(layout.persistentUnit);
+    state.setupShards();
+    return state;
+  }
+
+  /** This rank's blocks from the parameters' values (or the pieces zeroInit kept). */
+  private fillShard(): void {
+    const { kernels, params, paramDtype, module } = this.args;
+    const pre = prePartitionOf(module, this.world, this.rank);
+    this.plan.units.forEach((unit) => {
+      unit.params.forEach((i, k) => {
+        const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
+        if (to <= from) return;
+        const dst = flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from);
+        const piece = pre?.pieces.get(params[i]!);
+        if (piece) kernels.cast('f32', piece, paramDtype, dst, to - from);
+        else {
+          const p = params[i]!;
+          kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), paramDtype, dst, to - from);
+        }
+      });
+    });
+  }
+
+  private installHooks(): void {
+    const root = this.args.module;
+    const persistent = this.layout.persistentUnit;
+    // Registered first, so it runs before the root's own unit is fetched.
+    this.hooks.push(
+      root.registerForwardPreHook(() => {
+        this.coord.newPass();
+        if (persistent >= 0 && !this.coord.isAvailable(persistent)) this.coord.fetch(persistent);
+      }),
+    );
+    this.layout.moduleOf.forEach((m, u) => {
+      if (!m) return;
+      this.hooks.push(
+        m.registerForwardPreHook(() => void this.coord.fetch(u)),
+        m.registerForwardHook(() => void this.coord.release(u)),
+        m.registerBackwardPreHook(() => this.coord.fetch(u)),
+        m.registerBackwardHook(() => this.coord.release(u)),
+      );
+    });
+    this.args.params.forEach((p, i) => this.gradHookRemovers.push(p.registerGradReadyHook(() => this.buckets.onGradReady(i, p))));
+  }
+
+  protected paramBlock(u: number): Block {
+    const unit = this.plan.units[u]!;
+    return flatArray(this.shard16, unit.shardStart, unit.block);
+  }
+
+  protected gradBlock(u: number): Block {
+    const unit = this.plan.units[u]!;
+    return flatArray(this.gradShard, unit.shardStart, unit.block);
+  }
+
+  protected paramGradBytes(): { parameters: number; gradients: number } {
+    const persistent = this.layout.persistentUnit >= 0 ? this.plan.units[this.layout.persistentUnit]!.padded * BYTES_PER_ELEMENT[this.args.paramDtype] : 0;
+    return { parameters: this.shard16.storage.byteLength + persistent, gradients: this.gradShard.storage.byteLength };
+  }
+
+  /** The module whose hooks gather each unit (for tools and tests). */
+  get units(): readonly { module: Module | null; numel: number; padded: number }[] {
+    return this.plan.units.map((u, i) => ({ module: this.layout.moduleOf[i] ?? null, numel: u.numel, padded: u.padded }));
+  }
+
+  beforeBackward(_boundary: boolean): void {
+    this.buckets.begin();
+  }
+
+  async afterBackward(_boundary: boolean): Promise<void> {
+    const unused = this.args.names.filter((_, i) => !this.buckets.fired[i]);
+    if (unused.length > 0 && !this.zc.ignore_unused_parameters) {
+      throw new DSError(`ZeRO-3: ${unused.length} parameter(s) received no gradient (${unused.slice(0, 3).join(', ')}); set zero_optimization.ignore_unused_parameters to true to allow it`, { code: 'DS_ZERO_UNUSED_PARAMETERS' });
+    }
+    await this.buckets.finish();
+    await this.coord.releaseAll();
+  }
+
+  protected async afterUpdate(): Promise<void> {
+    if (this.layout.persistentUnit >= 0) await this.coord.refresh(this.layout.persistentUnit);
+  }
+
+  zeroGrad(): void {
+    this.args.kernels.fill(this.gradDtype, flatArray(this.gradShard), this.gradShard.numel, 0);
+  }
+
+  /** Gathers every unit (collective), runs fn with whole parameters, releases them again. */
+  async withGathered<T>(fn: () => T | Promise<T>): Promise<T> {
+    for (let u = 0; u < this.plan.units.length; u++) await this.coord.fetchAsync(u);
+    try {
+      return await fn();
+    } finally {
+      await this.coord.releaseAll();
+    }
+  }
+
+  /** Full 16-bit weights when stage3_gather_16bit_weights_on_model_save, else none (DeepSpeed's rule): use ds-zero to-fp32. */
+  async moduleState(): Promise<Map<string, NamedTensor>> {
+    const out = new Map<string, NamedTensor>();
+    if (!this.zc.stage3_gather_16bit_weights_on_model_save) return out;
+    return this.withGathered(() => {
+      this.args.params.forEach((p, i) => out.set(this.args.names[i]!, { dtype: this.args.paramDtype, shape: [...this.shapes[i]!], data: (p.data() as Uint16Array).slice() }));
+      return out;
+    });
+  }
+
+  async loadModuleState(weights: Map<string, NamedTensor>, refreshMaster: boolean): Promise<void> {
+    const { kernels, names, paramDtype } = this.args;
+    if (weights.size === 0) {
+      if (refreshMaster) throw new DSCheckpointError('this ZeRO-3 checkpoint holds no 16-bit weights (saved without stage3_gather_16bit_weights_on_model_save); load it with its optimizer states, or consolidate it with `ds-zero to-fp32`');
+      return;
+    }
+    this.plan.units.forEach((unit) => {
+      unit.params.forEach((i, k) => {
+        const w = weights.get(names[i]!);
+        if (!w) throw new DSCheckpointError(`checkpoint has no weights for parameter '${names[i]}'`);
+        if (w.shape.join(',') !== this.shapes[i]!.join(',')) throw new DSCheckpointError(`checkpoint weights '${names[i]}' have shape [${w.shape}], the model has [${this.shapes[i]}]`);
+        const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
+        if (to <= from) return;
+        const src = (w.data as Float32Array | Uint16Array).subarray(from, to);
+        kernels.cast(w.dtype, src, paramDtype, flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from), to - from);
+      });
+    });
+    if (refreshMaster) this.refreshMaster();
+    if (this.layout.persistentUnit >= 0) this.coord.drop(this.layout.persistentUnit);
+  }
+
+  /** New masters: the 16-bit shard follows them; the persistent unit is gathered again by the next forward. */
+  protected override mastersLoaded(_full: Map<string, Float32Array>): void {
+    if (this.master) this.plan.units.forEach((u, ui) => this.args.kernels.cast('f32', this.masterBlock(ui), this.args.paramDtype, this.paramBlock(ui), u.block));
+    if (this.layout.persistentUnit >= 0) this.coord.drop(this.layout.persistentUnit);
+  }
+
+  protected override shapeOf(i: number): readonly number[] {
+    return this.shapes[i]!;
+  }
+
+  destroy(): void {
+    for (const h of this.hooks) h.remove();
+    for (const r of this.gradHookRemovers) r();
+    this.buckets.destroy();
+    this.args.params.forEach((p) => {
+      p.grad = null;
+      p.setData(this.placeholder);
+    });
+    this.coord.destroy();
+    releaseFlat(this.gradShard);
+    this.releaseMaster();
+    releaseFlat(this.shard16);
+    this.placeholder.dispose();
+  }
+}
+
+/** Runs fn with every parameter whole (collective under stage 3; plain call otherwise). Read-only: changes are not written back. */
+export async function gatheredParameters<T>(state: ModelStateManager, fn: () => T | Promise<T>): Promise<T> {
+  if (state instanceof Stage3State) return state.withGathered(fn);
+  return fn();
+}
