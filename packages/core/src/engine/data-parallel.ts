@@ -223,6 +223,14 @@ export class DataParallelState implements ModelStateManager {
     for (const remove of this.hookRemovers) remove();
     this.args.params.forEach((p) => (p.grad = null));
     for (const g of this.gradViews) g.dispose();
+    // Give each parameter its own copy so the flat buffer can go while the module lives on.
+    const { runtime, kernels } = this.args;
+    for (const p of this.args.params) {
+      const own = Tensor.empty(p.shape, p.dtype, { runtime, category: 'parameters', label: p.name ?? 'parameter', track: false });
+      kernels.copy(p.data(), own.data(), p.numel);
+      p.setData(own);
+      own.dispose();
+    }
     releaseFlat(this.grads);
     if (this.master) releaseFlat(this.master);
     releaseFlat(this.params);

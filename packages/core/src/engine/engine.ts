@@ -37,6 +37,8 @@ export interface EngineParts {
   /** DeepSpeed's comms_logger, attached to the data-parallel group when enabled. */
   commsLogger: CommsLogger | null;
   log: (message: string) => void;
+  /** Releases the optimizer-state storages initialize() allocated. */
+  releaseState?: () => void;
 }
 
 export class Engine {
@@ -219,11 +221,15 @@ export class Engine {
     return loadEngineCheckpoint(this, this.parts, dir, opts);
   }
 
-  /** Releases the engine's flat buffers and closes its monitors (the process group stays the caller's). */
+  /**
+   * Releases the engine's buffers and closes its monitors. The module stays usable: its parameters
+   * get storage of their own again. The process group stays the caller's.
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     this.parts.state.destroy();
+    this.parts.releaseState?.();
     this.parts.monitor.close();
   }
 }

@@ -80,10 +80,16 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   const paramDtype = paramDtypeOf(precision.dtype);
   const runtime = opts.runtime ?? getRuntime();
   const kernels = runtime.kernels('cpu');
+  // Optimizer state is counted under 'optimizer_states' and released with the engine.
+  const stateStorages: Storage[] = [];
   const allocState = (n: number, name: string): Float32Array => {
     const s = Storage.allocate(runtime.tracker, n * 4, { category: 'optimizer_states', label: `optimizer ${name}` });
     s.retain();
+    stateStorages.push(s);
     return new Float32Array(s.buffer, s.byteOffset, n);
+  };
+  const releaseState = () => {
+    for (const s of stateStorages.splice(0)) s.release();
   };
   const optCtx: OptimizerContext = { kernels, allocState };
   const pluginCtx: PluginContext = { config, rank, worldSize: dist?.size ?? 1, device: 'cpu', log: (level, m) => log(level === 'warn' ? `warning: ${m}` : m) };
@@ -121,6 +127,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
     monitor: new MonitorMaster(config as never, rank),
     commsLogger,
     log,
+    releaseState,
   });
   return { engine, optimizer, lrScheduler };
 }

@@ -63,11 +63,13 @@ export abstract class SlotOptimizer implements Optimizer {
       throw new DSConfigError(`optimizer state has ${state.paramGroups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
     }
     state.paramGroups.forEach((g, i) => Object.assign(this.paramGroups[i]!, g));
-    this.slots = state.slots.map((s) => ({
+    // Reuse this optimizer's arrays where the sizes match, so loading allocates nothing new.
+    this.slots = state.slots.map((s, i) => ({
       step: s.step,
       tensors: Object.fromEntries(
         Object.entries(s.tensors).map(([k, v]) => {
-          const a = this.alloc(v.length, k);
+          const existing = this.slots[i]?.tensors[k];
+          const a = existing && existing.length === v.length ? existing : this.alloc(v.length, k);
           a.set(v);
           return [k, a];
         }),

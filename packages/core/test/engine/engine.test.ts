@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { GPT } from '@ds/tensor';
+import { getRuntime, GPT, tidy, type Tensor } from '@ds/tensor';
 
 import { initialize } from '../../src/engine/initialize.js';
-import { TINY_GPT, trainSteps } from './fixtures.js';
+import { batch, TINY_GPT, trainSteps } from './fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ds-engine-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -87,6 +87,26 @@ describe('engine (single process)', () => {
     const after = await trainSteps(second.engine, 4, 8);
     expect([...before, ...after]).toEqual(all);
     second.engine.destroy();
+  });
+
+  it('destroy() frees gradients and optimizer state and leaves a usable module', async () => {
+    const tracker = getRuntime().tracker;
+    const live = (c: 'parameters' | 'gradients' | 'optimizer_states') => tracker.liveBytes('cpu', c);
+    const before = { parameters: live('parameters'), gradients: live('gradients'), optimizer_states: live('optimizer_states') };
+    const model = new GPT(CFG);
+    const { engine } = await initialize({ model, config: baseConfig({ bf16: { enabled: true } }), dist: null, log: () => {} });
+    await trainSteps(engine, 0, 2);
+    expect(live('optimizer_states')).toBe(before.optimizer_states + model.numParameters() * 12);
+    engine.destroy();
+    expect(live('gradients')).toBe(before.gradients);
+    expect(live('optimizer_states')).toBe(before.optimizer_states);
+    // The module keeps its bf16 weights, in storage of its own.
+    expect(live('parameters')).toBe(before.parameters + model.numParameters() * 2);
+    const { ids, targets } = batch(0, 0, 0, 2);
+    const loss = tidy(() => (model.call(ids, targets) as { loss: Tensor }).loss.item());
+    expect(Number.isFinite(loss)).toBe(true);
+    ids.dispose();
+    targets.dispose();
   });
 
   it('rejects a config without an optimizer by name', async () => {
