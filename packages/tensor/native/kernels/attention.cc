@@ -1,9 +1,10 @@
-// Causal attention, flash style: keys are visited in blocks of kBk with an online softmax (running
-// max m and normaliser l per query, earlier output rescaled when m grows), so no T x T matrix is
-// ever stored; forward saves lse = m + log(l) per query. Forward runs (head, query block) items in
-// parallel; backward runs heads in parallel and, inside a head, walks key blocks and the query
-// blocks at or below the diagonal, recomputing P from lse. The block products (Q K^T, P V and the
-// four of backward) go through blockGemm (block_gemm.h), register-tiled per ISA.
+// Causal attention, flash style: keys are visited in blocks of kB (64) with an online softmax
+// (running max m and normaliser l per query, earlier output rescaled when m grows), so no T x T
+// matrix is ever stored; forward saves lse = m + log(l) per query. Forward runs (head, query
+// block) items in parallel; backward runs heads in parallel and, inside a head, walks key blocks
+// and the query blocks at or below the diagonal, recomputing P from lse. The block products
+// (Q K^T and P V, and the four of backward) go through blockGemm (block_gemm.h), register-tiled
+// per ISA.
 #include <algorithm>
 #include <cmath>
 

@@ -31,6 +31,7 @@ CpuFeatures detectCpu() {
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
   const bool osxsave = c & (1u << 27);
   const bool fma = c & (1u << 12);
+  const bool f16c = c & (1u << 29);  // the AVX2 paths convert f16 with vcvtph2ps / vcvtps2ph
   if (!osxsave) return f;
   const uint64_t xcr0 = xgetbv0();
   const bool ymmOs = (xcr0 & 0x6) == 0x6;
@@ -42,7 +43,7 @@ CpuFeatures detectCpu() {
   unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
   __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
   const bool bf16 = a1 & (1u << 5);
-  f.avx2 = ymmOs && avx2 && fma;
+  f.avx2 = ymmOs && avx2 && fma && f16c;
   f.avx512f = f.avx2 && zmmOs && avx512f && avx512dq && avx512bw && avx512vl;
   f.avx512bf16 = f.avx512f && bf16;
   f.amxTile = f.avx512f && amxTile && amxBf16 && requestAmxPermission();

@@ -64,9 +64,10 @@ DS_TARGET_AVX512 DS_INLINE void transpose16(__m512 (&r)[16]) {
   }
 }
 
-// d[p * w + r] = rows[r][p] for p < count and r < w <= 16, 32-bit elements; rows from `live` on
+// d[p * ld + r] = rows[r][p] for p < count and r < w <= 16, 32-bit elements; rows from `live` on
 // are zero. Packs a strip whose k runs along memory (A, or B transposed) 256 elements at a time.
-DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live, int64_t count, int w, uint32_t* d) {
+DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live, int64_t count, int w, int64_t ld,
+                                     uint32_t* d) {
   const __mmask16 wm = static_cast<__mmask16>((1u << w) - 1);
   for (int64_t p = 0; p < count; p += 16) {
     const int64_t len = std::min<int64_t>(16, count - p);
@@ -75,7 +76,7 @@ DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live,
     for (int i = 0; i < 16; ++i)
       r[i] = i < live ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(lm, rows[i] + 4 * p)) : _mm512_setzero_ps();
     transpose16(r);
-    for (int64_t i = 0; i < len; ++i) _mm512_mask_storeu_epi32(d + (p + i) * w, wm, _mm512_castps_si512(r[i]));
+    for (int64_t i = 0; i < len; ++i) _mm512_mask_storeu_epi32(d + (p + i) * ld, wm, _mm512_castps_si512(r[i]));
   }
 }
 
@@ -86,10 +87,13 @@ void packF32(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t kc,
     float* d = dst + s * kc * w;
     const int live = static_cast<int>(std::min<int64_t>(w, rows - s * w));
     const auto* base = static_cast<const float*>(x.p);
-    if (avx512 && x.cs == 1 && x.dt == DType::F32 && w <= 16) {
-      const unsigned char* lines[16];
-      for (int r = 0; r < live; ++r) lines[r] = reinterpret_cast<const unsigned char*>(base + (r0 + s * w + r) * x.rs + p0);
-      transposeStrip(lines, live, kc, w, reinterpret_cast<uint32_t*>(d));
+    if (avx512 && x.cs == 1 && x.dt == DType::F32 && (w <= 16 || w == 32)) {
+      for (int h = 0; h < w; h += 16) {  // at most 16 rows per transpose: two halves of a 32-wide strip
+        const int hw = std::min(16, w - h), hl = std::max(0, std::min(hw, live - h));
+        const unsigned char* lines[16];
+        for (int r = 0; r < hl; ++r) lines[r] = reinterpret_cast<const unsigned char*>(base + (r0 + s * w + h + r) * x.rs + p0);
+        transposeStrip(lines, hl, kc, hw, w, reinterpret_cast<uint32_t*>(d) + h);
+      }
       continue;  // rows from `live` on were written as zeros
     }
     if (x.cs == 1 && x.dt == DType::F32) {  // k is contiguous: read rows, write columns of the strip
@@ -118,12 +122,19 @@ alignas(64) constexpr uint16_t kInterleaveLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 
 alignas(64) constexpr uint16_t kInterleaveHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
                                                     24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
 
-DS_TARGET_AVX512 void interleaveLines(const uint16_t* l0, const uint16_t* l1, int live, uint16_t* d) {
+// Writes the pairs (l0[j], l1[j]) for j < w (w is 14 or 32; lanes from `live` on are zero; l1 null
+// means a zero line): the packed layout of one k pair of a strip.
+DS_TARGET_AVX512 void interleaveLines(const uint16_t* l0, const uint16_t* l1, int live, int w, uint16_t* d) {
   const __mmask32 m = live >= 32 ? 0xffffffffu : ((1u << live) - 1);
   const __m512i a = _mm512_maskz_loadu_epi16(m, l0);
   const __m512i b = l1 ? _mm512_maskz_loadu_epi16(m, l1) : _mm512_setzero_si512();
-  _mm512_storeu_si512(d, _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveLo), b));
-  _mm512_storeu_si512(d + 32, _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveHi), b));
+  const __m512i lo = _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveLo), b);
+  if (w >= 32) {
+    _mm512_storeu_si512(d, lo);
+    _mm512_storeu_si512(d + 32, _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveHi), b));
+  } else {
+    _mm512_mask_storeu_epi16(d, static_cast<__mmask32>((1ull << (2 * w)) - 1), lo);
+  }
 }
 
 void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t kc, int w, uint16_t* dst, bool avx512) {
@@ -135,7 +146,7 @@ void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t k
     if (avx512 && x.cs == 1 && w <= 16) {  // each pair is one 32-bit word: transpose words
       const unsigned char* lines[16];
       for (int r = 0; r < live; ++r) lines[r] = reinterpret_cast<const unsigned char*>(base + (r0 + s * w + r) * x.rs + p0);
-      transposeStrip(lines, live, kc / 2, w, reinterpret_cast<uint32_t*>(d));
+      transposeStrip(lines, live, kc / 2, w, w, reinterpret_cast<uint32_t*>(d));
       if (kc & 1) {  // the last pair holds one element and a zero
         for (int r = 0; r < w; ++r) {
           d[((kp - 1) * w + r) * 2] = r < live ? base[(r0 + s * w + r) * x.rs + p0 + kc - 1] : 0;
@@ -157,10 +168,10 @@ void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t k
         for (int r = live; r < w; ++r) d[(q * w + r) * 2] = d[(q * w + r) * 2 + 1] = 0;
       continue;
     }
-    if (x.rs == 1 && w == 32) {  // rows contiguous: interleave pairs of k lines
+    if (avx512 && x.rs == 1 && (w == 32 || w <= 16)) {  // rows contiguous: interleave pairs of k lines
       for (int64_t q = 0; q < kp; ++q) {
         const uint16_t* l0 = base + (p0 + 2 * q) * x.cs + r0 + s * w;
-        interleaveLines(l0, 2 * q + 1 < kc ? l0 + x.cs : nullptr, live, d + q * w * 2);
+        interleaveLines(l0, 2 * q + 1 < kc ? l0 + x.cs : nullptr, live, w, d + q * w * 2);
       }
       continue;
     }
@@ -258,15 +269,25 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
         gemmSerial(g, *c.pool, tid, m, n, p.k, ab, bb, p.alpha, p.beta, reinterpret_cast<float*>(cb), p.n);
         continue;
       }
-      // bf16 C: accumulate in an f32 tile, then round once (C is read only when beta != 0).
-      auto* ws = static_cast<float*>(c.pool->scratch(tid, 2, sizeof(float) * m * n));
-      gemmSerial(g, *c.pool, tid, m, n, p.k, ab, bb, p.alpha, 0.0f, ws, n);
+      // bf16 C: accumulate in an f32 workspace, then round once (C is read only when beta != 0).
+      // The workspace covers at most kWsRows x kWsCols of C at a time, so a large C (an LM head)
+      // does not need an f32 copy of itself; B is repacked per row block, 1/kWsRows of the work.
+      constexpr int64_t kWsRows = 256, kWsCols = 4096;
+      auto* ws = static_cast<float*>(c.pool->scratch(tid, 2, sizeof(float) * std::min(m, kWsRows) * std::min(n, kWsCols)));
       auto* cr = reinterpret_cast<uint16_t*>(cb);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) {
-          const float prev = p.beta == 0.0f ? 0.0f : p.beta * bf16ToF32(cr[i * p.n + j]);
-          cr[i * p.n + j] = f32ToBf16(ws[i * n + j] + prev);
+      for (int64_t i0 = 0; i0 < m; i0 += kWsRows) {
+        for (int64_t j0 = 0; j0 < n; j0 += kWsCols) {
+          const int64_t mb = std::min(kWsRows, m - i0), nb = std::min(kWsCols, n - j0);
+          gemmSerial(g, *c.pool, tid, mb, nb, p.k, ab.shifted(i0, 0), bb.shifted(j0, 0), p.alpha, 0.0f, ws, nb);
+          for (int64_t i = 0; i < mb; ++i) {
+            uint16_t* row = cr + (i0 + i) * p.n + j0;
+            for (int64_t j = 0; j < nb; ++j) {
+              const float prev = p.beta == 0.0f ? 0.0f : p.beta * bf16ToF32(row[j]);
+              row[j] = f32ToBf16(ws[i * nb + j] + prev);
+            }
+          }
         }
+      }
     }
   });
 }

@@ -4,6 +4,7 @@
 //   AVX-512 f32: 14 x 32 -> 28 zmm accumulators + 2 for B (of 32 registers).
 //   AVX-512 bf16: the same tile; each vdpbf16ps consumes a k pair (two products per lane).
 //   AVX2 f32: 6 x 16 -> 12 ymm accumulators + 2 for B + 1 broadcast (of 16 registers).
+//   Baseline: 4 x 8 -> 8 xmm accumulators.
 #include "ds/gemm_ukernel.h"
 
 #include <immintrin.h>
@@ -91,9 +92,13 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, float
     a += kMr256;
     b += 16;
   }
+  // Every loop over the tile is unrolled with constant bounds, so the accumulators stay in registers
+  // (a runtime-indexed access would make GCC keep them in memory across the k loop).
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
   if (mr == kMr256 && nr == 16) {
+#pragma GCC unroll 6
     for (int i = 0; i < kMr256; ++i) {
+#pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
         float* ci = c + i * ldc + 8 * h;
         __m256 v = _mm256_mul_ps(acc[i][h], va);
@@ -104,6 +109,7 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, float
     return;
   }
   alignas(32) float tile[kMr256][16];
+#pragma GCC unroll 6
   for (int i = 0; i < kMr256; ++i) {
     _mm256_store_ps(tile[i], acc[i][0]);
     _mm256_store_ps(tile[i] + 8, acc[i][1]);
@@ -115,10 +121,10 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, float
     }
 }
 
-// Baseline x86-64: a 4 x 16 tile in plain C++ the compiler keeps in SSE registers.
+// Baseline x86-64: a 4 x 8 tile in plain C++ the compiler keeps in 8 of the 16 SSE registers.
 void ukrF32Scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
                   int nr) {
-  constexpr int MR = 4, NR = 16;
+  constexpr int MR = 4, NR = 8;
   float acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; ++p) {
     for (int i = 0; i < MR; ++i) {
@@ -140,6 +146,6 @@ void ukrF32Scalar(int64_t kc, const float* a, const float* b, float* c, int64_t 
 const GemmShape kGemmAvx512 = {kMr512, 32, kMr512 * 12, 256, 4096, false, true, ukrF32Avx512, nullptr};
 const GemmShape kGemmAvx512Bf16 = {kMr512, 32, kMr512 * 12, 512, 4096, true, true, nullptr, ukrBf16Avx512};
 const GemmShape kGemmAvx2 = {kMr256, 16, kMr256 * 24, 256, 4096, false, false, ukrF32Avx2, nullptr};
-const GemmShape kGemmScalar = {4, 16, 4 * 32, 256, 4096, false, false, ukrF32Scalar, nullptr};
+const GemmShape kGemmScalar = {4, 8, 4 * 32, 256, 4096, false, false, ukrF32Scalar, nullptr};
 
 }  // namespace ds

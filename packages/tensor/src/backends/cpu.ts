@@ -6,7 +6,7 @@
 
 import { DSNativeError, DSShapeError } from '../errors.js';
 import type { AdamWArgs, BinaryOp, FArray, FloatDType, GemmArgs, KArray, KernelTable, UnaryOp } from '../kernels/table.js';
-import { loadCpuAddon, type CpuAddon, type CpuInfo, type PeakProbe } from '../native/load.js';
+import { CPU_ISAS, loadCpuAddon, type CpuAddon, type CpuInfo, type PeakProbe } from '../native/load.js';
 
 type AnyDType = FloatDType | 'i32' | 'u8';
 
@@ -120,7 +120,10 @@ export function createCpuKernels(): CpuKernels {
       call('setNumThreads', () => native.setNumThreads(n));
     },
     getNumThreads: () => native.cpuInfo().threads,
-    setIsa: (isa) => call('setIsa', () => native.setIsa(isa)),
+    setIsa(isa) {
+      if (!CPU_ISAS.includes(isa)) throw new DSShapeError(`setIsa: '${isa}' is not one of ${CPU_ISAS.join(', ')}`);
+      return call('setIsa', () => native.setIsa(isa));
+    },
     cpuInfo: () => native.cpuInfo(),
     probePeak(seconds) {
       if (!(seconds > 0 && seconds <= 10)) throw new DSShapeError(`probePeak: seconds must be in (0, 10], got ${seconds}`);

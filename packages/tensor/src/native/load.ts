@@ -84,6 +84,9 @@ function packageRoot(): string {
   }
 }
 
+/** The values DS_CPU_ISA and setIsa accept; a request above what the CPU has selects the best it has. */
+export const CPU_ISAS: readonly string[] = ['auto', 'scalar', 'avx2', 'avx512', 'amx'];
+
 let cached: CpuAddon | undefined;
 
 /**
@@ -110,6 +113,9 @@ export function loadCpuAddon(): CpuAddon {
     throw new DSNativeError(`@ds/tensor: the cpu addon in ${join(root, 'prebuilds')} is out of date (no gemm); rebuild it with \`pnpm run build:native\`.`);
   }
   const env = readTensorEnv();
+  if (!CPU_ISAS.includes(env.cpuIsa)) {
+    throw new DSNativeError(`DS_CPU_ISA='${env.cpuIsa}' is not one of ${CPU_ISAS.join(', ')}; unset it to use the best ISA this CPU has.`);
+  }
   addon.setIsa(env.cpuIsa);
   addon.setNumThreads(Math.min(1024, env.numThreads ?? availableParallelism()));
   cached = addon;

@@ -49,6 +49,7 @@ describe('backend validation (DSShapeError)', () => {
     shapeError(() => cpu.binary('mul', 'f32', f32(6), f32(4), f32(6), 6, 4), 'multiple of bn=4');
     shapeError(() => cpu.dropoutForward('f32', f32(2), f32(2), new Uint8Array(2), 2, 1.5, 1, 0), 'p must be in [0, 1]');
     shapeError(() => cpu.setNumThreads(0), 'setNumThreads');
+    shapeError(() => cpu.setIsa('sse9' as 'scalar'), "setIsa: 'sse9' is not one of auto, scalar");
   });
 
   it('rejects gather views that leave the source', () => {

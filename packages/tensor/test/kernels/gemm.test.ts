@@ -1,6 +1,6 @@
 // GEMM against the reference: every transpose combination, batching with strides and stride-0
 // broadcast, alpha/beta, bf16 inputs into f32 or bf16 outputs, at shapes below, at and above the
-// register tile (14x32, 6x16, 4x16) and the cache blocks (kc 256 f32 / 512 bf16, mc 168), under
+// register tile (14x32, 6x16, 4x8) and the cache blocks (kc 256 f32 / 512 bf16, mc 168), under
 // every ISA; and equal results for one and several threads.
 import { describe, expect, it } from 'vitest';
 
@@ -76,6 +76,19 @@ describe('gemm', () => {
         cpu.gemm({ ...g, c: got });
         expectCloseArrays(`gemm ${dtype} ${JSON.stringify(c)}`, 'f32', got, want, { rtol: 1e-5, atol: 2e-6 * c.k });
       });
+    }
+  });
+
+  it('crosses nc = 4096 and the 256 x 4096 workspace tiles of a bf16 C', () => {
+    // The blocking is the same code under every ISA: the selected (best) one is enough here.
+    for (const [dtype, outDtype, m] of [['f32', 'f32', 20], ['bf16', 'bf16', 257]] as const) {
+      const c = { m, n: 4097, k: 3 };
+      const g = args(c, dtype, outDtype, false, false, 1, 0.5, 123);
+      const want = clone(g.c);
+      ref.gemm({ ...g, c: want });
+      const got = clone(g.c);
+      cpu.gemm({ ...g, c: got });
+      expectCloseArrays(`gemm ${dtype}->${outDtype} ${JSON.stringify(c)}`, outDtype, got, want, outDtype === 'bf16' ? { rtol: 1e-2, atol: 1e-2 } : { rtol: 1e-5, atol: 1e-5 });
     }
   });
 

@@ -7,10 +7,8 @@
 
 #include "ds/simd.h"
 
-// The helpers below are always inlined into a function with the right target, so the "vector return
-// changes the ABI" note GCC gives for them does not apply.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
+// The helpers below are always inlined into a function with the right target, so GCC's note that
+// passing 64-byte vectors "changes the ABI" does not apply (addon.json builds with -Wno-psabi).
 
 namespace ds {
 
@@ -79,5 +77,3 @@ DS_INLINE void blockGemm(int64_t m, int64_t n, int64_t k, const float* a, int64_
 }
 
 }  // namespace ds
-
-#pragma GCC diagnostic pop

@@ -7,7 +7,7 @@ namespace ds {
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Amx = 3 };
 
 struct CpuFeatures {
-  bool avx2 = false;       // AVX2 + FMA
+  bool avx2 = false;       // AVX2 + FMA + F16C
   bool avx512f = false;    // AVX-512 F/BW/VL/DQ usable (OS saves zmm state)
   bool avx512bf16 = false; // AVX512_BF16 (vdpbf16ps)
   bool amxTile = false;    // AMX-TILE + AMX-BF16 present and the kernel granted tile state

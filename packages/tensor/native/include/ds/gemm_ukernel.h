@@ -23,7 +23,7 @@ struct GemmShape {
   UkrBf16 bf16;
 };
 
-// The f32 microkernels: 14x32 (AVX-512), 6x16 (AVX2), 4x16 (baseline).
+// The f32 microkernels: 14x32 (AVX-512), 6x16 (AVX2), 4x8 (baseline SSE2).
 extern const GemmShape kGemmAvx512;
 extern const GemmShape kGemmAvx2;
 extern const GemmShape kGemmScalar;
