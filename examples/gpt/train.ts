@@ -34,7 +34,7 @@ const { values: args } = parseArgs({
     deepspeed: { type: 'boolean', default: false },
     // Passed by ds (as by DeepSpeed's launcher) unless --no_local_rank; LOCAL_RANK carries the same.
     local_rank: { type: 'string' },
-    model: { type: 'string', default: 'small' },
+    model: { type: 'string', default: 'base' },
     steps: { type: 'string', default: '300' },
     'corpus-bytes': { type: 'string', default: '400000' },
     'eval-every': { type: 'string', default: '50' },
