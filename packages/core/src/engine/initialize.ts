@@ -5,6 +5,7 @@ import { getRuntime, Storage, type Module, type Runtime, type Tensor } from '@ds
 
 import { initDistributed, type Distributed } from '../comm/init.js';
 import { CommsLogger } from '../comm/logger.js';
+import { readDistEnv } from '../env.js';
 import { loadConfig } from '../config/load.js';
 import type { ConfigInput } from '../config/read.js';
 import { formatWarnings } from '../config/load.js';
@@ -68,7 +69,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   if (!opts.model) throw new DSConfigError('initialize requires a model');
   const registry = opts.registry ?? createRegistry();
   for (const p of opts.plugins ?? []) registry.use(p);
-  const dist = opts.dist !== undefined ? opts.dist : process.env.RANK !== undefined ? await initDistributed() : null;
+  const dist = opts.dist !== undefined ? opts.dist : readDistEnv() ? await initDistributed() : null;
   const rank = dist?.rank ?? 0;
   const log = rank === 0 ? (opts.log ?? ((m: string) => console.log(m))) : () => {};
   const group = dist?.world ?? null;
