@@ -12,6 +12,7 @@ import type { FloatDType, KernelTable } from './kernels/table.js';
 import type { MemoryCategory } from './memory/tracker.js';
 import { MemoryTracker } from './memory/tracker.js';
 import type { Storage } from './memory/storage.js';
+import type { ParameterHook } from './nn/parameter-hook.js';
 
 export interface RuntimeOptions {
   /** Kernel table of the cpu device; default: the native table when it loads, else the reference. */
@@ -43,6 +44,10 @@ export class Runtime {
   readonly scopes: ScopeFrame[] = [];
   /** Callbacks queued to run when the innermost running backward pass finishes. */
   readonly backwardCallbacks: (() => void)[][] = [];
+  /** Active parameter-creation hooks, outermost first (nn/parameter-hook.ts). */
+  readonly parameterHooks: ParameterHook[] = [];
+  /** Parameters already handed to parameter hooks, so that each is handed over once. */
+  readonly announcedParameters = new WeakSet<object>();
   private nextId = 1;
   /** Safety net: a tensor handle garbage-collected without dispose() releases its storage here. */
   readonly finalizer: FinalizationRegistry<Storage>;

@@ -8,11 +8,12 @@ import type { FloatDType, KernelTable, Runtime, Tensor } from '@ds/tensor';
 
 import type { PartitionPlan } from './partition.js';
 import { reduceUnit } from './reduce.js';
-import { tracked, type Ticket } from './sync-wait.js';
+import { waitSync } from './sync-wait.js';
 
 interface InFlight {
   unit: number;
-  ticket: Ticket | null;
+  /** The reduction in flight; null without a group (settled at once). */
+  work: Work | null;
   finish: () => void;
   buffer: FlatBuffer;
 }
@@ -87,9 +88,9 @@ export class GradientBuckets {
 
   /** A bucket whose reduction finished; waits for the oldest when too many are in flight. */
   private reclaim(): FlatBuffer | null {
-    const pick = this.inflight.find((f) => f.ticket?.done()) ?? (this.inflight.length >= MAX_IN_FLIGHT ? this.inflight[0] : undefined);
+    const pick = this.inflight.find((f) => f.work?.isCompleted()) ?? (this.inflight.length >= MAX_IN_FLIGHT ? this.inflight[0] : undefined);
     if (!pick) return null;
-    pick.ticket?.waitSync();
+    if (pick.work) waitSync(pick.work, this.c.group!, `the gradient reduction of unit ${pick.unit}`);
     this.settle(pick);
     return this.pool.pop() ?? null;
   }
@@ -111,24 +112,19 @@ export class GradientBuckets {
     this.filling.delete(ui);
     const group = this.c.group;
     if (!group) {
-      this.inflight.push({ unit: ui, ticket: null, finish: () => {}, buffer });
+      this.inflight.push({ unit: ui, work: null, finish: () => {}, buffer });
       this.settle(this.inflight[this.inflight.length - 1]!);
       return;
     }
-    let finish = () => {};
-    const ticket = tracked(group, `gradient reduce-scatter of unit ${ui}`, (): Work => {
-      const r = reduceUnit(group, this.c.kernels, this.c.gradDtype, flatArray(buffer, 0, unit.padded), unit, this.c.config, this.c.reduceScatter);
-      finish = r.finish;
-      return r.work;
-    });
-    this.inflight.push({ unit: ui, ticket, finish: () => finish(), buffer });
+    const r = reduceUnit(group, this.c.kernels, this.c.gradDtype, flatArray(buffer, 0, unit.padded), unit, this.c.config, this.c.reduceScatter);
+    this.inflight.push({ unit: ui, work: r.work, finish: r.finish, buffer });
   }
 
   /** After backward: reduce what is left (in unit order on every rank), wait, fold everything in. */
   async finish(): Promise<void> {
     this.c.plan.units.forEach((_, ui) => this.launch(ui));
     const works = [...this.inflight];
-    await Promise.all(works.map((f) => f.ticket?.wait()));
+    await Promise.all(works.map((f) => f.work?.wait()));
     for (const f of works) this.settle(f);
     while (this.pool.length > MAX_IN_FLIGHT) releaseFlat(this.pool.pop()!);
   }

@@ -9,19 +9,20 @@
 // elements. A pass that departs from the trace invalidates it and the next one records again. Every
 // decision depends only on the trace and sizes, never on timing, so every rank issues the same
 // collectives in the same order.
-import { allocateFlat, flatArray, flatView, releaseFlat, type FlatBuffer, type ProcessGroup } from '@ds/core';
+import { allocateFlat, flatArray, flatView, releaseFlat, type FlatBuffer, type ProcessGroup, type Work } from '@ds/core';
 import type { KernelTable, Runtime, Tensor } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
 import type { PartitionPlan } from './partition.js';
-import { tracked, type Ticket } from './sync-wait.js';
+import { waitSync } from './sync-wait.js';
 
 type Status = 'released' | 'inflight' | 'available';
 
 interface UnitSlot {
   status: Status;
   full: FlatBuffer | null;
-  ticket: Ticket | null;
+  /** The all-gather filling `full` while the unit is in flight. */
+  work: Work | null;
 }
 
 export interface FetchContext {
@@ -51,7 +52,7 @@ export class ParamCoordinator {
     private readonly c: FetchContext,
     private readonly persistentUnit: number,
   ) {
-    this.slots = c.plan.units.map(() => ({ status: 'released', full: null, ticket: null }));
+    this.slots = c.plan.units.map(() => ({ status: 'released', full: null, work: null }));
   }
 
   isAvailable(u: number): boolean {
@@ -82,7 +83,7 @@ export class ParamCoordinator {
       this.materialize(u);
       return;
     }
-    slot.ticket = tracked(group, `parameter all-gather of unit ${u}`, () => group.allGather({ dtype: paramDtype, array: flatArray(full) }, { dtype: paramDtype, array: own }));
+    slot.work = group.allGather({ dtype: paramDtype, array: flatArray(full) }, { dtype: paramDtype, array: own });
     slot.status = 'inflight';
   }
 
@@ -94,7 +95,7 @@ export class ParamCoordinator {
       this.c.params[i]!.setData(view);
       view.dispose();
     });
-    slot.ticket = null;
+    slot.work = null;
     slot.status = 'available';
   }
 
@@ -104,7 +105,7 @@ export class ParamCoordinator {
     this.launch(u);
     const slot = this.slots[u]!;
     if (slot.status === 'inflight') {
-      slot.ticket!.waitSync();
+      this.block(u);
       this.materialize(u);
     }
     if (this.mode === 'complete') this.prefetch();
@@ -115,9 +116,14 @@ export class ParamCoordinator {
     this.launch(u);
     const slot = this.slots[u]!;
     if (slot.status === 'inflight') {
-      await slot.ticket!.wait();
+      await slot.work!.wait();
       this.materialize(u);
     }
+  }
+
+  /** Waits, from a hook, for the all-gather of in-flight unit u. */
+  private block(u: number): void {
+    waitSync(this.slots[u]!.work!, this.c.group!, `the parameter all-gather of unit ${u}`);
   }
 
   private follow(u: number): void {
@@ -166,11 +172,11 @@ export class ParamCoordinator {
   drop(u: number): void {
     const slot = this.slots[u]!;
     if (slot.status === 'released') return;
-    if (slot.status === 'inflight') slot.ticket!.waitSync();
+    if (slot.status === 'inflight') this.block(u);
     for (const i of this.c.plan.units[u]!.params) this.c.params[i]!.setData(this.c.placeholder);
     releaseFlat(slot.full!);
     slot.full = null;
-    slot.ticket = null;
+    slot.work = null;
     slot.status = 'released';
     if (u !== this.persistentUnit) this.live -= this.c.plan.units[u]!.padded;
   }
@@ -180,7 +186,7 @@ export class ParamCoordinator {
     for (let u = 0; u < this.slots.length; u++) {
       if (u === this.persistentUnit) continue;
       const slot = this.slots[u]!;
-      if (slot.status === 'inflight') await slot.ticket!.wait();
+      if (slot.status === 'inflight') await slot.work!.wait();
       this.drop(u);
     }
   }

@@ -13,7 +13,7 @@ import { pieceOf } from './partition.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
 import { ParamCoordinator } from './stage3-fetch.js';
 import { planStage3, type Stage3Layout } from './stage3-plan.js';
-import { prePartitionOf } from './zero-init.js';
+import { prePartitionOf, shardFromSlices, type PrePartition } from './zero-init.js';
 
 export class Stage3State extends ShardedState {
   readonly stage = 3;
@@ -32,13 +32,14 @@ export class Stage3State extends ShardedState {
     shapes: number[][],
     sizes: number[],
     log: (message: string) => void,
+    pre: PrePartition | undefined,
   ) {
     super(args, layout.plan, gradDtypeOf(args), sizes);
     const { runtime, kernels, params, paramDtype } = args;
     this.shapes = shapes;
     const plan = layout.plan;
     this.shard16 = allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', 'zero-3 parameter shard');
-    this.fillShard();
+    this.fillShard(pre);
     this.placeholder = Tensor.empty([0], paramDtype, { runtime, category: 'parameters', label: 'zero-3 released parameter', track: false });
     for (const p of params) {
       p.setData(this.placeholder);
@@ -64,29 +65,32 @@ export class Stage3State extends ShardedState {
     const shapes = args.params.map((p) => [...(pre?.shapes.get(p) ?? p.shape)]);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
     const layout = planStage3(args.module, args.params, sizes, zeroConfigOf(args.config), world, rank);
-    const state = new Stage3State(args, layout, shapes, sizes, log);
+    const state = new Stage3State(args, layout, shapes, sizes, log, pre);
+    if (pre) await state.fillFromSlices(pre);
     if (layout.persistentUnit >= 0) await state.coord.fetchAsync(layout.persistentUnit);
     state.setupShards();
     return state;
   }
 
-  /** This rank's blocks from the parameters' values (or the pieces zeroInit kept). */
-  private fillShard(): void {
-    const { kernels, params, paramDtype, module } = this.args;
-    const pre = prePartitionOf(module, this.world, this.rank);
+  /** This rank's blocks from the parameters' values, except those zeroInit sliced (fillFromSlices). */
+  private fillShard(pre: PrePartition | undefined): void {
+    const { kernels, params, paramDtype } = this.args;
     this.plan.units.forEach((unit) => {
       unit.params.forEach((i, k) => {
+        const p = params[i]!;
+        if (pre?.slices.has(p)) return;
         const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
         if (to <= from) return;
         const dst = flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from);
-        const piece = pre?.pieces.get(params[i]!);
-        if (piece) kernels.cast('f32', piece, paramDtype, dst, to - from);
-        else {
-          const p = params[i]!;
-          kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), paramDtype, dst, to - from);
-        }
+        kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), paramDtype, dst, to - from);
       });
     });
+  }
+
+  /** Collective: the blocks of the parameters zeroInit sliced. */
+  private fillFromSlices(pre: PrePartition): Promise<void> {
+    const { runtime, kernels, params, paramDtype } = this.args;
+    return shardFromSlices(pre, { runtime, kernels, group: this.group, plan: this.plan, params, sizes: this.sizes, paramDtype, shard: this.shard16 });
   }
 
   private installHooks(): void {

@@ -1,19 +1,23 @@
 // Construction helpers for stage 3.
 //
-// `zeroInit(build, opts)` builds a model and partitions it before returning: each parameter keeps
-// only this rank's piece (in fp32), its full storage is freed, and Stage3State later takes the
-// pieces instead of reading whole weights. @ds/tensor has no hook on parameter creation, so the
-// whole model does exist once, while `build` runs (DeepSpeed's zero.Init partitions each module as
-// its constructor returns); everything after that is partitioned. See README for the hook needed.
+// `zeroInit(build, opts)` partitions every trainable parameter the moment it is created, through
+// @ds/tensor's parameter hook (DeepSpeed's zero.Init): rank r keeps slice r of the parameter (an
+// even cut into `world` slices of ceil(numel / world) elements, in fp32, tracked as 'parameters')
+// and the parameter's own storage is freed before the next parameter exists. Building a model
+// therefore holds about total / world plus the largest single parameter, never the whole model.
+// The model must give each parameter its initial values when it creates it (GPT does).
+//
+// Slices are cut per parameter because stage 3's units (one per module, padded, split into equal
+// blocks) are only known once the whole model exists. Stage3State.create turns the slices into
+// this rank's blocks with one all-gather of the slices per unit (collective, once), then frees them.
 //
 // `registerExternalParameter(module, p)` tells stage 3 that `module`'s forward uses `p` although p
 // is registered elsewhere, so the module's hooks gather it (DeepSpeed's function of the same name).
-import { DSConfigError } from '@ds/core';
-import { Tensor, type Module } from '@ds/tensor';
+import { allocateFlat, DSConfigError, flatArray, releaseFlat, type FlatBuffer, type ProcessGroup } from '@ds/core';
+import { Tensor, withParameterHook, type FloatDType, type KernelTable, type Module, type Runtime } from '@ds/tensor';
 
 import { zeroConfigOf } from './config.js';
-import { pieceOf } from './partition.js';
-import { planStage3 } from './stage3-plan.js';
+import { pieceOf, type PartitionPlan } from './partition.js';
 
 const PRE_PARTITION = Symbol.for('ds.zero.prePartition');
 const EXTERNAL = Symbol.for('ds.zero.externalParameters');
@@ -22,8 +26,10 @@ export interface PrePartition {
   world: number;
   rank: number;
   shapes: Map<Tensor, number[]>;
-  /** This rank's piece of each parameter (fp32), as Stage3State's plan cuts it. */
-  pieces: Map<Tensor, Float32Array>;
+  /** This rank's slice of each parameter: elements [rank * c, rank * c + c), c = sliceLength(numel), zero-padded, fp32. */
+  slices: Map<Tensor, Tensor>;
+  /** Set once an engine has taken the slices (and freed them). */
+  consumed: boolean;
 }
 
 type Tagged = Module & { [PRE_PARTITION]?: PrePartition; [EXTERNAL]?: Set<Tensor> };
@@ -35,43 +41,88 @@ export interface ZeroInitOptions {
   world: number;
 }
 
-/** The trainable parameters in initialize's order (namedParameters, tied ones once). */
-function trainable(model: Module): Tensor[] {
-  const seen = new Set<Tensor>();
-  const out: Tensor[] = [];
-  for (const [, p] of model.namedParameters()) {
-    if (!p.requiresGrad || seen.has(p)) continue;
-    seen.add(p);
-    out.push(p);
-  }
-  return out;
+/** Elements of each rank's slice of a parameter of `numel` elements. */
+export function sliceLength(numel: number, world: number): number {
+  return Math.ceil(numel / world);
 }
 
 export function zeroInit<M extends Module>(build: () => M, opts: ZeroInitOptions): M {
   const zc = zeroConfigOf(opts.config);
   if (zc.stage !== 3) throw new DSConfigError(`zeroInit partitions parameters for ZeRO stage 3, but zero_optimization.stage is ${zc.stage}`);
-  if (!(opts.world >= 1) || !(opts.rank >= 0 && opts.rank < opts.world)) throw new DSConfigError(`zeroInit: rank ${opts.rank} is not in a world of ${opts.world}`);
-  const model = build();
-  const params = trainable(model);
-  const sizes = params.map((p) => p.numel);
-  const { plan } = planStage3(model, params, sizes, zc, opts.world, opts.rank);
-  const record: PrePartition = { world: opts.world, rank: opts.rank, shapes: new Map(), pieces: new Map() };
+  const { world, rank } = opts;
+  if (!(world >= 1) || !(rank >= 0 && rank < world)) throw new DSConfigError(`zeroInit: rank ${rank} is not in a world of ${world}`);
+  const record: PrePartition = { world, rank, shapes: new Map(), slices: new Map(), consumed: false };
   const empty = Tensor.empty([0], 'f32', { category: 'parameters', label: 'zeroInit released parameter', track: false });
   const kernels = empty.runtime.kernels('cpu');
-  for (const unit of plan.units) {
-    unit.params.forEach((i, k) => {
-      const p = params[i]!;
-      const [from, to] = pieceOf(unit.offsets[k]!, p.numel, unit.block, opts.rank);
-      const piece = new Float32Array(to - from);
-      if (to > from) kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), 'f32', piece, to - from);
-      record.shapes.set(p, [...p.shape]);
-      record.pieces.set(p, piece);
-      p.setData(empty);
-    });
-  }
+  const model = withParameterHook((p, module, name) => {
+    if (!p.requiresGrad) return; // frozen parameters stay whole, as the engine does not manage them
+    const c = sliceLength(p.numel, world);
+    const from = Math.min(p.numel, rank * c);
+    const to = Math.min(p.numel, from + c);
+    const slice = Tensor.empty([c], 'f32', { category: 'parameters', label: `zeroInit slice of ${module.constructor.name}.${name}`, track: false });
+    const dst = slice.data() as Float32Array;
+    kernels.fill('f32', dst, c, 0);
+    if (to > from) kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), 'f32', dst, to - from);
+    record.shapes.set(p, [...p.shape]);
+    record.slices.set(p, slice);
+    p.setData(empty);
+  }, build);
   empty.dispose();
   (model as Tagged)[PRE_PARTITION] = record;
   return model;
+}
+
+/** What shardFromSlices writes into: Stage3State's plan and 16-bit shard. */
+export interface SliceTarget {
+  runtime: Runtime;
+  kernels: KernelTable;
+  group: ProcessGroup | null;
+  plan: PartitionPlan;
+  params: readonly Tensor[];
+  sizes: readonly number[];
+  paramDtype: FloatDType;
+  shard: FlatBuffer;
+}
+
+/**
+ * Collective: fills this rank's block of every unit in `t.shard` from zeroInit's slices (parameters
+ * without a slice are left alone), then frees the slices. Per unit, every rank contributes its
+ * slices back to back, one all-gather brings everyone's, and the rank cuts its block out of them.
+ */
+export async function shardFromSlices(pre: PrePartition, t: SliceTarget): Promise<void> {
+  const { world, rank } = pre;
+  for (const unit of t.plan.units) {
+    const lens = unit.params.map((i) => (pre.slices.has(t.params[i]!) ? sliceLength(t.sizes[i]!, world) : 0));
+    const starts = lens.map((_, k) => lens.slice(0, k).reduce((a, b) => a + b, 0));
+    const per = lens.reduce((a, b) => a + b, 0);
+    if (per === 0) continue;
+    const buf = allocateFlat(t.runtime, 'f32', per * world, 'communication', 'zeroInit slice exchange');
+    const all = flatArray(buf) as Float32Array;
+    const mine = all.subarray(rank * per, (rank + 1) * per);
+    unit.params.forEach((i, k) => {
+      const slice = pre.slices.get(t.params[i]!);
+      if (slice) mine.set(slice.data() as Float32Array, starts[k]);
+    });
+    if (t.group) await t.group.allGather({ dtype: 'f32', array: all }, { dtype: 'f32', array: mine });
+    unit.params.forEach((i, k) => {
+      const c = lens[k]!;
+      if (c === 0) return;
+      const [from, to] = pieceOf(unit.offsets[k]!, t.sizes[i]!, unit.block, rank);
+      // Element j of the parameter sits in rank floor(j / c)'s slice.
+      for (let j = from; j < to; ) {
+        const q = Math.floor(j / c);
+        const end = Math.min(to, (q + 1) * c);
+        const at = q * per + starts[k]! + j - q * c;
+        const dst = flatArray(t.shard, unit.shardStart + unit.offsets[k]! + j - rank * unit.block, end - j);
+        t.kernels.cast('f32', all.subarray(at, at + end - j), t.paramDtype, dst, end - j);
+        j = end;
+      }
+    });
+    releaseFlat(buf);
+  }
+  for (const slice of pre.slices.values()) slice.dispose();
+  pre.slices.clear();
+  pre.consumed = true;
 }
 
 /** The pieces zeroInit kept for this world, if the module was built under it. */
@@ -81,6 +132,7 @@ export function prePartitionOf(model: Module, world: number, rank: number): PreP
   if (rec.world !== world || rec.rank !== rank) {
     throw new DSConfigError(`the model was partitioned by zeroInit for rank ${rec.rank} of ${rec.world}, but this engine runs as rank ${rank} of ${world}`);
   }
+  if (rec.consumed) throw new DSConfigError('the model built under zeroInit was already handed to an engine, which took its parameter slices; build it again under zeroInit for a new engine');
   return rec;
 }
 

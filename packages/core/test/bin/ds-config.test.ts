@@ -3,23 +3,33 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSyn
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { discoverPlugins, main } from '../../src/bin/ds-config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ds-config-bin-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const emptyDir = mkdtempSync(join(tmpdir(), 'ds-config-cwd-'));
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(emptyDir, { recursive: true, force: true });
+});
 const pkgRoot = join(import.meta.dirname, '..', '..');
 
-function write(name: string, content: string | Buffer): string {
-  const path = join(dir, name);
+function write(name: string, content: string | Buffer, where = dir): string {
+  const path = join(where, name);
   writeFileSync(path, content);
   return path;
 }
 
+// The bin looks plugins up from its working directory; running it from a temporary directory keeps
+// the workspace's own packages (a built @ds/zero) out of sight, so "NOT installed" is deterministic.
 function runBin(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/ds-config.ts', ...args], { cwd: pkgRoot, encoding: 'utf8', timeout: 60_000 });
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  // pnpm exports NODE_PATH (its hoisted store, where workspace packages are visible) to scripts.
+  const { NODE_PATH: _hidden, ...env } = process.env;
+  const r = spawnSync(process.execPath, ['--import', tsx, join(pkgRoot, 'src/bin/ds-config.ts'), ...args], { cwd: emptyDir, env, encoding: 'utf8', timeout: 60_000 });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
@@ -33,13 +43,13 @@ async function runMain(args: string[]): Promise<{ code: number; text: string }> 
 
 describe('ds-config check (process)', () => {
   it('exits 0 and explains a valid config, 1 with every problem, 2 on bad usage', () => {
-    const good = write('good.json', '{"train_batch_size": 32, "train_micro_batch_size_per_gpu": 4, "bf16": {"enabled": true}}');
+    const good = write('good.json', '{"train_batch_size": 32, "train_micro_batch_size_per_gpu": 4, "bf16": {"enabled": true}}', emptyDir);
     const ok = runBin(['check', good, '--world-size', '2']);
     expect(ok.code).toBe(0);
     expect(ok.out).toContain('valid');
     expect(ok.out).toContain('train_batch_size 32 = micro 4 x gradient_accumulation_steps 4 x world size 2');
 
-    const bad = write('bad.json', '{"train_batch_size": 30, "train_micro_batch_size_per_gpu": 4, "bp16": {}, "zero_optimization": {"stage": 3}}');
+    const bad = write('bad.json', '{"train_batch_size": 30, "train_micro_batch_size_per_gpu": 4, "bp16": {}, "zero_optimization": {"stage": 3}}', emptyDir);
     const fail = runBin(['check', bad, '--world-size', '4', '--strict']);
     expect(fail.code).toBe(1);
     expect(fail.err).toContain("unknown top-level key 'bp16'; did you mean 'bf16'?");

@@ -6,7 +6,7 @@ import { causalAttention } from '../ops/attention.js';
 import { chunk, contiguous, permute, reshape } from '../ops/shape.js';
 import type { Tensor } from '../tensor.js';
 import { DSShapeError } from '../errors.js';
-import { Dropout, Linear, type InitOptions } from './layers.js';
+import { Dropout, Linear, type InitOptions, type ParamInit } from './layers.js';
 import { Module } from './module.js';
 
 export interface AttentionKernel {
@@ -26,6 +26,8 @@ export interface SelfAttentionOptions extends InitOptions {
   bias?: boolean;
   dropout?: number;
   kernel?: AttentionKernel;
+  /** Init of the output projection c_proj (GPT-2 scales it down); default `init`. */
+  projInit?: ParamInit;
 }
 
 export class CausalSelfAttention extends Module<[Tensor], Tensor> {
@@ -41,7 +43,7 @@ export class CausalSelfAttention extends Module<[Tensor], Tensor> {
     this.nHead = opts.nHead;
     this.kernel = opts.kernel ?? denseCausalAttention;
     this.c_attn = this.registerModule('c_attn', new Linear(opts.nEmbd, 3 * opts.nEmbd, opts));
-    this.c_proj = this.registerModule('c_proj', new Linear(opts.nEmbd, opts.nEmbd, opts));
+    this.c_proj = this.registerModule('c_proj', new Linear(opts.nEmbd, opts.nEmbd, { ...opts, init: opts.projInit ?? opts.init }));
     this.resid_dropout = this.registerModule('resid_dropout', new Dropout(opts.dropout ?? 0, { generator: opts.generator }));
   }
 

@@ -1,5 +1,6 @@
 // GPT-2: learned positions, pre-LN blocks, tied input/output embedding, GPT-2 init (normal 0.02,
-// residual projections scaled by 1/sqrt(2 * nLayer)) from a seeded generator. Parameter names
+// residual projections scaled by 1/sqrt(2 * nLayer)) from a seeded generator, given to each
+// parameter as it is created (so a parameter hook sees its final initial values). Parameter names
 // follow nanoGPT (transformer.wte.weight, transformer.h.0.attn.c_attn.weight, ...), so PyTorch
 // state dicts load by name.
 
@@ -13,7 +14,7 @@ import { fmtShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
 import { CausalSelfAttention, type AttentionKernel } from './attention.js';
 import { checkpoint } from './checkpoint.js';
-import { Dropout, Embedding, GELU, LayerNorm, Linear } from './layers.js';
+import { Dropout, Embedding, GELU, LayerNorm, Linear, type ParamInit } from './layers.js';
 import { Module, ModuleList } from './module.js';
 import type { Parameter } from './parameter.js';
 
@@ -33,16 +34,44 @@ export interface GPTConfig {
   checkpointActivations?: boolean;
 }
 
+/** GPT-2's init: weights normal(0, 0.02), biases zero, residual projections (c_proj) normal(0, 0.02 / sqrt(2 nLayer)). */
+export interface Gpt2Init {
+  init: ParamInit;
+  projInit: ParamInit;
+}
+
+function gpt2Init(g: Generator, nLayer: number): Gpt2Init {
+  const normal =
+    (std: number): ParamInit =>
+    (name, shape, dtype) =>
+      name === 'bias' ? zeros(shape, { dtype }) : randn(shape, { generator: g, std, dtype });
+  return { init: normal(0.02), projInit: normal(0.02 / Math.sqrt(2 * nLayer)) };
+}
+
+/**
+ * How many 32-bit draws the layers' default init of this GPT makes (uniform: 2 per element,
+ * normal: 4). GPT used to build its layers with that init and overwrite it with GPT-2's afterwards;
+ * skipping these draws first keeps every seed's weights and dropout stream as they were.
+ */
+function defaultInitDraws(cfg: GPTConfig): number {
+  const c = cfg.nEmbd;
+  const bias = cfg.bias === false ? 0 : 1;
+  const linear = (inF: number, outF: number) => 2 * (inF * outF + bias * outF);
+  const embedding = (rows: number) => 4 * rows * c;
+  return embedding(cfg.vocabSize) + embedding(cfg.blockSize) + cfg.nLayer * (linear(c, 3 * c) + linear(c, c) + linear(c, 4 * c) + linear(4 * c, c));
+}
+
 export class MLP extends Module<[Tensor], Tensor> {
   readonly c_fc: Linear;
   readonly gelu: GELU;
   readonly c_proj: Linear;
   readonly dropout: Dropout;
-  constructor(nEmbd: number, opts: { generator: Generator; bias?: boolean; dropout?: number }) {
+  /** `init` / `projInit` replace the default init of c_fc / c_proj. */
+  constructor(nEmbd: number, opts: { generator: Generator; bias?: boolean; dropout?: number; init?: ParamInit; projInit?: ParamInit }) {
     super();
     this.c_fc = this.registerModule('c_fc', new Linear(nEmbd, 4 * nEmbd, opts));
     this.gelu = this.registerModule('gelu', new GELU());
-    this.c_proj = this.registerModule('c_proj', new Linear(4 * nEmbd, nEmbd, opts));
+    this.c_proj = this.registerModule('c_proj', new Linear(4 * nEmbd, nEmbd, { ...opts, init: opts.projInit ?? opts.init }));
     this.dropout = this.registerModule('dropout', new Dropout(opts.dropout ?? 0, { generator: opts.generator }));
   }
   forward(x: Tensor): Tensor {
@@ -56,9 +85,10 @@ export class Block extends Module<[Tensor], Tensor> {
   readonly attn: CausalSelfAttention;
   readonly ln_2: LayerNorm;
   readonly mlp: MLP;
-  constructor(cfg: GPTConfig, generator: Generator) {
+  /** Without `init` the layers keep their default init (GPT passes GPT-2's). */
+  constructor(cfg: GPTConfig, generator: Generator, init?: Gpt2Init) {
     super();
-    const common = { generator, bias: cfg.bias, dropout: cfg.dropout };
+    const common = { generator, bias: cfg.bias, dropout: cfg.dropout, ...init };
     this.ln_1 = this.registerModule('ln_1', new LayerNorm(cfg.nEmbd));
     this.attn = this.registerModule('attn', new CausalSelfAttention({ ...common, nEmbd: cfg.nEmbd, nHead: cfg.nHead, kernel: cfg.attentionKernel }));
     this.ln_2 = this.registerModule('ln_2', new LayerNorm(cfg.nEmbd));
@@ -77,12 +107,12 @@ class Transformer extends Module<[], never> {
   readonly drop: Dropout;
   readonly h: ModuleList<Block>;
   readonly ln_f: LayerNorm;
-  constructor(cfg: GPTConfig, g: Generator) {
+  constructor(cfg: GPTConfig, g: Generator, init: Gpt2Init) {
     super();
-    this.wte = this.registerModule('wte', new Embedding(cfg.vocabSize, cfg.nEmbd, { generator: g }));
-    this.wpe = this.registerModule('wpe', new Embedding(cfg.blockSize, cfg.nEmbd, { generator: g }));
+    this.wte = this.registerModule('wte', new Embedding(cfg.vocabSize, cfg.nEmbd, { generator: g, init: init.init }));
+    this.wpe = this.registerModule('wpe', new Embedding(cfg.blockSize, cfg.nEmbd, { generator: g, init: init.init }));
     this.drop = this.registerModule('drop', new Dropout(cfg.dropout ?? 0, { generator: g }));
-    this.h = this.registerModule('h', new ModuleList(Array.from({ length: cfg.nLayer }, () => new Block(cfg, g))));
+    this.h = this.registerModule('h', new ModuleList(Array.from({ length: cfg.nLayer }, () => new Block(cfg, g, init))));
     this.ln_f = this.registerModule('ln_f', new LayerNorm(cfg.nEmbd));
   }
   forward(): never {
@@ -105,25 +135,14 @@ export class GPT extends Module<[Tensor, Tensor?], GPTOutput> {
     super();
     this.config = config;
     const g = new Generator(config.seed ?? 0);
-    this.transformer = this.registerModule('transformer', new Transformer(config, g));
+    for (let n = defaultInitDraws(config); n > 0; n--) g.nextU32();
+    // Parameters are created (and initialised) in registration order, the order of the init draws.
+    this.transformer = this.registerModule('transformer', new Transformer(config, g, gpt2Init(g, config.nLayer)));
     // Tied output embedding: lm_head.weight is the token table itself.
     const head = new TiedHead();
     head.registerParameter('weight', this.transformer.wte.weight);
     this.registerModule('lm_head', head);
-    this.initWeights(g);
     this.labelParameters();
-  }
-
-  private initWeights(g: Generator): void {
-    const residStd = 0.02 / Math.sqrt(2 * this.config.nLayer);
-    for (const [name, p] of this.namedParameters()) {
-      let fresh: Tensor;
-      if (name.endsWith('.bias')) fresh = zeros(p.shape, { dtype: p.dtype });
-      else if (name.includes('ln_')) continue;
-      else fresh = randn(p.shape, { generator: g, std: name.endsWith('c_proj.weight') ? residStd : 0.02, dtype: p.dtype });
-      p.runtime.kernels(p.device).copy(fresh.data(), p.data(), p.numel);
-      fresh.dispose();
-    }
   }
 
   /** ids, targets: [B, T] i32 with T <= blockSize. */

@@ -1,11 +1,13 @@
 export { Module, ModuleList } from './module.js';
 export type { ForwardPreHook, ForwardHook, BackwardHook, HookHandle } from './module.js';
 export { Parameter } from './parameter.js';
+export { withParameterHook } from './parameter-hook.js';
+export type { ParameterHook } from './parameter-hook.js';
 export { Linear, Embedding, LayerNorm, GELU, Dropout } from './layers.js';
-export type { InitOptions } from './layers.js';
+export type { InitOptions, ParamInit } from './layers.js';
 export { CausalSelfAttention, denseCausalAttention } from './attention.js';
 export type { AttentionKernel, SelfAttentionOptions } from './attention.js';
 export { MLP, Block, GPT } from './gpt.js';
-export type { GPTConfig, GPTOutput } from './gpt.js';
+export type { GPTConfig, GPTOutput, Gpt2Init } from './gpt.js';
 export { checkpoint, Checkpointed } from './checkpoint.js';
 export type { CheckpointOptions } from './checkpoint.js';

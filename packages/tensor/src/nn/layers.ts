@@ -11,9 +11,18 @@ import type { Tensor } from '../tensor.js';
 import { Module } from './module.js';
 import { Parameter } from './parameter.js';
 
+/**
+ * Initial values of a layer's parameter `name` ('weight' or 'bias'), replacing the layer's default
+ * init. It runs as the layer creates the parameter, so the parameter holds its final initial values
+ * when it is registered (what a parameter hook such as ZeRO-3's zeroInit needs).
+ */
+export type ParamInit = (name: 'weight' | 'bias', shape: number[], dtype: DType | undefined) => Tensor;
+
 export interface InitOptions {
   generator?: Generator;
   dtype?: DType;
+  /** Overrides the default init (which draws from `generator`). */
+  init?: ParamInit;
 }
 
 /** y = x W^T + b with W [out, in]; init uniform(+-1/sqrt(in)) as torch.nn.Linear. */
@@ -22,10 +31,11 @@ export class Linear extends Module<[Tensor], Tensor> {
   readonly bias: Parameter | null;
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: InitOptions & { bias?: boolean } = {}) {
     super();
-    const g = opts.generator ?? new Generator(0);
     const bound = 1 / Math.sqrt(inFeatures);
-    this.weight = this.registerParameter('weight', Parameter.from(uniform([outFeatures, inFeatures], { generator: g, low: -bound, high: bound, dtype: opts.dtype })))!;
-    this.bias = opts.bias === false ? null : this.registerParameter('bias', Parameter.from(uniform([outFeatures], { generator: g, low: -bound, high: bound, dtype: opts.dtype })));
+    const g = opts.generator ?? new Generator(0);
+    const init: ParamInit = opts.init ?? ((_, shape, dtype) => uniform(shape, { generator: g, low: -bound, high: bound, dtype }));
+    this.weight = this.registerParameter('weight', Parameter.from(init('weight', [outFeatures, inFeatures], opts.dtype)))!;
+    this.bias = opts.bias === false ? null : this.registerParameter('bias', Parameter.from(init('bias', [outFeatures], opts.dtype)));
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
@@ -37,7 +47,8 @@ export class Embedding extends Module<[Tensor], Tensor> {
   readonly weight: Parameter;
   constructor(readonly numEmbeddings: number, readonly dim: number, opts: InitOptions = {}) {
     super();
-    this.weight = this.registerParameter('weight', Parameter.from(randn([numEmbeddings, dim], { generator: opts.generator ?? new Generator(0), dtype: opts.dtype })))!;
+    const init: ParamInit = opts.init ?? ((_, shape, dtype) => randn(shape, { generator: opts.generator ?? new Generator(0), dtype }));
+    this.weight = this.registerParameter('weight', Parameter.from(init('weight', [numEmbeddings, dim], opts.dtype)))!;
   }
   forward(ids: Tensor): Tensor {
     return embedding(ids, this.weight);

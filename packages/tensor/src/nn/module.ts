@@ -12,6 +12,7 @@ import { fmtShape, sameShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
 import { mapGradTensors, passThrough } from './hooks.js';
 import { Parameter } from './parameter.js';
+import { announceParameter } from './parameter-hook.js';
 
 export type ForwardPreHook = (module: Module, args: unknown[]) => unknown[] | void;
 export type ForwardHook = (module: Module, args: unknown[], output: unknown) => unknown;
@@ -98,9 +99,11 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
 
   // ---- registration -------------------------------------------------------------------------
 
+  /** Registers `p` under `name`; a new parameter is handed to the active parameter hooks (withParameterHook). */
   registerParameter(name: string, p: Parameter | null): Parameter | null {
     if (p) p.name ??= name;
     this.paramMap.set(name, p);
+    if (p) announceParameter(p, this, name);
     return p;
   }
 
