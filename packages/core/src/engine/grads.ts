@@ -1,5 +1,5 @@
 // Gradient averaging across data-parallel ranks and clipping, with DeepSpeed's knobs.
-import type { KernelTable } from '@ds/tensor';
+import { DSUnsupportedError, type KernelTable } from '@ds/tensor';
 
 import type { ProcessGroup, Work } from '../comm/types.js';
 
@@ -43,7 +43,7 @@ export function reduceFlat(group: ProcessGroup, kernels: KernelTable, grad: Floa
     isCompleted: () => work.isCompleted(),
     wait: () => done,
     waitSync: (timeoutMs?: number) => {
-      if (!work.waitSync) throw new Error(`reduceFlat: the ${group.backend} backend cannot wait synchronously`);
+      if (!work.waitSync) throw new DSUnsupportedError(`reduceFlat: the '${group.backend}' backend of group ${group.name} cannot wait synchronously; await the Work instead`);
       work.waitSync(timeoutMs);
       scaleBack();
     },
