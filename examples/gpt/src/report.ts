@@ -64,7 +64,7 @@ export function lossCurveSvg(
     const yv = y0 + ((y1 - y0) * i) / 5;
     const xv = xMin + ((xMax - xMin) * i) / 5;
     parts.push(`<line x1="${m.l}" y1="${sy(yv)}" x2="${W - m.r}" y2="${sy(yv)}" stroke="#ddd"/>`);
-    parts.push(`<text x="${m.l - 6}" y="${sy(yv) + 4}" text-anchor="end">${yv.toFixed(2)}</text>`);
+    parts.push(`<text x="${m.l - 6}" y="${sy(yv) + 4}" text-anchor="end">${(Math.abs(yv) < 5e-3 ? 0 : yv).toFixed(2)}</text>`);
     parts.push(`<text x="${sx(xv)}" y="${H - m.b + 16}" text-anchor="middle">${Math.round(xv)}</text>`);
   }
   series.forEach((s, i) => {
