@@ -1,8 +1,12 @@
 // Kernel benchmarks of the cpu backend, each next to PyTorch measured in the same run
 // (bench/torch_anchor.py) when torch is importable:
-//   gemm_f32_1024_1t, gemm_bf16_1024_1t  GFLOP/s of C = A B at 1024^3 on one thread (median of reps);
+//   gemm_f32_1024_1t, gemm_bf16_1024_1t  GFLOP/s of C = A B at 1024^3 on one thread (median of reps,
+//                                        in 5 rounds alternating with the anchor's; the median round);
 //                                        bf16 is bf16 inputs with f32 accumulation and output.
-//   adamw_params_per_s                   fused AdamW over 50M f32 parameters on 2 threads.
+//   adamw_params_per_s                   fused AdamW over 50M f32 parameters on 2 threads; its config
+//                                        also gives the bytes it moves per second and their fraction
+//                                        of the streaming bandwidth measured on 2 threads in the same run
+//                                        (streamBandwidth below).
 // The config of each gemm row also gives the fraction of the f32 FMA peak two ways: from the clock in
 // /proc/cpuinfo (2 FMA units x 16 lanes x 2 FLOP per cycle; a VM often reports the base clock, not
 // the turbo clock the core runs at) and from a measured peak (independent FMAs on one core, same run).
@@ -11,18 +15,18 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-import { createCpuKernels } from '../src/backends/cpu.js';
+import { createCpuKernels, type CpuKernels } from '../src/backends/cpu.js';
 import type { Row } from './run.js';
 
 interface TorchAnchor {
   torch: string;
-  gemm_f32_gflops: number;
-  gemm_bf16_gflops: number;
-  adamw_params_per_s: number;
+  gemm_f32_gflops?: number;
+  gemm_bf16_gflops?: number;
+  adamw_params_per_s?: number;
 }
 
-/** The PyTorch figures, or the reason there are none. */
-function torchAnchor(cfg: Record<string, number>): TorchAnchor | string {
+/** The PyTorch figures (cfg.parts: 'gemm' and/or 'adamw'), or the reason there are none. */
+function torchAnchor(cfg: Record<string, number | string[]>): TorchAnchor | string {
   const script = fileURLToPath(new URL('./torch_anchor.py', import.meta.url));
   for (const python of ['python3', '/usr/bin/python3']) {
     const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
@@ -44,13 +48,15 @@ function cpuGhz(): number | null {
   }
 }
 
+const pct = (x: number): string => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : '-');
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1]!;
 }
 
-/** Median wall and process-CPU seconds of fn over reps (after one warm-up call). */
-function timeMedian(reps: number, fn: () => void): { wall: number; cpu: number } {
+/** Median wall and process-CPU seconds of fn over reps (after one warm-up call), and the fastest wall time. */
+function timeMedian(reps: number, fn: () => void): { wall: number; cpu: number; bestWall: number } {
   fn();  // warm-up: packing buffers, page faults
   const wall: number[] = [];
   const cpu: number[] = [];
@@ -62,7 +68,7 @@ function timeMedian(reps: number, fn: () => void): { wall: number; cpu: number }
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / 1e6);
   }
-  return { wall: median(wall), cpu: median(cpu) };
+  return { wall: median(wall), cpu: median(cpu), bestWall: Math.min(...wall) };
 }
 
 function filled<T extends Float32Array | Uint16Array>(a: T, seed: number): T {
@@ -74,10 +80,28 @@ function filled<T extends Float32Array | Uint16Array>(a: T, seed: number): T {
   return a;
 }
 
+/** AdamW's memory traffic per parameter: 4 f32 arrays read, 3 written (each written array is also read, so no write-allocate). */
+const ADAMW_BYTES_PER_PARAM = 7 * 4;
+
+/**
+ * Streaming bandwidth on the current thread count over buffers far larger than the caches, best of
+ * reps: copy (8 bytes per f32 element: memmove, whose large-size path uses non-temporal stores) and
+ * axpy y += a x (12 bytes: read x and y, write y). Reported beside AdamW for reference only: AdamW
+ * is judged against the AdamW-shaped stream timed alternately with it (see run), which has exactly its
+ * seven streams, whereas a core's bandwidth depends on how many streams it has in flight and on
+ * their read/write mix (copy and axpy came out both above and below it across runs).
+ */
+function streamBandwidth(cpu: CpuKernels, x: Float32Array, y: Float32Array, n: number, reps: number) {
+  const copy = timeMedian(reps, () => cpu.copy(x, y, n));
+  const axpy = timeMedian(reps, () => cpu.axpy('f32', x, 'f32', y, n, 1e-9));
+  return { copyGbPerS: (8 * n) / copy.bestWall / 1e9, axpyGbPerS: (12 * n) / axpy.bestWall / 1e9 };
+}
+
 export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const cpu = createCpuKernels();
   const n = opts.smoke ? 64 : 1024;
   const reps = opts.smoke ? 1 : 7;
+  const gemmRounds = opts.smoke ? 1 : 5;
   const adamwN = opts.smoke ? 1 << 16 : 50_000_000;
   const adamwSteps = opts.smoke ? 1 : 5;
   const adamwThreads = 2;
@@ -93,46 +117,105 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
     const a = filled(make(), 1);
     const b = filled(make(), 2);
     const c = new Float32Array(n * n);
-    const t = timeMedian(reps, () =>
-      cpu.gemm({ dtype, outDtype: 'f32', transA: false, transB: false, batch: 1, m: n, n, k: n, alpha: 1, beta: 0, a, strideA: 0, b, strideB: 0, c, strideC: 0 }));
-    return { cpu: (2 * n * n * n) / t.cpu / 1e9, wall: (2 * n * n * n) / t.wall / 1e9 };
+    return () => {
+      const t = timeMedian(reps, () =>
+        cpu.gemm({ dtype, outDtype: 'f32', transA: false, transB: false, batch: 1, m: n, n, k: n, alpha: 1, beta: 0, a, strideA: 0, b, strideB: 0, c, strideC: 0 }));
+      return { cpu: (2 * n * n * n) / t.cpu / 1e9, wall: (2 * n * n * n) / t.wall / 1e9 };
+    };
   };
-  const f32 = gemm('f32');
-  const bf16 = gemm('bf16');
+  // The machine is shared and its load drifts over a run, so the GEMM rows alternate with their
+  // anchor: each round times ours and then PyTorch's (a fresh process); a row reports the median
+  // over rounds of each side, and its config keeps every round.
+  const gemmF32 = gemm('f32');
+  const gemmBf16 = gemm('bf16');
+  const rounds: { f32: { cpu: number; wall: number }; bf16: { cpu: number; wall: number }; torch: TorchAnchor | string }[] = [];
+  for (let r = 0; r < gemmRounds; r++) {
+    cpu.setNumThreads(1);
+    const f32 = gemmF32();
+    const bf16 = gemmBf16();
+    rounds.push({ f32, bf16, torch: torchAnchor({ n, reps, threads: 1, parts: ['gemm'] }) });
+  }
+  const medianOf = (pick: (r: (typeof rounds)[number]) => number | undefined): number | null => {
+    const xs = rounds.map(pick).filter((x): x is number => typeof x === 'number');
+    return xs.length ? median(xs) : null;
+  };
+  const f32 = { cpu: medianOf((r) => r.f32.cpu)!, wall: medianOf((r) => r.f32.wall)! };
+  const bf16 = { cpu: medianOf((r) => r.bf16.cpu)!, wall: medianOf((r) => r.bf16.wall)! };
+  const torchGemm = (key: 'gemm_f32_gflops' | 'gemm_bf16_gflops') => medianOf((r) => (typeof r.torch === 'string' ? undefined : r.torch[key]));
+  const perRound = (dtype: 'f32' | 'bf16') => rounds.map((r) => {
+    const ours = r[dtype].cpu;
+    const theirs = typeof r.torch === 'string' ? null : r.torch[dtype === 'f32' ? 'gemm_f32_gflops' : 'gemm_bf16_gflops'] ?? null;
+    return { ours, torch: theirs, ratio: theirs ? ours / theirs : null };
+  });
 
   cpu.setNumThreads(adamwThreads);
   const param = filled(new Float32Array(adamwN), 3);
   const grad = filled(new Float32Array(adamwN), 4);
   const expAvg = new Float32Array(adamwN);
   const expAvgSq = new Float32Array(adamwN);
+  // AdamW alternates with the AdamW-shaped stream (p += 0, m += 0, v += 0: the same 28 bytes per
+  // parameter without the math), so both see the same load; the fraction is the ratio of the medians.
+  const zeroGrad = new Float32Array(adamwN);
   let step = 0;
-  const adamSecs = timeMedian(adamwSteps, () =>
-    cpu.adamw({ param, grad, gradDtype: 'f32', expAvg, expAvgSq, n: adamwN, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: ++step, biasCorrection: true, decoupled: true, gradScale: 1 }));
-  const adamw = adamwN / adamSecs.wall;
+  const adamwTimes: number[] = [];
+  const streamTimes: number[] = [];
+  const timed = (fn: () => void, into: number[]) => {
+    const t0 = performance.now();
+    fn();
+    into.push((performance.now() - t0) / 1000);
+  };
+  const adamwStep = () => cpu.adamw({ param, grad, gradDtype: 'f32', expAvg, expAvgSq, n: adamwN, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: ++step, biasCorrection: true, decoupled: true, gradScale: 1 });
+  const streamStep = () => cpu.streamProbe(param, zeroGrad, expAvg, expAvgSq, adamwN);
+  adamwStep();  // warm-up: page faults
+  streamStep();
+  for (let i = 0; i < adamwSteps; i++) {
+    timed(adamwStep, adamwTimes);
+    timed(streamStep, streamTimes);
+  }
+  const adamw = adamwN / median(adamwTimes);
+  const adamwGbs = (adamw * ADAMW_BYTES_PER_PARAM) / 1e9;
+  const streamGbs = (adamwN * ADAMW_BYTES_PER_PARAM) / median(streamTimes) / 1e9;
+  const bandwidth = streamBandwidth(cpu, grad, zeroGrad, adamwN, reps);
   cpu.setNumThreads(threadsBefore);
 
-  const torch = torchAnchor({ n, reps, adamw_params: adamwN, adamw_steps: adamwSteps, threads: adamwThreads });
-  const anchored = typeof torch === 'string' ? null : torch;
-  const why = typeof torch === 'string' ? torch : null;
-  const row = (metric: string, value: number, unit: string, anchorName: string, anchorValue: number | null, config: Record<string, unknown>): Row => ({
+  const torch = torchAnchor({ adamw_params: adamwN, adamw_steps: adamwSteps, threads: adamwThreads, parts: ['adamw'] });
+  const gemmWhy = rounds.map((r) => r.torch).find((t): t is string => typeof t === 'string') ?? null;
+  const torchVersion = [torch, ...rounds.map((r) => r.torch)].find((t): t is TorchAnchor => typeof t !== 'string')?.torch;
+  const row = (metric: string, value: number, unit: string, anchorName: string, anchorValue: number | null, why: string | null,
+    config: Record<string, unknown>): Row => ({
     metric, value, unit,
     anchor: anchorValue === null ? null : anchorName,
     anchorValue,
     ratio: anchorValue === null ? null : value / anchorValue,
-    config: { ...config, isa, ...(why ? { anchorMissing: why } : { torch: anchored!.torch }) },
+    config: { ...config, isa, ...(anchorValue === null ? { anchorMissing: why ?? 'no anchor figure' } : { torch: torchVersion }) },
   });
   // One-thread rows use CPU time (this machine is shared: wall time also counts time the thread
   // waited for a core); the wall-clock figure is kept in the config. The anchor is timed the same way.
-  const gemmConfig = (dtype: string, g: { cpu: number; wall: number }) => ({
-    m: n, n, k: n, dtype, threads: 1, reps, statistic: 'median of process CPU time', wallClockGflops: g.wall,
+  const gemmConfig = (dtype: string, g: { cpu: number; wall: number }, rounds: ReturnType<typeof perRound>) => ({
+    m: n, n, k: n, dtype, threads: 1, reps, statistic: `median over ${rounds.length} rounds (ours, then PyTorch) of the median process CPU time of ${reps} reps`,
+    rounds, wallClockGflops: g.wall,
     cpuGhz: ghz, f32FmaPeakGflops: peak, fractionOfF32FmaPeak: peak === null ? null : g.cpu / peak,
     measuredF32FmaPeakGflops: probe.f32FmaGflops, fractionOfMeasuredF32FmaPeak: probe.f32FmaGflops > 0 ? g.cpu / probe.f32FmaGflops : null,
     measuredBf16DotPeakGflops: probe.bf16DotGflops,
+    note: dtype === 'f32'
+      ? `${pct(g.cpu / probe.f32FmaGflops)} of measured f32 FMA peak (${probe.f32FmaGflops.toFixed(0)} GFLOP/s)`
+      : `${pct(g.cpu / probe.bf16DotGflops)} of measured bf16 dot peak (${probe.bf16DotGflops.toFixed(0)} GFLOP/s)`,
   });
   return [
-    row('gemm_f32_1024_1t', f32.cpu, 'GFLOP/s', 'torch.matmul f32, 1 thread, same run', anchored?.gemm_f32_gflops ?? null, gemmConfig('f32', f32)),
-    row('gemm_bf16_1024_1t', bf16.cpu, 'GFLOP/s', 'torch.matmul bf16, 1 thread, same run', anchored?.gemm_bf16_gflops ?? null, gemmConfig('bf16 in, f32 accumulate/out', bf16)),
-    row('adamw_params_per_s', adamw, 'params/s', 'torch.optim.AdamW, 2 threads, same run', anchored?.adamw_params_per_s ?? null,
-      { params: adamwN, threads: adamwThreads, steps: adamwSteps, statistic: 'median of wall time', gradDtype: 'f32' }),
+    row('gemm_f32_1024_1t', f32.cpu, 'GFLOP/s', 'torch.matmul f32, 1 thread, same run', torchGemm('gemm_f32_gflops'), gemmWhy,
+      gemmConfig('f32', f32, perRound('f32'))),
+    row('gemm_bf16_1024_1t', bf16.cpu, 'GFLOP/s', 'torch.matmul bf16, 1 thread, same run', torchGemm('gemm_bf16_gflops'), gemmWhy,
+      gemmConfig('bf16 in, f32 accumulate/out', bf16, perRound('bf16'))),
+    row('adamw_params_per_s', adamw, 'params/s', 'torch.optim.AdamW, 2 threads, same run',
+      typeof torch === 'string' ? null : torch.adamw_params_per_s ?? null, typeof torch === 'string' ? torch : null, {
+      params: adamwN, threads: adamwThreads, steps: adamwSteps, statistic: 'median of wall time', gradDtype: 'f32',
+      bytesPerParam: ADAMW_BYTES_PER_PARAM, bytesAssumed: 'f32 param, grad, exp_avg, exp_avg_sq read; param, exp_avg, exp_avg_sq written (no bf16 copy in this row)',
+      gbPerS: adamwGbs,
+      adamwShapedStreamGbPerS: streamGbs,
+      ...bandwidth,
+      bandwidthStatistic: 'AdamW and the AdamW-shaped stream alternate, median of each; copy and axpy: fastest of reps',
+      fractionOfMeasuredBandwidth: adamwGbs / streamGbs,
+      note: `${adamwGbs.toFixed(1)} GB/s at ${ADAMW_BYTES_PER_PARAM} B/param = ${pct(adamwGbs / streamGbs)} of the AdamW-shaped stream (${streamGbs.toFixed(1)} GB/s; copy ${bandwidth.copyGbPerS.toFixed(1)}, axpy ${bandwidth.axpyGbPerS.toFixed(1)}), 2 threads`,
+    }),
   ];
 }

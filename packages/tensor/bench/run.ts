@@ -6,7 +6,10 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** One result row (ARCHITECTURE.md section 6); ratio = value / anchorValue, above 1 is better. */
+/**
+ * One result row (ARCHITECTURE.md section 6); ratio = value / anchorValue, above 1 is better. A string
+ * `config.note` (fraction of a peak or of a bandwidth, say) is printed in the table's last column.
+ */
 export interface Row {
   metric: string;
   value: number;
@@ -26,9 +29,9 @@ function fmt(v: number | null): string {
 }
 
 function table(rows: Row[]): string {
-  const head = ['metric', 'value', 'unit', 'anchor value', 'ratio (>1 better)', 'anchor'];
+  const head = ['metric', 'value', 'unit', 'anchor value', 'ratio (>1 better)', 'anchor', 'note'];
   const body = rows.map((r) => [r.metric, fmt(r.value), r.unit, fmt(r.anchorValue), r.ratio === null ? '-' : r.ratio.toFixed(2),
-    r.anchor ?? `none: ${String(r.config.anchorMissing ?? 'no anchor')}`]);
+    r.anchor ?? `none: ${String(r.config.anchorMissing ?? 'no anchor')}`, typeof r.config.note === 'string' ? r.config.note : '']);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');

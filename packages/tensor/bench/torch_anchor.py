@@ -1,7 +1,8 @@
 """PyTorch anchor for bench/kernels.bench.ts, measured in the same run on the same machine.
 
 Prints one JSON line: torch.matmul f32 and bf16 GFLOP/s at n^3 on one thread (process CPU time), and
-torch.optim.AdamW parameters per second on `threads` threads. Usage:
+torch.optim.AdamW parameters per second on `threads` threads; "parts" (default both) picks "gemm"
+and/or "adamw", so the bench can interleave GEMM rounds with its own. Usage:
   python3 torch_anchor.py '{"n": 1024, "reps": 7, "adamw_params": 50000000, "adamw_steps": 5, "threads": 2}'
 """
 import json
@@ -44,13 +45,14 @@ def adamw_params_per_s(n, steps, threads):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    with torch.no_grad():
-        out = {
-            "torch": torch.__version__,
-            "gemm_f32_gflops": gemm_gflops(cfg["n"], torch.float32, cfg["reps"]),
-            "gemm_bf16_gflops": gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"]),
-        }
-    out["adamw_params_per_s"] = adamw_params_per_s(cfg["adamw_params"], cfg["adamw_steps"], cfg["threads"])
+    parts = cfg.get("parts", ["gemm", "adamw"])
+    out = {"torch": torch.__version__}
+    if "gemm" in parts:
+        with torch.no_grad():
+            out["gemm_f32_gflops"] = gemm_gflops(cfg["n"], torch.float32, cfg["reps"])
+            out["gemm_bf16_gflops"] = gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"])
+    if "adamw" in parts:
+        out["adamw_params_per_s"] = adamw_params_per_s(cfg["adamw_params"], cfg["adamw_steps"], cfg["threads"])
     print(json.dumps(out))
 
 

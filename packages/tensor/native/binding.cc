@@ -68,6 +68,13 @@ Napi::Value ProbePeak(const Napi::CallbackInfo& info, ArgReader& a, AddonState& 
   return o;
 }
 
+Napi::Value StreamProbe(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
+  const int64_t n = a.size(4);
+  auto f32 = [&](size_t i, const char* name) { return static_cast<float*>(a.array(i, DType::F32, n, name)); };
+  streamProbe(s.ctx(), f32(0, "p"), f32(1, "g"), f32(2, "m"), f32(3, "v"), n);
+  return undef(info);
+}
+
 // ---- data movement ----
 Napi::Value Cast(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   const DType st = a.dtype(0), dt = a.dtype(2);
@@ -229,6 +236,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add(env, exports, "setIsa", SetIsa);
   add(env, exports, "setNumThreads", SetNumThreads);
   add(env, exports, "probePeak", ProbePeak);
+  add(env, exports, "streamProbe", StreamProbe);
   add(env, exports, "cast", Cast);
   add(env, exports, "copy", Copy);
   add(env, exports, "fill", Fill);

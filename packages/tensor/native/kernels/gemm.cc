@@ -122,18 +122,42 @@ alignas(64) constexpr uint16_t kInterleaveLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 
 alignas(64) constexpr uint16_t kInterleaveHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
                                                     24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
 
-// Writes the pairs (l0[j], l1[j]) for j < w (w is 14 or 32; lanes from `live` on are zero; l1 null
-// means a zero line): the packed layout of one k pair of a strip.
+// Writes the pairs (l0[j], l1[j]) for j < w <= 16 (lanes from `live` on are zero; l1 null means a
+// zero line): the packed layout of one k pair of a strip of A (strips of 32 use interleaveRows).
 DS_TARGET_AVX512 void interleaveLines(const uint16_t* l0, const uint16_t* l1, int live, int w, uint16_t* d) {
-  const __mmask32 m = live >= 32 ? 0xffffffffu : ((1u << live) - 1);
+  const __mmask32 m = (1u << live) - 1;
   const __m512i a = _mm512_maskz_loadu_epi16(m, l0);
   const __m512i b = l1 ? _mm512_maskz_loadu_epi16(m, l1) : _mm512_setzero_si512();
   const __m512i lo = _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveLo), b);
-  if (w >= 32) {
-    _mm512_storeu_si512(d, lo);
-    _mm512_storeu_si512(d + 32, _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveHi), b));
-  } else {
-    _mm512_mask_storeu_epi16(d, static_cast<__mmask32>((1ull << (2 * w)) - 1), lo);
+  _mm512_mask_storeu_epi16(d, static_cast<__mmask32>((1ull << (2 * w)) - 1), lo);
+}
+
+// The rows-contiguous case for strips of 32 (B not transposed). Walking one strip at a time would
+// touch 64 bytes of every k line (a page every other line: the prefetchers give up); walking k
+// outermost over all strips reads sequentially but writes to every strip at once. So k goes in
+// blocks of kPackPairs pairs (16 lines, 32 KiB at n = 1024, held in L1): each block is read from
+// memory once, in order, and written strip by strip, 1 KiB contiguous each (measured: the packing's
+// share of a 1024^3 product fell from 3.4% to 2.1%). dst is 64-byte aligned, as is each pair (64 bf16).
+constexpr int64_t kPackPairs = 8;
+
+DS_TARGET_AVX512 void interleaveRows(const uint16_t* x, int64_t ld, int64_t rows, int64_t kc, uint16_t* dst) {
+  const int64_t kp = (kc + 1) / 2, strips = (rows + 31) / 32;
+  const __m512i lo = _mm512_load_si512(kInterleaveLo), hi = _mm512_load_si512(kInterleaveHi);
+  for (int64_t q0 = 0; q0 < kp; q0 += kPackPairs) {
+    const int64_t q1 = std::min(kp, q0 + kPackPairs);
+    for (int64_t s = 0; s < strips; ++s) {
+      const int64_t live = std::min<int64_t>(32, rows - 32 * s);
+      const __mmask32 m = live >= 32 ? 0xffffffffu : ((1u << live) - 1);
+      for (int64_t q = q0; q < q1; ++q) {
+        const uint16_t* l0 = x + 2 * q * ld + 32 * s;
+        const bool pair = 2 * q + 1 < kc;  // an odd kc pairs the last line with zeros
+        const __m512i a = _mm512_maskz_loadu_epi16(m, l0);
+        const __m512i b = pair ? _mm512_maskz_loadu_epi16(m, l0 + ld) : _mm512_setzero_si512();
+        uint16_t* d = dst + (s * kp + q) * 64;
+        _mm512_store_si512(d, _mm512_permutex2var_epi16(a, lo, b));
+        _mm512_store_si512(d + 32, _mm512_permutex2var_epi16(a, hi, b));
+      }
+    }
   }
 }
 
@@ -168,7 +192,11 @@ void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t k
         for (int r = live; r < w; ++r) d[(q * w + r) * 2] = d[(q * w + r) * 2 + 1] = 0;
       continue;
     }
-    if (avx512 && x.rs == 1 && (w == 32 || w <= 16)) {  // rows contiguous: interleave pairs of k lines
+    if (avx512 && x.rs == 1 && w == 32) {  // rows contiguous: interleave pairs of k lines, all strips at once
+      interleaveRows(base + p0 * x.cs + r0, x.cs, rows, kc, dst);
+      return;
+    }
+    if (avx512 && x.rs == 1 && w <= 16) {
       for (int64_t q = 0; q < kp; ++q) {
         const uint16_t* l0 = base + (p0 + 2 * q) * x.cs + r0 + s * w;
         interleaveLines(l0, 2 * q + 1 < kc ? l0 + x.cs : nullptr, live, w, d + q * w * 2);

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "ds/kernels.h"
+#include "ds/tile.h"
 
 namespace ds {
 namespace {
@@ -79,7 +80,24 @@ DS_TARGET_AVX512BF16 float dotChains512(int64_t iters) {
   return lanesSum(s);
 }
 
+// All four loads come before the three stores, as in AdamW's loop: the arrays are page-aligned
+// alike, so a load issued after a store to another array at the same offset would wait on it
+// (4 KiB aliasing) and the probe would measure that stall rather than the memory.
+DS_INLINE void streamBody(float* p, const float* g, float* m, float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i], pi = p[i], mi = m[i], vi = v[i];
+    p[i] = pi + gi;
+    m[i] = mi + gi;
+    v[i] = vi + gi;
+  }
+}
+DS_VARIANTS(void, streamTile, streamBody, (float* p, const float* g, float* m, float* v, int64_t n), (p, g, m, v, n))
+
 }  // namespace
+
+void streamProbe(const Ctx& c, float* p, const float* g, float* m, float* v, int64_t n) {
+  forTiles(c, n, [&](int64_t b, int64_t e, int) { streamTileAt(c.isa, p + b, g + b, m + b, v + b, e - b); });
+}
 
 PeakProbe probePeak(const Ctx& c, double seconds) {
   constexpr int64_t kIters = 200000;

@@ -31,6 +31,8 @@ export interface CpuKernels extends KernelTable {
   availableIsas(): string[];
   /** Measures one core's peak FMA / bf16-dot throughput for about `seconds` (benchmarks' denominator). */
   probePeak(seconds: number): PeakProbe;
+  /** AdamW's memory traffic without its math (p += g, m += g, v += g; 28 bytes per element): the bandwidth ceiling for AdamW. */
+  streamProbe(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number): void;
 }
 
 function code(op: string, dtype: string): number {
@@ -128,6 +130,12 @@ export function createCpuKernels(): CpuKernels {
     probePeak(seconds) {
       if (!(seconds > 0 && seconds <= 10)) throw new DSShapeError(`probePeak: seconds must be in (0, 10], got ${seconds}`);
       return call('probePeak', () => native.probePeak(seconds));
+    },
+    streamProbe(p, g, m, v, n) {
+      const op = 'streamProbe';
+      dim(op, 'n', n);
+      for (const [name, x] of [['p', p], ['g', g], ['m', m], ['v', v]] as const) arr(op, name, x, 'f32', n, `n=${n}`);
+      call(op, () => native.streamProbe(p, g, m, v, n));
     },
     availableIsas() {
       const i = native.cpuInfo();

@@ -40,6 +40,7 @@ export interface CpuAddon {
   setIsa(requested: string): string;
   setNumThreads(n: number): void;
   probePeak(seconds: number): PeakProbe;
+  streamProbe(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number): void;
   cast(srcDtype: number, src: F, dstDtype: number, dst: F, n: number): void;
   copy(dtype: number, src: F, dst: F, n: number): void;
   fill(dtype: number, x: F, n: number, value: number): void;

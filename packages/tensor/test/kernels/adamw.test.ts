@@ -1,6 +1,6 @@
 // Fused AdamW against the reference (torch.optim.AdamW semantics) over every option: gradient dtype,
 // decoupled or L2 decay, bias correction on or off, gradient scale, and the bf16/f16 copy out.
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { createReferenceKernels } from '../../src/reference/index.js';
 import type { AdamWArgs, FloatDType } from '../../src/kernels/table.js';
@@ -49,5 +49,17 @@ describe('adamw', () => {
         }
       }
     }
+  });
+
+  it('streamProbe (the bench AdamW-shaped bandwidth probe) adds g to p, m and v, and checks lengths', () => {
+    const n = 40009;
+    const [p, g, m, v] = [1, 2, 3, 4].map((seed) => randomArray('f32', n, seed) as Float32Array) as [Float32Array, Float32Array, Float32Array, Float32Array];
+    const want = [p, m, v].map((x) => Float32Array.from(x, (xi, i) => xi + g[i]!));
+    forEachIsa((isa) => {
+      const got = [clone(p), clone(m), clone(v)] as [Float32Array, Float32Array, Float32Array];
+      cpu.streamProbe(got[0], g, got[1], got[2], n);
+      got.forEach((x, i) => expectClose(`streamProbe ${isa} ${'pmv'[i]}`, x, want[i]!, { rtol: 0, atol: 0 }));
+    });
+    expect(() => cpu.streamProbe(p, g, m, v.subarray(1), n)).toThrow(/v has 40008 elements but n=40009 needs 40009/);
   });
 });

@@ -1,6 +1,6 @@
 // GEMM against the reference: every transpose combination, batching with strides and stride-0
 // broadcast, alpha/beta, bf16 inputs into f32 or bf16 outputs, at shapes below, at and above the
-// register tile (14x32, 6x16, 4x8) and the cache blocks (kc 256 f32 / 512 bf16, mc 168), under
+// register tile (14x32, 6x16, 4x8) and the cache blocks (kc 256 f32 / 1024 bf16, mc 168 f32 / 84 bf16), under
 // every ISA; and equal results for one and several threads.
 import { describe, expect, it } from 'vitest';
 
@@ -67,15 +67,17 @@ describe('gemm', () => {
 
   it('crosses every cache block: m > mc, k > kc (f32 and bf16), n split among threads', () => {
     for (const dtype of ['f32', 'bf16'] as const) {
-      const c = { m: 190, n: 77, k: 600 };
-      const g = args(c, dtype, 'f32', false, true, 1, 0, 99);
-      const want = clone(g.c);
-      ref.gemm({ ...g, c: want });
-      forEachIsa(() => {
-        const got = clone(g.c);
-        cpu.gemm({ ...g, c: got });
-        expectCloseArrays(`gemm ${dtype} ${JSON.stringify(c)}`, 'f32', got, want, { rtol: 1e-5, atol: 2e-6 * c.k });
-      });
+      for (const transB of [false, true]) {  // B packed from rows (interleaved k lines) and from columns
+        const c = { m: 190, n: 77, k: dtype === 'f32' ? 600 : 1100 };
+        const g = args(c, dtype, 'f32', false, transB, 1, 0, 99);
+        const want = clone(g.c);
+        ref.gemm({ ...g, c: want });
+        forEachIsa(() => {
+          const got = clone(g.c);
+          cpu.gemm({ ...g, c: got });
+          expectCloseArrays(`gemm ${dtype} tB=${transB} ${JSON.stringify(c)}`, 'f32', got, want, { rtol: 1e-5, atol: 2e-6 * c.k });
+        });
+      }
     }
   });
 

@@ -105,6 +105,9 @@ struct PeakProbe {
   double bf16DotGflops;
 };
 PeakProbe probePeak(const Ctx& c, double seconds);
+// AdamW's memory traffic without its arithmetic: p += g, m += g, v += g over n f32 elements (reads
+// p, g, m, v; writes p, m, v) on the pool; the streaming ceiling the AdamW kernel is judged against.
+void streamProbe(const Ctx& c, float* p, const float* g, float* m, float* v, int64_t n);
 
 // Bytes per element of a dtype.
 DS_INLINE int dtypeBytes(DType d) { return d == DType::F32 || d == DType::I32 ? 4 : d == DType::U8 ? 1 : 2; }
