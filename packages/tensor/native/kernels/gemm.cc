@@ -73,6 +73,8 @@ DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live,
     const int64_t len = std::min<int64_t>(16, count - p);
     const __mmask16 lm = len == 16 ? 0xffff : static_cast<__mmask16>((1u << len) - 1);
     __m512 r[16];
+    if (p + 64 < count)  // the rows are separate streams: fetch 256 bytes ahead in each (1-2% at 1024^3)
+      for (int i = 0; i < live; ++i) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + 4 * (p + 64)), _MM_HINT_T0);
     for (int i = 0; i < 16; ++i)
       r[i] = i < live ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(lm, rows[i] + 4 * p)) : _mm512_setzero_ps();
     transpose16(r);
@@ -151,6 +153,10 @@ DS_TARGET_AVX512 void interleaveRows(const uint16_t* x, int64_t ld, int64_t rows
       for (int64_t q = q0; q < q1; ++q) {
         const uint16_t* l0 = x + 2 * q * ld + 32 * s;
         const bool pair = 2 * q + 1 < kc;  // an odd kc pairs the last line with zeros
+        if (2 * q + 2 * kPackPairs + 1 < kc) {  // the same 64 bytes of the next block's lines (~1%)
+          _mm_prefetch(reinterpret_cast<const char*>(l0 + 2 * kPackPairs * ld), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(l0 + (2 * kPackPairs + 1) * ld), _MM_HINT_T0);
+        }
         const __m512i a = _mm512_maskz_loadu_epi16(m, l0);
         const __m512i b = pair ? _mm512_maskz_loadu_epi16(m, l0 + ld) : _mm512_setzero_si512();
         uint16_t* d = dst + (s * kp + q) * 64;
