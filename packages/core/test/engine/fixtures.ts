@@ -1,28 +1,35 @@
 // A tiny GPT, deterministic batches and a training loop shared by the engine tests and workers.
 import { fromArray, tidy, type Tensor } from '@ds/tensor';
 
-import type { Engine } from '../../src/engine/engine.js';
+/** What the training loop needs of an engine (structural, so @ds/zero's tests can pass theirs). */
+export interface TrainableEngine {
+  trainMicroBatchSizePerGpu(): number;
+  gradientAccumulationSteps(): number;
+  forward<Out>(...args: unknown[]): Out;
+  backward(loss: Tensor): Promise<number>;
+  step(): Promise<void>;
+}
 
 export const TINY_GPT = { vocabSize: 32, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, seed: 3 };
 
 /** Sample `index` of the global batch of (step, micro): the same numbers whatever the rank split. */
-function sample(step: number, micro: number, index: number, t: number): { ids: number[]; targets: number[] } {
+function sample(step: number, micro: number, index: number, t: number, vocab: number): { ids: number[]; targets: number[] } {
   const ids: number[] = [];
   const targets: number[] = [];
   for (let i = 0; i < t; i++) {
-    const v = (step * 7 + micro * 3 + index * 11 + i * 5) % 31;
+    const v = (step * 7 + micro * 3 + index * 11 + i * 5) % (vocab - 1);
     ids.push(v);
-    targets.push((v * 3 + 1) % 32);
+    targets.push((v * 3 + 1) % vocab);
   }
   return { ids, targets };
 }
 
 /** Rows [first, first + rows) of the global batch of (step, micro) as [rows, t] tensors. */
-export function batch(step: number, micro: number, first: number, rows: number, t = 8): { ids: Tensor; targets: Tensor } {
+export function batch(step: number, micro: number, first: number, rows: number, t = 8, vocab = 32): { ids: Tensor; targets: Tensor } {
   const ids: number[] = [];
   const targets: number[] = [];
   for (let r = first; r < first + rows; r++) {
-    const s = sample(step, micro, r, t);
+    const s = sample(step, micro, r, t, vocab);
     ids.push(...s.ids);
     targets.push(...s.targets);
   }
@@ -30,13 +37,13 @@ export function batch(step: number, micro: number, first: number, rows: number, 
 }
 
 /** Trains steps [from, to); this rank takes rows [rank * micro, (rank + 1) * micro) of each micro batch. Returns per-step mean losses. */
-export async function trainSteps(engine: Engine, from: number, to: number, rank = 0): Promise<number[]> {
+export async function trainSteps(engine: TrainableEngine, from: number, to: number, rank = 0, t = 8, vocab = 32): Promise<number[]> {
   const losses: number[] = [];
   const micro = engine.trainMicroBatchSizePerGpu();
   for (let s = from; s < to; s++) {
     let sum = 0;
     for (let m = 0; m < engine.gradientAccumulationSteps(); m++) {
-      const { ids, targets } = batch(s, m, rank * micro, micro);
+      const { ids, targets } = batch(s, m, rank * micro, micro, t, vocab);
       const loss = tidy(() => engine.forward<{ loss: Tensor }>(ids, targets).loss!.keep());
       sum += await engine.backward(loss);
       loss.dispose();
