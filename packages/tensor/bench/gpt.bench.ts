@@ -14,16 +14,7 @@ import { GPT } from '../src/nn/gpt.js';
 import { adamwStep } from '../src/ops/optim.js';
 import { autocast, getRuntime, withCategory } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
-
-export interface Row {
-  metric: string;
-  value: number;
-  unit: string;
-  anchor: string | null;
-  anchorValue: number | null;
-  ratio: number | null;
-  config: Record<string, unknown>;
-}
+import type { Row } from './run.js';
 
 interface Shape {
   metric: string;
