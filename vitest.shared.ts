@@ -2,6 +2,7 @@
 //
 // - `@ds/<name>` resolves to the package's TypeScript source, so a package's tests never wait for a
 //   sibling's dist (the native addons are still built by `turbo run build` before tests run).
+// - DS_POISON_UNINIT=1 in every test process (and the ranks they spawn, which inherit it).
 // - When DS_TEST_REPORT_DIR is set (as .ci/run does), each package also writes a JSON report there,
 //   which scripts/test-summary.mjs adds up into the closing `N passed, N failed` line.
 import { readdirSync, existsSync } from 'node:fs';
@@ -40,6 +41,9 @@ export function dsProject(packageDir: string, overrides: UserConfig = {}): UserC
       pool: 'forks',
       poolOptions: { forks: { singleFork: true } },
       fileParallelism: false,
+      // Outputs a kernel should overwrite entirely start as NaN bytes in tests (memory/cache.ts in
+      // @ds/tensor), so a kernel that leaves part of one unwritten fails loudly instead of reading zeros.
+      env: { DS_POISON_UNINIT: '1' },
     },
   };
   return defineConfig(mergeConfig(base, overrides));

@@ -1,5 +1,7 @@
 // The one place @ds/tensor reads environment variables.
 
+import { totalmem } from 'node:os';
+
 export interface TensorEnv {
   /** DS_CPU_ISA: force a kernel path (scalar, avx2, avx512, amx); default auto. */
   cpuIsa: string;
@@ -7,6 +9,10 @@ export interface TensorEnv {
   numThreads: number | undefined;
   /** DS_MEMORY_LIMIT: per-process allocation budget in bytes (k/m/g suffixes allowed). */
   memoryLimit: number | undefined;
+  /** DS_ALLOC_CACHE: most bytes the CPU caching allocator keeps (k/m/g suffixes; 0 turns it off); default a quarter of physical memory. */
+  allocCache: number;
+  /** DS_POISON_UNINIT=1: fill uninitialized allocations with 0xFF bytes (NaN) so unwritten outputs show up in tests. */
+  poisonUninit: boolean;
 }
 
 function positiveInt(name: string, raw: string | undefined): number | undefined {
@@ -16,6 +22,12 @@ function positiveInt(name: string, raw: string | undefined): number | undefined 
     throw new RangeError(`${name}='${raw}' must be a positive integer`);
   }
   return n;
+}
+
+function flag(name: string, raw: string | undefined): boolean {
+  if (raw === undefined || raw === '' || raw === '0') return false;
+  if (raw === '1') return true;
+  throw new RangeError(`${name}='${raw}' must be 0 or 1`);
 }
 
 export function parseBytes(name: string, raw: string | undefined): number | undefined {
@@ -31,5 +43,7 @@ export function readTensorEnv(env: NodeJS.ProcessEnv = process.env): TensorEnv {
     cpuIsa: env.DS_CPU_ISA || 'auto',
     numThreads: positiveInt('DS_NUM_THREADS', env.DS_NUM_THREADS) ?? positiveInt('OMP_NUM_THREADS', env.OMP_NUM_THREADS),
     memoryLimit: parseBytes('DS_MEMORY_LIMIT', env.DS_MEMORY_LIMIT),
+    allocCache: parseBytes('DS_ALLOC_CACHE', env.DS_ALLOC_CACHE) ?? Math.floor(totalmem() / 4),
+    poisonUninit: flag('DS_POISON_UNINIT', env.DS_POISON_UNINIT),
   };
 }

@@ -24,6 +24,10 @@ export interface RuntimeOptions {
    * kernels must be the reference table, so every op computes in f64. Byte counts double.
    */
   f64Check?: boolean;
+  /** Most bytes the CPU buffer cache keeps (memory/cache.ts); default DS_ALLOC_CACHE, 0 turns it off. */
+  allocCache?: number;
+  /** Fill uninitialized allocations with 0xFF bytes; default DS_POISON_UNINIT. */
+  poisonUninit?: boolean;
 }
 
 /** A tidy scope: the tensors created while it is the innermost one. */
@@ -53,7 +57,11 @@ export class Runtime {
   readonly finalizer: FinalizationRegistry<Storage>;
 
   constructor(opts: RuntimeOptions = {}) {
-    this.tracker = new MemoryTracker(opts.memoryLimit ?? readTensorEnv().memoryLimit);
+    const env = readTensorEnv();
+    this.tracker = new MemoryTracker(opts.memoryLimit ?? env.memoryLimit, {
+      cacheLimit: opts.allocCache ?? env.allocCache,
+      poisonUninit: opts.poisonUninit ?? env.poisonUninit,
+    });
     this.f64Check = opts.f64Check ?? false;
     const kernels = opts.kernels ?? defaultKernels('cpu');
     if (this.f64Check && kernels.name !== 'reference') {

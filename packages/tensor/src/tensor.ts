@@ -35,6 +35,8 @@ export interface AllocOptions {
   label?: string;
   runtime?: Runtime;
   track?: boolean;
+  /** The caller writes every element before reading any: skip zeroing a reused buffer (Storage.allocate). */
+  uninitialized?: boolean;
 }
 
 /** Bytes per element as stored: in f64Check mode an 'f32' element is a Float64. */
@@ -84,7 +86,7 @@ export class Tensor {
     }
   }
 
-  /** Allocates a zero-filled contiguous tensor. */
+  /** Allocates a contiguous tensor, zero-filled unless `opts.uninitialized`. */
   static empty(shape: Shape, dtype: DType, opts: AllocOptions = {}): Tensor {
     assertShape('empty', shape);
     const rt = opts.runtime ?? getRuntime();
@@ -92,6 +94,7 @@ export class Tensor {
       device: opts.device ?? 'cpu',
       category: rt.categoryOverride ?? opts.category ?? 'other',
       label: opts.label ?? 'tensor',
+      uninitialized: opts.uninitialized,
     });
     return new Tensor({ storage, dtype, shape, runtime: rt, track: opts.track ?? true });
   }

@@ -61,7 +61,7 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
 }
 
 function contiguousCopy(t: Tensor): Tensor {
-  const out = Tensor.empty(t.shape, t.dtype, { device: t.device, runtime: t.runtime, category: 'activations', label: 'grad' });
+  const out = Tensor.empty(t.shape, t.dtype, { device: t.device, runtime: t.runtime, category: 'activations', label: 'grad', uninitialized: true });
   t.runtime.kernels(t.device).gather(t.dtype, t.storageArray(), t.offset, t.shape, t.strides, out.data());
   return out;
 }
@@ -201,7 +201,7 @@ function skipNode(node: GradNode, nodeDeps: Map<GradNode, number>, leafDeps: Map
 }
 
 function onesLike(t: Tensor): Tensor {
-  const out = Tensor.empty(t.shape, t.dtype, { device: t.device, runtime: t.runtime, category: 'activations', label: 'grad' });
+  const out = Tensor.empty(t.shape, t.dtype, { device: t.device, runtime: t.runtime, category: 'activations', label: 'grad', uninitialized: true });
   t.runtime.kernels(t.device).fill(t.dtype as 'f32', out.data(), out.numel, 1);
   return out;
 }

@@ -13,6 +13,11 @@ export interface StorageOptions {
   category?: MemoryCategory;
   /** Shown by out-of-memory errors among the largest holders. */
   label?: string;
+  /**
+   * The caller overwrites every byte before reading any (a kernel's output): a buffer reused from
+   * the cache keeps its old bytes instead of being zeroed (0xFF under DS_POISON_UNINIT).
+   */
+  uninitialized?: boolean;
 }
 
 export class Storage implements MemoryHolder {
@@ -37,11 +42,14 @@ export class Storage implements MemoryHolder {
     tracker.onAlloc(this);
   }
 
-  /** Fresh zero-filled bytes, after checking the memory budget. */
+  /** Zero-filled bytes (unless `opts.uninitialized`), after checking the memory budget; reuses a cached buffer when one fits. */
   static allocate(tracker: MemoryTracker, byteLength: number, opts: StorageOptions = {}): Storage {
     const device = opts.device ?? 'cpu';
     tracker.check(device, byteLength, opts.category ?? 'other', opts.label ?? 'tensor');
-    return new Storage(tracker, new ArrayBuffer(byteLength), 0, byteLength, false, opts);
+    const reused = device === 'cpu' ? tracker.cache.take(byteLength) : undefined;
+    const buf = reused ?? new ArrayBuffer(byteLength);
+    if (opts.uninitialized ? tracker.poisonUninit : reused) new Uint8Array(buf).fill(opts.uninitialized ? 0xff : 0);
+    return new Storage(tracker, buf, 0, byteLength, false, opts);
   }
 
   /** Zero-copy view of an existing (possibly shared) buffer. */
@@ -83,6 +91,8 @@ export class Storage implements MemoryHolder {
   }
 
   private free(): void {
+    // An owned CPU buffer goes back to the cache (a wrapped one belongs to somebody else).
+    if (!this.external && this.device === 'cpu' && this.buf instanceof ArrayBuffer) this.tracker.cache.give(this.buf);
     this.buf = null;
     this.tracker.onFree(this);
   }

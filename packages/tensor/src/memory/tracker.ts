@@ -6,6 +6,7 @@
 // the largest live holders.
 
 import { DSOutOfMemoryError } from '../errors.js';
+import { BufferCache } from './cache.js';
 
 export const MEMORY_CATEGORIES = ['parameters', 'gradients', 'optimizer_states', 'activations', 'communication', 'offload', 'other'] as const;
 export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
@@ -41,8 +42,19 @@ export class MemoryTracker {
   /** Storages reclaimed by the FinalizationRegistry safety net: each one was a missed dispose(). */
   gcReclaimed = 0;
 
-  /** @param limit bytes per device; undefined means unlimited. */
-  constructor(public limit: number | undefined = undefined) {}
+  /** Freed CPU buffers kept for reuse (cache.ts); its bytes are not live. */
+  readonly cache: BufferCache;
+  /** True: uninitialized allocations are filled with 0xFF bytes (DS_POISON_UNINIT). */
+  poisonUninit: boolean;
+
+  /**
+   * @param limit bytes per device; undefined means unlimited.
+   * @param opts cacheLimit: most bytes the buffer cache keeps (0: no caching); poisonUninit: see above.
+   */
+  constructor(public limit: number | undefined = undefined, opts: { cacheLimit?: number; poisonUninit?: boolean } = {}) {
+    this.cache = new BufferCache(opts.cacheLimit ?? 0);
+    this.poisonUninit = opts.poisonUninit ?? false;
+  }
 
   private device(device: string): DeviceUsage {
     let u = this.usage.get(device);
@@ -57,6 +69,8 @@ export class MemoryTracker {
   check(device: string, bytes: number, category: MemoryCategory, label: string): void {
     if (this.limit === undefined) return;
     const live = this.device(device).live;
+    // Cached buffers count against the budget too (they are process memory): drop them first.
+    if (device === 'cpu') this.cache.trim(Math.max(0, this.limit - live - bytes));
     if (live + bytes <= this.limit) return;
     const top = this.largestHolders(device, 5)
       .map((h) => `${h.label} (${h.category}, ${h.byteLength} B)`)

@@ -4,14 +4,14 @@ import { attach, needsGrad, save } from '../autograd/node.js';
 import { DSShapeError } from '../errors.js';
 import type { FloatDType } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
-import { alloc, castRaw, checkDevices, checkFloat, drop, fa, kernelsOf } from './util.js';
+import { allocOut, castRaw, checkDevices, checkFloat, drop, fa, kernelsOf } from './util.js';
 
 export function gelu(x: Tensor): Tensor {
   checkDevices('gelu', x);
   checkFloat('gelu', x);
   const dt = x.dtype as FloatDType;
   const xc = castRaw(x, dt);
-  const y = alloc(x, x.shape, dt, 'gelu');
+  const y = allocOut(x, x.shape, dt, 'gelu');
   kernelsOf(x).geluForward(dt, fa(xc), fa(y), x.numel);
   if (!needsGrad(x)) {
     drop(xc, x);
@@ -21,7 +21,7 @@ export function gelu(x: Tensor): Tensor {
   drop(xc, x);
   return attach(y, 'gelu', [x], (dy) => {
     const g = castRaw(dy, dt);
-    const dx = alloc(x, x.shape, dt, 'gelu.grad');
+    const dx = allocOut(x, x.shape, dt, 'gelu.grad');
     kernelsOf(x).geluBackward(dt, fa(g), fa(sx), fa(dx), x.numel);
     drop(g, dy);
     return [dx];
@@ -37,14 +37,14 @@ export function softmax(x: Tensor): Tensor {
   const cols = x.shape[x.rank - 1]!;
   const rows = cols === 0 ? 0 : x.numel / cols;
   const xc = castRaw(x, dt);
-  const y = alloc(x, x.shape, dt, 'softmax');
+  const y = allocOut(x, x.shape, dt, 'softmax');
   kernelsOf(x).softmaxForward(dt, fa(xc), fa(y), rows, cols);
   drop(xc, x);
   if (!needsGrad(x)) return y;
   const sy = save(y);
   return attach(y, 'softmax', [x], (dy) => {
     const g = castRaw(dy, dt);
-    const dx = alloc(x, x.shape, dt, 'softmax.grad');
+    const dx = allocOut(x, x.shape, dt, 'softmax.grad');
     kernelsOf(x).softmaxBackward(dt, fa(g), fa(sy), fa(dx), rows, cols);
     drop(g, dy);
     const out = castRaw(dx, x.dtype);
@@ -68,8 +68,8 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions): Tensor {
   if (p === 0) return x;
   const dt = x.dtype as FloatDType;
   const xc = castRaw(x, dt);
-  const y = alloc(x, x.shape, dt, 'dropout');
-  const mask = alloc(x, x.shape, 'u8', 'dropout.mask');
+  const y = allocOut(x, x.shape, dt, 'dropout');
+  const mask = allocOut(x, x.shape, 'u8', 'dropout.mask');
   kernelsOf(x).dropoutForward(dt, fa(xc), fa(y), mask.data() as Uint8Array, x.numel, p, opts.seed >>> 0, opts.offset ?? 0);
   drop(xc, x);
   if (!needsGrad(x)) {
@@ -81,9 +81,9 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions): Tensor {
   return attach(y, 'dropout', [x], (dy) => {
     const k = kernelsOf(x);
     const g = castRaw(dy, dt);
-    const m = alloc(x, x.shape, dt, 'dropout.grad');
+    const m = allocOut(x, x.shape, dt, 'dropout.grad');
     k.cast('u8', sm.data(), dt, m.data(), x.numel);
-    const dx = alloc(x, x.shape, dt, 'dropout.grad');
+    const dx = allocOut(x, x.shape, dt, 'dropout.grad');
     k.binary('mul', dt, fa(g), fa(m), fa(dx), x.numel, x.numel);
     k.scale(dt, fa(dx), fa(dx), x.numel, 1 / (1 - p), 0);
     m.dispose();

@@ -6,7 +6,7 @@ import { DSShapeError } from '../errors.js';
 import { fmtShape, sameShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
 import { computeDType } from './matmul.js';
-import { alloc, castRaw, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
+import { allocOut, castRaw, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
 
 export interface AttentionOptions {
   /** Multiplier of q k^T; default 1 / sqrt(D). */
@@ -25,8 +25,8 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const dt = computeDType(q, k, v);
   const kt = kernelsOf(q);
   const [qc, kc, vc] = [castRaw(q, dt), castRaw(k, dt), castRaw(v, dt)];
-  const out = alloc(q, q.shape, dt, 'attention');
-  const lse = alloc(q, [bh, t], 'f32', 'attention.lse');
+  const out = allocOut(q, q.shape, dt, 'attention');
+  const lse = allocOut(q, [bh, t], 'f32', 'attention.lse');
   kt.attentionForward(dt, fa(qc), fa(kc), fa(vc), fa(out), f32a(lse), bh, t, d, scale);
   const temps: [Tensor, Tensor][] = [[qc, q], [kc, k], [vc, v]];
   if (!needsGrad(q, k, v)) {
@@ -40,7 +40,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const [sq, sk, sv, so, sl] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor];
   return attach(out, 'causalAttention', [q, k, v], (dy) => {
     const g = castRaw(dy, dt);
-    const grads = [alloc(q, q.shape, dt, 'attention.dq'), alloc(q, q.shape, dt, 'attention.dk'), alloc(q, q.shape, dt, 'attention.dv')] as const;
+    const grads = [allocOut(q, q.shape, dt, 'attention.dq'), allocOut(q, q.shape, dt, 'attention.dk'), allocOut(q, q.shape, dt, 'attention.dv')] as const;
     kt.attentionBackward(dt, fa(g), fa(sq), fa(sk), fa(sv), fa(so), f32a(sl), fa(grads[0]), fa(grads[1]), fa(grads[2]), bh, t, d, scale);
     drop(g, dy);
     return grads.map((gr, i) => {

@@ -8,7 +8,7 @@ import type { FloatDType } from '../dtype.js';
 import { fmtShape, sameShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
 import { checkIds } from './embedding.js';
-import { alloc, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
+import { alloc, allocOut, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
 
 export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   checkDevices('crossEntropy', logits, targets);
@@ -27,8 +27,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   let counted = 0;
   for (let i = 0; i < rows; i++) if (tArr[i]! >= 0) counted++;
   const lc = castRaw(logits, dt);
-  const losses = alloc(logits, [rows], 'f32', 'crossEntropy.losses');
-  const lse = alloc(logits, [rows], 'f32', 'crossEntropy.lse');
+  const losses = allocOut(logits, [rows], 'f32', 'crossEntropy.losses');
+  const lse = allocOut(logits, [rows], 'f32', 'crossEntropy.lse');
   k.crossEntropyForward(dt, fa(lc), tArr, f32a(losses), f32a(lse), rows, vocab);
   // Mean over counted rows; all rows ignored gives 0 / 0 = NaN as in torch.
   const total = k.sum('f32', f32a(losses), rows);
@@ -41,7 +41,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
     lse.dispose();
     return loss;
   }
-  const ids = alloc(targets, targets.shape, 'i32', 'crossEntropy.targets');
+  const ids = allocOut(targets, targets.shape, 'i32', 'crossEntropy.targets');
   k.copy(tArr, ids.data(), rows);
   const saved = [save(lc), save(lse), save(ids)];
   for (const t of [lse, ids]) t.dispose();
@@ -50,9 +50,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   const [sl, slse, sid] = saved as [Tensor, Tensor, Tensor];
   return attach(loss, 'crossEntropy', [logits, null], (dy) => {
     const scale = dy.toArray()[0]! / counted;
-    const dloss = alloc(logits, [rows], 'f32', 'crossEntropy.dloss');
+    const dloss = allocOut(logits, [rows], 'f32', 'crossEntropy.dloss');
     k.fill('f32', dloss.data(), rows, scale);
-    const dl = alloc(logits, logits.shape, dt, 'crossEntropy.grad');
+    const dl = allocOut(logits, logits.shape, dt, 'crossEntropy.grad');
     k.crossEntropyBackward(dt, fa(sl), sid.data() as Int32Array, f32a(slse), f32a(dloss), fa(dl), rows, vocab);
     dloss.dispose();
     const out = castRaw(dl, logits.dtype);

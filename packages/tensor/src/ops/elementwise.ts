@@ -10,7 +10,7 @@ import type { Tensor } from '../tensor.js';
 import { reduceTo } from './reduce.js';
 import { expand } from './shape.js';
 import { tidy as tidyGrad } from '../memory/scope.js';
-import { alloc, castRaw, checkDevices, checkFloat, drop, fa, kernelsOf, promote } from './util.js';
+import { allocOut, castRaw, checkDevices, checkFloat, drop, fa, kernelsOf, promote } from './util.js';
 
 /** x cast to dt and laid out contiguously with shape `shape` (expanding if it broadcasts). */
 function operand(x: Tensor, dt: FloatDType, shape: Shape): Tensor {
@@ -36,7 +36,7 @@ function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const ac = operand(a, dt, shape);
   const row = !sameShape(b.shape, shape) && repeatsAsRow(b, shape) && b.numel > 0;
   const bc = row ? castRaw(b, dt) : operand(b, dt, shape);
-  const out = alloc(a, shape, dt, op);
+  const out = allocOut(a, shape, dt, op);
   if (n > 0) kernelsOf(a).binary(op, dt, fa(ac), fa(bc), fa(out), n, row ? b.numel : n);
   drop(ac, a);
   drop(bc, b);
@@ -98,7 +98,7 @@ export function minimum(a: Tensor, b: Tensor): Tensor {
 export function affine(x: Tensor, alpha: number, beta: number): Tensor {
   checkFloat('affine', x);
   const xc = castRaw(x, x.dtype);
-  const y = alloc(x, x.shape, x.dtype, 'affine');
+  const y = allocOut(x, x.shape, x.dtype, 'affine');
   kernelsOf(x).scale(x.dtype as FloatDType, fa(xc), fa(y), x.numel, alpha, beta);
   drop(xc, x);
   if (needsGrad(x)) attach(y, 'affine', [x], (dy) => [alpha === 1 ? dy : affine(dy, alpha, 0)]);
@@ -111,7 +111,7 @@ export const neg = (x: Tensor): Tensor => affine(x, -1, 0);
 
 function unaryRaw(op: UnaryOp, x: Tensor): Tensor {
   const xc = castRaw(x, x.dtype);
-  const y = alloc(x, x.shape, x.dtype, op);
+  const y = allocOut(x, x.shape, x.dtype, op);
   kernelsOf(x).unary(op, x.dtype as FloatDType, fa(xc), fa(y), x.numel);
   drop(xc, x);
   return y;

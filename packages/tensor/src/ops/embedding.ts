@@ -6,7 +6,7 @@ import { DSShapeError } from '../errors.js';
 import type { FloatDType } from '../dtype.js';
 import { fmtShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
-import { alloc, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
+import { alloc, allocOut, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
 
 export function checkIds(op: string, ids: Int32Array, limit: number, allowIgnore: boolean): void {
   for (let i = 0; i < ids.length; i++) {
@@ -27,7 +27,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   const idArr = ic.data() as Int32Array;
   checkIds('embedding', idArr, vocab, false);
   const tc = castRaw(table, dt);
-  const y = alloc(table, [...ids.shape, dim], dt, 'embedding');
+  const y = allocOut(table, [...ids.shape, dim], dt, 'embedding');
   kernelsOf(table).embeddingForward(dt, idArr, fa(tc), fa(y), ids.numel, vocab, dim);
   drop(tc, table);
   if (!needsGrad(table)) {
@@ -35,7 +35,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
     return y;
   }
   // The ids are copied so that later writes to the caller's id tensor cannot change the gradient.
-  const saved = alloc(ids, ids.shape, 'i32', 'embedding.ids');
+  const saved = allocOut(ids, ids.shape, 'i32', 'embedding.ids');
   kernelsOf(ids).copy(idArr, saved.data(), ids.numel);
   saved.keep();
   drop(ic, ids);

@@ -5,7 +5,7 @@ import { DSShapeError } from '../errors.js';
 import type { FloatDType } from '../dtype.js';
 import { fmtShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
-import { alloc, castRaw, checkDevices, checkFloat, drop, f32a, fa, kernelsOf, promote } from './util.js';
+import { alloc, allocOut, castRaw, checkDevices, checkFloat, drop, f32a, fa, kernelsOf, promote } from './util.js';
 
 /** y = (x - mean) / sqrt(var + eps) * weight + bias over the last dim; weight, bias [C]. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
@@ -21,9 +21,9 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const xc = castRaw(x, dt);
   const wc = castRaw(weight, dt);
   const bc = castRaw(bias, dt);
-  const y = alloc(x, x.shape, dt, 'layerNorm');
-  const meanT = alloc(x, [rows], 'f32', 'layerNorm.mean');
-  const rstdT = alloc(x, [rows], 'f32', 'layerNorm.rstd');
+  const y = allocOut(x, x.shape, dt, 'layerNorm');
+  const meanT = allocOut(x, [rows], 'f32', 'layerNorm.mean');
+  const rstdT = allocOut(x, [rows], 'f32', 'layerNorm.rstd');
   k.layerNormForward(dt, fa(xc), fa(wc), fa(bc), fa(y), f32a(meanT), f32a(rstdT), rows, cols!, eps);
   drop(bc, bias);
   if (!needsGrad(x, weight, bias)) {
@@ -43,7 +43,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   return attach(y, 'layerNorm', [x, weight, bias], (dy) => {
     checkHeld('layerNorm', sw, [cols!]);
     const g = castRaw(dy, dt);
-    const dx = alloc(x, x.shape, dt, 'layerNorm.grad');
+    const dx = allocOut(x, x.shape, dt, 'layerNorm.grad');
     const dw = alloc(x, [cols!], 'f32', 'layerNorm.dweight');
     const db = alloc(x, [cols!], 'f32', 'layerNorm.dbias');
     k.layerNormBackward(dt, fa(g), fa(sx), fa(sw), f32a(sm), f32a(sr), fa(dx), f32a(dw), f32a(db), rows, cols!);

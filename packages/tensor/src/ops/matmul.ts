@@ -6,7 +6,7 @@ import { DSShapeError } from '../errors.js';
 import type { FloatDType } from '../dtype.js';
 import { fmtShape, numelOf, type Shape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
-import { alloc, castRaw, checkDevices, checkFloat, describe, drop, f32a, fa, kernelsOf, promote } from './util.js';
+import { allocOut, castRaw, checkDevices, checkFloat, describe, drop, f32a, fa, kernelsOf, promote } from './util.js';
 
 /** The dtype a matmul-like op computes in: the autocast dtype inside autocast(), else promotion. */
 export function computeDType(...ts: Tensor[]): FloatDType {
@@ -41,7 +41,7 @@ export function gemmRaw(dt: FloatDType, a: Tensor, b: Tensor, g: Gemm, shape: Sh
     return c;
   }
   const direct = outDtype === 'f32' || outDtype === 'bf16';
-  const c = into ?? alloc(a, shape, direct ? outDtype : 'f32', 'matmul');
+  const c = into ?? allocOut(a, shape, direct ? outDtype : 'f32', 'matmul');
   if (numelOf(shape) > 0) {
     k.gemm({ dtype: dt, outDtype: direct ? (outDtype as 'f32' | 'bf16') : 'f32', transA: g.transA, transB: g.transB, batch: g.batch, m: g.m, n: g.n, k: g.k, alpha: 1, beta: into ? 1 : 0, a: fa(a), strideA: g.strideA, b: fa(b), strideB: g.strideB, c: fa(c), strideC: g.m * g.n });
   }
@@ -120,7 +120,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   if (bias && dt !== 'f16') {
     // The bias is broadcast into C first (a stride-0 gather) and the product added onto it.
     const bc = castRaw(bias, dt);
-    const c = alloc(x, outShape, dt, 'linear');
+    const c = allocOut(x, outShape, dt, 'linear');
     kernelsOf(x).gather(dt, bc.data(), 0, [rows, outF], [0, 1], c.data());
     drop(bc, bias);
     y = gemmRaw(dt, xc, wc, fwd, outShape, dt, c);
@@ -128,7 +128,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
     y = gemmRaw(dt, xc, wc, fwd, outShape);
     if (bias) {
       const bc = castRaw(bias, dt);
-      const withBias = alloc(x, outShape, dt, 'linear');
+      const withBias = allocOut(x, outShape, dt, 'linear');
       kernelsOf(x).binary('add', dt, fa(y), fa(bc), fa(withBias), y.numel, outF);
       y.dispose();
       drop(bc, bias);
@@ -158,7 +158,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
     const dw = w.requiresGrad ? gemmRaw(dt, g, sx, { transA: true, transB: false, batch: 1, m: outF, n: inF!, k: rows, strideA: 0, strideB: 0 }, w.shape, w.dtype as FloatDType) : null;
     let db: Tensor | null = null;
     if (bias?.requiresGrad) {
-      const acc = alloc(x, [outF], 'f32', 'linear.dbias');
+      const acc = allocOut(x, [outF], 'f32', 'linear.dbias');
       kernelsOf(x).sumRows(dt, fa(g), rows, outF, f32a(acc), false);
       db = castRaw(acc, bias.dtype);
       drop(acc, db);

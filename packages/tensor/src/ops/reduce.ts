@@ -7,7 +7,7 @@ import { DSShapeError } from '../errors.js';
 import { fmtShape, normDim, numelOf, sameShape, type Shape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
 import { expand, permute, reshape } from './shape.js';
-import { alloc, castRaw, checkFloat, contig, drop, f32a, fa, kernelsOf } from './util.js';
+import { alloc, allocOut, checkFloat, contig, drop, f32a, fa, kernelsOf } from './util.js';
 import { mulScalar } from './elementwise.js';
 
 function normDims(op: string, x: Tensor, dims: number | readonly number[] | undefined): number[] {
@@ -31,7 +31,7 @@ function sumRaw(x: Tensor, dims: number[]): Tensor {
     const xc = contig(x);
     if (x.dtype === 'f32') k.sumRows('f32', fa(xc), reduced, kept, f32a(out), false);
     else {
-      const acc = alloc(x, [kept], 'f32', 'sum.f32');
+      const acc = allocOut(x, [kept], 'f32', 'sum.f32');
       k.sumRows(x.dtype as 'bf16', fa(xc), reduced, kept, f32a(acc), false);
       k.cast('f32', acc.data(), x.dtype, out.data(), kept);
       acc.dispose();

@@ -5,7 +5,7 @@ import { attach, attachMulti, needsGrad } from '../autograd/node.js';
 import { DSShapeError } from '../errors.js';
 import { contiguousStrides, fmtShape, inferShape, normDim, numelOf, sameShape, type Shape } from '../shape-util.js';
 import { Tensor } from '../tensor.js';
-import { alloc, checkDevices, contig, kernelsOf } from './util.js';
+import { alloc, allocOut, checkDevices, contig, kernelsOf } from './util.js';
 import { reduceTo } from './reduce.js';
 
 function viewOf(x: Tensor, shape: Shape, strides: readonly number[], offset: number): Tensor {
@@ -116,7 +116,7 @@ export function cat(xs: readonly Tensor[], dim: number): Tensor {
   const sizes = xs.map((x) => x.shape[d]!);
   const shape = [...first.shape];
   shape[d] = sizes.reduce((a, b) => a + b, 0);
-  const out = alloc(first, shape, first.dtype, 'cat');
+  const out = allocOut(first, shape, first.dtype, 'cat');
   const outer = numelOf(shape.slice(0, d));
   const inner = numelOf(shape.slice(d + 1));
   const rowOut = shape[d]! * inner;

@@ -38,15 +38,24 @@ export function promote(...dtypes: DType[]): FloatDType {
   return dtypes.every((d) => d === first) && isFloat(first) ? first : 'f32';
 }
 
-/** A fresh activation tensor on the device and runtime of `like`. */
+/** A fresh zero-filled activation tensor on the device and runtime of `like` (for outputs a kernel accumulates into). */
 export function alloc(like: Tensor, shape: Shape, dtype: DType, label: string): Tensor {
   return Tensor.empty(shape, dtype, { device: like.device, runtime: like.runtime, category: 'activations', label });
+}
+
+/**
+ * A fresh activation tensor whose every element the next kernel call overwrites: its bytes are
+ * unspecified until then (a reused cache buffer is not zeroed; memory/cache.ts). Use alloc() when
+ * the kernel adds into its output or may leave elements unwritten.
+ */
+export function allocOut(like: Tensor, shape: Shape, dtype: DType, label: string): Tensor {
+  return Tensor.empty(shape, dtype, { device: like.device, runtime: like.runtime, category: 'activations', label, uninitialized: true });
 }
 
 /** t itself when contiguous, else a contiguous copy (the caller disposes it with `drop`). */
 export function contig(t: Tensor): Tensor {
   if (t.isContiguous()) return t;
-  const out = alloc(t, t.shape, t.dtype, 'contiguous');
+  const out = allocOut(t, t.shape, t.dtype, 'contiguous');
   kernelsOf(t).gather(t.dtype as FloatDType, t.storageArray(), t.offset, t.shape, t.strides, out.data());
   return out;
 }
@@ -60,7 +69,7 @@ export function drop(tmp: Tensor, orig: Tensor): void {
 export function castRaw(t: Tensor, dtype: DType): Tensor {
   const c = contig(t);
   if (c.dtype === dtype) return c;
-  const out = alloc(t, t.shape, dtype, 'cast');
+  const out = allocOut(t, t.shape, dtype, 'cast');
   kernelsOf(t).cast(c.dtype, c.data(), dtype, out.data(), t.numel);
   drop(c, t);
   return out;
