@@ -83,7 +83,8 @@ async function main(): Promise<void> {
       },
     });
   }
-  writeFileSync(join(here, 'results.json'), JSON.stringify(out, null, 2) + '\n');
+  // A smoke run's figures are not measurements: they never replace the committed results.json.
+  writeFileSync(join(here, smoke ? 'results.smoke.json' : 'results.json'), JSON.stringify(out, null, 2) + '\n');
   const pad = (s: string, n: number): string => s.padEnd(n);
   console.log(`${pad('metric', 40)} ${pad('value', 12)} ${pad('anchor', 10)} ${pad('ratio (>1 better)', 18)} fraction of copy bound`);
   for (const r of out) {

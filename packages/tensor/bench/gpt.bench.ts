@@ -4,9 +4,9 @@
 //   gpt_train_tokens_per_s               vocab 8192, seq 256, d 256, 4 heads, 4 layers, batch 8
 //   gpt_train_tokens_per_s_d384_l6_s512  vocab 8192, seq 512, d 384, 6 heads, 6 layers, batch 4
 // Anchor: the same model and step in PyTorch with bf16 autocast, measured in the same run by
-// bench/gpt_torch.py when torch is importable. `--smoke` runs one step of a tiny model per row.
+// bench/gpt_torch.py (one worker process per shape) when torch is importable; rounds of our steps and
+// of PyTorch's alternate, and each side reports the median of its rounds. `--smoke` runs one step of a tiny model per row.
 
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { randint, zeros } from '../src/create.js';
 import { tidy } from '../src/memory/scope.js';
@@ -15,6 +15,7 @@ import { adamwStep } from '../src/ops/optim.js';
 import { autocast, getRuntime, withCategory } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
 import type { Row } from './run.js';
+import { TorchWorker } from './torch-worker.js';
 
 interface Shape {
   metric: string;
@@ -31,23 +32,10 @@ const SHAPES: Shape[] = [
 const SMOKE_MODEL = { vocabSize: 64, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32 };
 const THREADS = 2;
 
-interface TorchResult {
-  tokens_per_s: number;
-  torch: string;
-}
+const ROUNDS = 5;
+const STEPS_PER_ROUND = 2;
 
-/** Runs the PyTorch anchor; returns its figure or the reason there is none. */
-function torchAnchor(cfg: Record<string, number>): TorchResult | string {
-  const script = fileURLToPath(new URL('./gpt_torch.py', import.meta.url));
-  for (const python of ['python3', '/usr/bin/python3']) {
-    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
-    if (probe.status !== 0) continue;
-    const run = spawnSync(python, [script, JSON.stringify(cfg)], { encoding: 'utf8', timeout: 1_200_000, env: { ...process.env, OMP_NUM_THREADS: String(cfg.threads) } });
-    if (run.status !== 0) return `the PyTorch anchor failed: ${(run.stderr || String(run.error)).trim().split('\n').pop()}`;
-    return JSON.parse(run.stdout.trim().split('\n').pop()!) as TorchResult;
-  }
-  return 'torch is not importable here (python3 -c "import torch" failed)';
-}
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const rt = getRuntime();
@@ -55,18 +43,24 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const threadsBefore = kernels.getNumThreads();
   kernels.setNumThreads(THREADS);
   try {
-    return SHAPES.map((shape) => measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name));
+    const rows: Row[] = [];
+    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name));
+    return rows;
   } finally {
     kernels.setNumThreads(threadsBefore);
   }
 }
 
-function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string): Row {
+async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string): Promise<Row> {
   const { model, batch, seq } = shape;
   const warmup = opts.smoke ? 0 : 1;
-  const steps = opts.smoke ? 1 : 3;
+  const rounds = opts.smoke ? 1 : ROUNDS;
+  const steps = opts.smoke ? 1 : STEPS_PER_ROUND;
   const rt = getRuntime();
+  const cfg = { ...model, batch, seq, threads: THREADS, warmup, steps };
 
+  // A smoke run's figures mean nothing, so it skips the (slow) PyTorch anchor.
+  const worker = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
   const gpt = new GPT({ ...model, seed: 0 });
   const params = gpt.parameters();
   const moments = new Map<Tensor, [Tensor, Tensor]>();
@@ -90,18 +84,41 @@ function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string): R
     gpt.zeroGrad();
     return loss;
   };
-  for (let i = 0; i < warmup; i++) step();
-  rt.tracker.resetPeak();
-  const t0 = performance.now();
-  let lastLoss = NaN;
-  for (let i = 0; i < steps; i++) lastLoss = step();
-  const seconds = (performance.now() - t0) / 1000;
-  const value = (batch * seq * steps) / seconds;
 
-  const cfg = { ...model, batch, seq, threads: THREADS, warmup, steps };
-  // A smoke run's figures mean nothing, so it skips the (slow) PyTorch anchor.
-  const anchor = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : torchAnchor(cfg);
-  const anchorValue = typeof anchor === 'string' ? null : anchor.tokens_per_s;
+  let anchorMissing: string | null = typeof worker === 'string' ? worker : null;
+  let torchVersion: string | undefined;
+  const perRound: { ours: number; torch: number | null }[] = [];
+  let lastLoss = NaN;
+  const tokens = batch * seq * steps;
+  try {
+    if (typeof worker !== 'string') {
+      torchVersion = (await worker.request<{ torch: string }>({ setup: cfg })).torch;
+      if (warmup > 0) await worker.request({ steps: warmup });
+    }
+    for (let i = 0; i < warmup; i++) step();
+    rt.tracker.resetPeak();
+    // Rounds alternate ours and PyTorch's so that both see the same load; each side's figure is the
+    // median of its rounds.
+    for (let r = 0; r < rounds; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) lastLoss = step();
+      const ours = tokens / ((performance.now() - t0) / 1000);
+      let torch: number | null = null;
+      if (typeof worker !== 'string' && anchorMissing === null) {
+        try {
+          torch = tokens / (await worker.request<{ seconds: number }>({ steps })).seconds;
+        } catch (err) {
+          anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
+        }
+      }
+      perRound.push({ ours, torch });
+    }
+  } finally {
+    if (typeof worker !== 'string') worker.close();
+  }
+  const value = median(perRound.map((r) => r.ours));
+  const anchorValue = anchorMissing === null ? median(perRound.map((r) => r.torch!)) : null;
+
   for (const [m, v] of moments.values()) {
     m.dispose();
     v.dispose();
@@ -115,19 +132,21 @@ function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string): R
     metric: shape.metric,
     value,
     unit: 'tokens/s',
-    anchor: typeof anchor === 'string' ? null : 'PyTorch bf16 autocast (torch.optim.AdamW), same model, same run, same thread count',
+    anchor: anchorValue === null ? null : 'PyTorch bf16 autocast (torch.optim.AdamW), same model, same run, same thread count',
     anchorValue,
     ratio: anchorValue ? value / anchorValue : null,
     config: {
       ...cfg,
+      rounds: perRound.map((r) => ({ ours: r.ours, torch: r.torch, ratio: r.torch ? r.ours / r.torch : null })),
+      statistic: `median over ${rounds} rounds of ${steps} steps, alternating ours and PyTorch's (one PyTorch process kept for the run)`,
       kernels: kernelsName,
       precision: 'bf16 autocast, f32 parameters and AdamW',
       peakBytes: rt.tracker.peakBytes('cpu'),
       peakActivationBytes: rt.tracker.peakBytes('cpu', 'activations'),
       parameters,
       lastLoss,
-      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${steps} steps after ${warmup} warm-up`,
-      ...(typeof anchor === 'string' ? { anchorMissing: anchor } : { torch: anchor.torch }),
+      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${rounds} x ${steps} steps after ${warmup} warm-up`,
+      ...(anchorMissing !== null ? { anchorMissing } : { torch: torchVersion }),
     },
   };
 }

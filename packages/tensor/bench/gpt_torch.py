@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Anchor for gpt_train_tokens_per_s: the same GPT-2 trained in PyTorch with bf16 autocast on CPU.
 
-Usage: python3 gpt_torch.py '<json config>'  ->  prints one JSON line {"tokens_per_s": ..., ...}
+Usage: python3 gpt_torch.py, then requests on stdin (see main): a worker the bench keeps for the run.
 Same model as @ds/tensor's GPT (learned positions, pre-LN, tied embedding, tanh GELU, biases,
 no dropout), forward + backward + torch.optim.AdamW on f32 parameters, torch.set_num_threads(threads).
 """
@@ -56,29 +56,42 @@ class GPT(nn.Module):
 
 
 def main():
-    cfg = json.loads(sys.argv[1])
-    torch.manual_seed(0)
-    torch.set_num_threads(cfg["threads"])
-    model = GPT(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
-    ids = torch.randint(0, cfg["vocabSize"], (cfg["batch"], cfg["seq"]))
-    targets = torch.randint(0, cfg["vocabSize"], (cfg["batch"], cfg["seq"]))
+    """Serves requests, one JSON object per line on stdin, one JSON answer per line on stdout:
+    {"setup": cfg} builds the model, optimizer and batch (seeded); {"steps": n} runs n training steps
+    and answers their wall seconds. Kept alive across requests so the bench can alternate rounds of
+    its own steps with rounds of these on a shared machine, without paying torch's import each time."""
+    state = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if "setup" in req:
+            cfg = req["setup"]
+            torch.manual_seed(0)
+            torch.set_num_threads(cfg["threads"])
+            model = GPT(cfg)
+            state = {
+                "cfg": cfg,
+                "model": model,
+                "opt": torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1),
+                "ids": torch.randint(0, cfg["vocabSize"], (cfg["batch"], cfg["seq"])),
+                "targets": torch.randint(0, cfg["vocabSize"], (cfg["batch"], cfg["seq"])),
+            }
+            answer = {"torch": torch.__version__}
+        else:
+            t0 = time.perf_counter()
+            for _ in range(req["steps"]):
+                loss = step(state)
+            answer = {"seconds": time.perf_counter() - t0, "loss": loss}
+        print(json.dumps(answer), flush=True)
 
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(ids, targets)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.item()
 
-    for _ in range(cfg["warmup"]):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(cfg["steps"]):
-        step()
-    dt = time.perf_counter() - t0
-    print(json.dumps({"tokens_per_s": cfg["batch"] * cfg["seq"] * cfg["steps"] / dt, "seconds": dt, "torch": torch.__version__}))
+def step(state):
+    model, opt = state["model"], state["opt"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(state["ids"], state["targets"])
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 if __name__ == "__main__":

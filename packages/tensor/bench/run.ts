@@ -1,8 +1,9 @@
 // `pnpm bench` for @ds/tensor: imports every bench/*.bench.ts (each exports
 // `run(opts: {smoke}) => Promise<Row[]>`), prints one table and writes bench/results.json.
-// `--smoke` runs one tiny iteration of everything (CI); its figures mean nothing.
+// `--smoke` runs one tiny iteration of everything (CI); its figures mean nothing and go to
+// bench/results.smoke.json. `--only=<prefix>` runs the matching files and updates just their rows.
 
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -51,9 +52,16 @@ async function main(): Promise<void> {
     rows.push(...got);
   }
   console.log(table(rows));
-  const out = join(dir, 'results.json');
-  writeFileSync(out, JSON.stringify(rows, null, 2) + '\n');
-  console.log(`\nwrote ${out}${smoke ? ' (smoke run: figures are not measurements)' : ''}`);
+  // A smoke run's figures are not measurements: they go to results.smoke.json, never over the
+  // committed results.json. A full run with --only replaces its own rows and keeps the others.
+  const out = join(dir, smoke ? 'results.smoke.json' : 'results.json');
+  let kept: Row[] = [];
+  if (only && !smoke && existsSync(out)) {
+    const fresh = new Set(rows.map((r) => r.metric));
+    kept = (JSON.parse(readFileSync(out, 'utf8')) as Row[]).filter((r) => !fresh.has(r.metric));
+  }
+  writeFileSync(out, JSON.stringify([...kept, ...rows], null, 2) + '\n');
+  console.log(`\nwrote ${out}${smoke ? ' (smoke run: figures are not measurements)' : kept.length ? ` (${rows.length} rows replaced, ${kept.length} kept)` : ''}`);
 }
 
 main().catch((err: unknown) => {

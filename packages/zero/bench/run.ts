@@ -113,6 +113,7 @@ console.log('ratio = anchor / value (above 1 is better)');
 console.log(`${'metric'.padEnd(34)} ${'value'.padStart(12)} ${'unit'.padEnd(4)} ${'anchor'.padStart(12)} ${'ratio'.padStart(8)}`);
 for (const r of rows) console.log(`${r.metric.padEnd(34)} ${fmt(r.value).padStart(12)} ${r.unit.padEnd(4)} ${fmt(r.anchorValue).padStart(12)} ${r.ratio.toFixed(3).padStart(8)}`);
 console.log('phases (median s): ' + results.map((r) => `stage ${r.stage} ${Object.entries(r.breakdown).map(([k, v]) => `${k}=${v.toFixed(3)}`).join(' ')}`).join('; '));
-const out = fileURLToPath(new URL('./results.json', import.meta.url));
+// A smoke run's figures are not measurements: they never replace the committed results.json.
+const out = fileURLToPath(new URL(smoke ? './results.smoke.json' : './results.json', import.meta.url));
 writeFileSync(out, JSON.stringify(rows, null, 2) + '\n');
 console.log(`wrote ${out}`);
