@@ -1,7 +1,7 @@
 // Kernel benchmarks of the cpu backend, each next to PyTorch measured in the same run
 // (bench/torch_anchor.py) when torch is importable:
 //   gemm_f32_1024_1t, gemm_bf16_1024_1t  GFLOP/s of C = A B at 1024^3 on one thread (median of reps,
-//                                        in 5 rounds alternating with the anchor's; the median round);
+//                                        in 9 rounds alternating with the anchor's; the median round);
 //                                        bf16 is bf16 inputs with f32 accumulation and output.
 //   adamw_params_per_s                   fused AdamW over 50M f32 parameters on 2 threads; its config
 //                                        also gives the bytes it moves per second and their fraction
@@ -11,12 +11,12 @@
 // /proc/cpuinfo (2 FMA units x 16 lanes x 2 FLOP per cycle; a VM often reports the base clock, not
 // the turbo clock the core runs at) and from a measured peak (independent FMAs on one core, same run).
 
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { createCpuKernels, type CpuKernels } from '../src/backends/cpu.js';
 import type { Row } from './run.js';
+import { TorchWorker } from './torch-worker.js';
 
 interface TorchAnchor {
   torch: string;
@@ -25,17 +25,14 @@ interface TorchAnchor {
   adamw_params_per_s?: number;
 }
 
-/** The PyTorch figures (cfg.parts: 'gemm' and/or 'adamw'), or the reason there are none. */
-function torchAnchor(cfg: Record<string, number | string[]>): TorchAnchor | string {
-  const script = fileURLToPath(new URL('./torch_anchor.py', import.meta.url));
-  for (const python of ['python3', '/usr/bin/python3']) {
-    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
-    if (probe.status !== 0) continue;
-    const run = spawnSync(python, [script, JSON.stringify(cfg)], { encoding: 'utf8', timeout: 900_000 });
-    if (run.status !== 0) return `the PyTorch anchor failed: ${(run.stderr || String(run.error)).trim().split('\n').pop()}`;
-    return JSON.parse(run.stdout.trim().split('\n').pop()!) as TorchAnchor;
+/** Asks the PyTorch worker for one request's figures; a string says why there are none. */
+async function torchAnchor(worker: TorchWorker | string, req: Record<string, unknown>): Promise<TorchAnchor | string> {
+  if (typeof worker === 'string') return worker;
+  try {
+    return await worker.request<TorchAnchor>(req, 900_000);
+  } catch (err) {
+    return `the PyTorch anchor failed: ${(err as Error).message}`;
   }
-  return 'torch is not importable here (python3 -c "import torch" failed)';
 }
 
 /** The clock /proc/cpuinfo reports for core 0, in GHz (null off Linux). */
@@ -101,7 +98,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const cpu = createCpuKernels();
   const n = opts.smoke ? 64 : 1024;
   const reps = opts.smoke ? 1 : 7;
-  const gemmRounds = opts.smoke ? 1 : 5;
+  const gemmRounds = opts.smoke ? 1 : 9;
   const adamwN = opts.smoke ? 1 << 16 : 50_000_000;
   const adamwSteps = opts.smoke ? 1 : 5;
   const adamwThreads = 2;
@@ -124,16 +121,22 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
     };
   };
   // The machine is shared and its load drifts over a run, so the GEMM rows alternate with their
-  // anchor: each round times ours and then PyTorch's (a fresh process); a row reports the median
-  // over rounds of each side, and its config keeps every round.
+  // anchor: each round times ours and then PyTorch's (one worker process for the run); a row reports
+  // the median over rounds of each side, and its config keeps every round and how many ours won.
   const gemmF32 = gemm('f32');
   const gemmBf16 = gemm('bf16');
   const rounds: { f32: { cpu: number; wall: number }; bf16: { cpu: number; wall: number }; torch: TorchAnchor | string }[] = [];
-  for (let r = 0; r < gemmRounds; r++) {
-    cpu.setNumThreads(1);
-    const f32 = gemmF32();
-    const bf16 = gemmBf16();
-    rounds.push({ f32, bf16, torch: torchAnchor({ n, reps, threads: 1, parts: ['gemm'] }) });
+  const worker = TorchWorker.start(fileURLToPath(new URL('./torch_anchor.py', import.meta.url)));
+  try {
+    for (let r = 0; r < gemmRounds; r++) {
+      cpu.setNumThreads(1);
+      const f32 = gemmF32();
+      const bf16 = gemmBf16();
+      rounds.push({ f32, bf16, torch: await torchAnchor(worker, { gemm: { n, reps } }) });
+    }
+  } catch (err) {
+    if (typeof worker !== 'string') worker.close();
+    throw err;
   }
   const medianOf = (pick: (r: (typeof rounds)[number]) => number | undefined): number | null => {
     const xs = rounds.map(pick).filter((x): x is number => typeof x === 'number');
@@ -178,7 +181,8 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const bandwidth = streamBandwidth(cpu, grad, zeroGrad, adamwN, reps);
   cpu.setNumThreads(threadsBefore);
 
-  const torch = torchAnchor({ adamw_params: adamwN, adamw_steps: adamwSteps, threads: adamwThreads, parts: ['adamw'] });
+  const torch = await torchAnchor(worker, { adamw: { params: adamwN, steps: adamwSteps, threads: adamwThreads } });
+  if (typeof worker !== 'string') worker.close();
   const gemmWhy = rounds.map((r) => r.torch).find((t): t is string => typeof t === 'string') ?? null;
   const torchVersion = [torch, ...rounds.map((r) => r.torch)].find((t): t is TorchAnchor => typeof t !== 'string')?.torch;
   const row = (metric: string, value: number, unit: string, anchorName: string, anchorValue: number | null, why: string | null,
@@ -193,7 +197,9 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   // waited for a core); the wall-clock figure is kept in the config. The anchor is timed the same way.
   const gemmConfig = (dtype: string, g: { cpu: number; wall: number }, rounds: ReturnType<typeof perRound>) => ({
     m: n, n, k: n, dtype, threads: 1, reps, statistic: `median over ${rounds.length} rounds (ours, then PyTorch) of the median process CPU time of ${reps} reps`,
-    rounds, wallClockGflops: g.wall,
+    rounds, roundsAhead: `${rounds.filter((r) => r.ratio !== null && r.ratio > 1).length} of ${rounds.length}`,
+    medianRoundRatio: rounds.every((r) => r.ratio !== null) ? median(rounds.map((r) => r.ratio!)) : null,
+    wallClockGflops: g.wall,
     cpuGhz: ghz, f32FmaPeakGflops: peak, fractionOfF32FmaPeak: peak === null ? null : g.cpu / peak,
     measuredF32FmaPeakGflops: probe.f32FmaGflops, fractionOfMeasuredF32FmaPeak: probe.f32FmaGflops > 0 ? g.cpu / probe.f32FmaGflops : null,
     measuredBf16DotPeakGflops: probe.bf16DotGflops,

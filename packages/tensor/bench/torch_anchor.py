@@ -1,9 +1,12 @@
 """PyTorch anchor for bench/kernels.bench.ts, measured in the same run on the same machine.
 
-Prints one JSON line: torch.matmul f32 and bf16 GFLOP/s at n^3 on one thread (process CPU time), and
-torch.optim.AdamW parameters per second on `threads` threads; "parts" (default both) picks "gemm"
-and/or "adamw", so the bench can interleave GEMM rounds with its own. Usage:
-  python3 torch_anchor.py '{"n": 1024, "reps": 7, "adamw_params": 50000000, "adamw_steps": 5, "threads": 2}'
+A worker kept for the bench's run (bench/torch-worker.ts): one JSON request per line on stdin, one JSON
+answer per line on stdout, so the bench can alternate its GEMM rounds with these without paying the
+torch import per round.
+  {"gemm": {"n": 1024, "reps": 7}}  ->  torch.matmul f32 and bf16 GFLOP/s at n^3 on one thread
+                                        (median process CPU time of reps, after a warm-up call)
+  {"adamw": {"params": 50000000, "steps": 5, "threads": 2}}  ->  torch.optim.AdamW parameters per
+                                        second on `threads` threads (median wall time)
 """
 import json
 import statistics
@@ -44,16 +47,18 @@ def adamw_params_per_s(n, steps, threads):
 
 
 def main():
-    cfg = json.loads(sys.argv[1])
-    parts = cfg.get("parts", ["gemm", "adamw"])
-    out = {"torch": torch.__version__}
-    if "gemm" in parts:
-        with torch.no_grad():
-            out["gemm_f32_gflops"] = gemm_gflops(cfg["n"], torch.float32, cfg["reps"])
-            out["gemm_bf16_gflops"] = gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"])
-    if "adamw" in parts:
-        out["adamw_params_per_s"] = adamw_params_per_s(cfg["adamw_params"], cfg["adamw_steps"], cfg["threads"])
-    print(json.dumps(out))
+    for line in sys.stdin:
+        req = json.loads(line)
+        out = {"torch": torch.__version__}
+        if "gemm" in req:
+            cfg = req["gemm"]
+            with torch.no_grad():
+                out["gemm_f32_gflops"] = gemm_gflops(cfg["n"], torch.float32, cfg["reps"])
+                out["gemm_bf16_gflops"] = gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"])
+        if "adamw" in req:
+            cfg = req["adamw"]
+            out["adamw_params_per_s"] = adamw_params_per_s(cfg["params"], cfg["steps"], cfg["threads"])
+        print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
