@@ -11,6 +11,10 @@
 //   Baseline: 4 x 8 -> 8 xmm accumulators.
 #include "ds/gemm_ukernel.h"
 
+// GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their "undefined" pass-through
+// operands when inlined here (as in gemm.cc); the warning concerns the header, not this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <immintrin.h>
 
 #include "ds/simd.h"
@@ -27,15 +31,40 @@ DS_TARGET_AVX512 DS_INLINE void store512(float* c, __m512 acc, float alpha, floa
   _mm512_mask_storeu_ps(c, m, v);
 }
 
+// The same into a bf16 C: round to nearest even exactly as f32ToBf16 (simd.h) does, NaN kept quiet.
+DS_TARGET_AVX512 DS_INLINE void store512Bf16(uint16_t* c, __m512 acc, float alpha, float beta, __mmask16 m) {
+  __m512 v = _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
+  if (beta != 0.0f) {
+    const __m512i old = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, c)), 16);
+    v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_castsi512_ps(old), v);
+  }
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan = _mm512_cmp_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000), _MM_CMPINT_NLE);
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
+  _mm256_mask_storeu_epi16(c, m, _mm512_cvtepi32_epi16(r));
+}
+
 template <int R>
-DS_TARGET_AVX512 DS_INLINE void storeTile512(__m512 (&acc)[R][2], float* c, int64_t ldc, float alpha, float beta,
-                                             int mr, int nr) {
+DS_TARGET_AVX512 DS_INLINE void storeTile512(__m512 (&acc)[R][2], void* c, int64_t ldc, bool cBf16, float alpha,
+                                             float beta, int mr, int nr) {
   const __mmask16 m0 = nr >= 16 ? 0xffff : static_cast<__mmask16>((1u << nr) - 1);
   const __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : static_cast<__mmask16>((1u << (nr - 16)) - 1);
+  if (cBf16) {
+    auto* cb = static_cast<uint16_t*>(c);
+#pragma GCC unroll 14
+    for (int i = 0; i < mr; ++i) {
+      store512Bf16(cb + i * ldc, acc[i][0], alpha, beta, m0);
+      if (m1) store512Bf16(cb + i * ldc + 16, acc[i][1], alpha, beta, m1);
+    }
+    return;
+  }
+  auto* cf = static_cast<float*>(c);
 #pragma GCC unroll 14
   for (int i = 0; i < mr; ++i) {
-    store512(c + i * ldc, acc[i][0], alpha, beta, m0);
-    if (m1) store512(c + i * ldc + 16, acc[i][1], alpha, beta, m1);
+    store512(cf + i * ldc, acc[i][0], alpha, beta, m0);
+    if (m1) store512(cf + i * ldc + 16, acc[i][1], alpha, beta, m1);
   }
 }
 
@@ -50,14 +79,16 @@ constexpr int64_t kCPrefetchPairs = 64;
 // The same lead for the f32 kernel, in k steps (one f32 k step costs what one bf16 k pair does).
 constexpr int64_t kCPrefetchSteps = 64;
 
-DS_TARGET_AVX512 DS_INLINE void prefetchRow(const float* c) {
-  _mm_prefetch(reinterpret_cast<const char*>(c), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(c + 16), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(c + 31), _MM_HINT_T0);
+// Row `i` of a tile of C whose rows are `ldc` elements of 4 (f32) or 2 (bf16) bytes: 128 or 64 bytes.
+DS_TARGET_AVX512 DS_INLINE void prefetchRow(const void* c, int64_t ldc, bool cBf16, int64_t i) {
+  const char* row = static_cast<const char*>(c) + i * ldc * (cBf16 ? 2 : 4);
+  _mm_prefetch(row, _MM_HINT_T0);
+  _mm_prefetch(row + (cBf16 ? 62 : 64), _MM_HINT_T0);
+  if (!cBf16) _mm_prefetch(row + 124, _MM_HINT_T0);
 }
 
-DS_TARGET_AVX512 void ukrF32Avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                                   float beta, int mr, int nr) {
+DS_TARGET_AVX512 void ukrF32Avx512(int64_t kc, const float* a, const float* b, void* c, int64_t ldc, bool cBf16,
+                                   float alpha, float beta, int mr, int nr) {
   __m512 acc[kMr512][2];
 #pragma GCC unroll 14
   for (int i = 0; i < kMr512; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -65,7 +96,7 @@ DS_TARGET_AVX512 void ukrF32Avx512(int64_t kc, const float* a, const float* b, f
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * 32), _MM_HINT_T0);
-    if (static_cast<uint64_t>(p - pPrefetch) < static_cast<uint64_t>(kMr512)) prefetchRow(c + (p - pPrefetch) * ldc);
+    if (static_cast<uint64_t>(p - pPrefetch) < static_cast<uint64_t>(kMr512)) prefetchRow(c, ldc, cBf16, p - pPrefetch);
 #pragma GCC unroll 14
     for (int i = 0; i < kMr512; ++i) {
       const __m512 ai = _mm512_set1_ps(a[i]);
@@ -75,14 +106,14 @@ DS_TARGET_AVX512 void ukrF32Avx512(int64_t kc, const float* a, const float* b, f
     a += kMr512;
     b += 32;
   }
-  storeTile512(acc, c, ldc, alpha, beta, mr, nr);
+  storeTile512(acc, c, ldc, cBf16, alpha, beta, mr, nr);
 }
 
 // The first R rows of a 14 x 32 bf16 tile (the packed A strip still holds 14 rows per k pair): R is
 // 14 but for the last strip of A, whose mr < 14 rows then cost mr rows of work rather than 14.
 template <int R>
-DS_TARGET_AVX512BF16 void bf16Rows(int64_t kp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc, float alpha,
-                                   float beta, int nr) {
+DS_TARGET_AVX512BF16 void bf16Rows(int64_t kp, const uint16_t* a, const uint16_t* b, void* c, int64_t ldc, bool cBf16,
+                                   float alpha, float beta, int nr) {
   __m512 acc[R][2];
 #pragma GCC unroll 14
   for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -91,7 +122,7 @@ DS_TARGET_AVX512BF16 void bf16Rows(int64_t kp, const uint16_t* a, const uint16_t
     const __m512bh b0 = (__m512bh)_mm512_load_si512(b);
     const __m512bh b1 = (__m512bh)_mm512_load_si512(b + 32);
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * 64), _MM_HINT_T0);
-    if (static_cast<uint64_t>(q - qPrefetch) < static_cast<uint64_t>(R)) prefetchRow(c + (q - qPrefetch) * ldc);
+    if (static_cast<uint64_t>(q - qPrefetch) < static_cast<uint64_t>(R)) prefetchRow(c, ldc, cBf16, q - qPrefetch);
 #pragma GCC unroll 14
     for (int i = 0; i < R; ++i) {
       int32_t pair;
@@ -103,20 +134,22 @@ DS_TARGET_AVX512BF16 void bf16Rows(int64_t kp, const uint16_t* a, const uint16_t
     a += 2 * kMr512;
     b += 64;
   }
-  storeTile512(acc, c, ldc, alpha, beta, R, nr);
+  storeTile512(acc, c, ldc, cBf16, alpha, beta, R, nr);
 }
 
-DS_TARGET_AVX512BF16 void ukrBf16Avx512(int64_t kp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
-                                        float alpha, float beta, int mr, int nr) {
-  using Rows = void (*)(int64_t, const uint16_t*, const uint16_t*, float*, int64_t, float, float, int);
+DS_TARGET_AVX512BF16 void ukrBf16Avx512(int64_t kp, const uint16_t* a, const uint16_t* b, void* c, int64_t ldc,
+                                        bool cBf16, float alpha, float beta, int mr, int nr) {
+  using Rows = void (*)(int64_t, const uint16_t*, const uint16_t*, void*, int64_t, bool, float, float, int);
   static constexpr Rows kRows[kMr512] = {bf16Rows<1>, bf16Rows<2>, bf16Rows<3>,  bf16Rows<4>,  bf16Rows<5>,
                                          bf16Rows<6>, bf16Rows<7>, bf16Rows<8>,  bf16Rows<9>,  bf16Rows<10>,
                                          bf16Rows<11>, bf16Rows<12>, bf16Rows<13>, bf16Rows<14>};
-  kRows[mr - 1](kp, a, b, c, ldc, alpha, beta, nr);
+  kRows[mr - 1](kp, a, b, c, ldc, cBf16, alpha, beta, nr);
 }
 
-DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+// The AVX2 and baseline kernels write f32 C only (their shapes have bf16C false).
+DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, void* cv, int64_t ldc, bool, float alpha,
                                float beta, int mr, int nr) {
+  float* c = static_cast<float*>(cv);
   __m256 acc[kMr256][2];
 #pragma GCC unroll 6
   for (int i = 0; i < kMr256; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -161,8 +194,9 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, float
 }
 
 // Baseline x86-64: a 4 x 8 tile in plain C++ the compiler keeps in 8 of the 16 SSE registers.
-void ukrF32Scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
-                  int nr) {
+void ukrF32Scalar(int64_t kc, const float* a, const float* b, void* cv, int64_t ldc, bool, float alpha, float beta,
+                  int mr, int nr) {
+  float* c = static_cast<float*>(cv);
   constexpr int MR = 4, NR = 8;
   float acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; ++p) {
@@ -184,12 +218,12 @@ void ukrF32Scalar(int64_t kc, const float* a, const float* b, float* c, int64_t 
 
 // f32: kc = 1024 for the same reason as bf16 below (C written once for k <= 1024; measured 3% over
 // kc = 256 at 1024^3 once the C tile is prefetched), nc = 2048 to keep the packed B panel at 8 MiB.
-const GemmShape kGemmAvx512 = {kMr512, 32, kMr512 * 6, 1024, 2048, false, true, ukrF32Avx512, nullptr};
+const GemmShape kGemmAvx512 = {kMr512, 32, kMr512 * 6, 1024, 2048, false, true, true, ukrF32Avx512, nullptr};
 // bf16: kc = 1024 (512 pairs), so a k up to 1024 is one pass and C is written once instead of
 // re-read per k block; the 64 KiB B strip then streams from L2 (measured faster at 1024^3 than
 // kc = 256 or 512 with the strip in L1), and mc = 84 keeps the 168 KiB A block in L2.
-const GemmShape kGemmAvx512Bf16 = {kMr512, 32, kMr512 * 6, 1024, 4096, true, true, nullptr, ukrBf16Avx512};
-const GemmShape kGemmAvx2 = {kMr256, 16, kMr256 * 24, 256, 4096, false, false, ukrF32Avx2, nullptr};
-const GemmShape kGemmScalar = {4, 8, 4 * 32, 256, 4096, false, false, ukrF32Scalar, nullptr};
+const GemmShape kGemmAvx512Bf16 = {kMr512, 32, kMr512 * 6, 1024, 4096, true, true, true, nullptr, ukrBf16Avx512};
+const GemmShape kGemmAvx2 = {kMr256, 16, kMr256 * 24, 256, 4096, false, false, false, ukrF32Avx2, nullptr};
+const GemmShape kGemmScalar = {4, 8, 4 * 32, 256, 4096, false, false, false, ukrF32Scalar, nullptr};
 
 }  // namespace ds

@@ -105,6 +105,27 @@ describe('gemm', () => {
     });
   });
 
+  it('a bf16 C is the f32 product rounded once to nearest even, NaN included, and never read when beta = 0', () => {
+    // k <= kc: the microkernel rounds as it stores; k > kc: the f32 workspace path. Both must give
+    // exactly the rounding of the f32 result of the same kernel.
+    for (const [dtype, k] of [['bf16', 300], ['f32', 300], ['bf16', 1100]] as const) {
+      const g = args({ m: 33, n: 70, k }, dtype, 'f32', false, false, 1, 0, 11);
+      if (dtype === 'f32') (g.a as Float32Array)[5 * k] = NaN;  // row 5 of C becomes NaN
+      else (g.a as Uint16Array)[5 * k] = 0x7fc0;
+      forEachIsa(() => {
+        const f32 = new Float32Array(33 * 70);
+        cpu.gemm({ ...g, c: f32, strideC: 0 });
+        const want = new Uint16Array(f32.length + 1);
+        cpu.cast('f32', f32, 'bf16', want, f32.length);
+        want[f32.length] = 0x7fc1;
+        const got = new Uint16Array(f32.length + 1).fill(0x7fc1);  // NaN everywhere: must not be read
+        cpu.gemm({ ...g, outDtype: 'bf16', c: got, strideC: 0 });
+        expect(Number.isNaN(f32[5 * 70]!)).toBe(true);
+        expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      });
+    }
+  });
+
   it('gives bit-identical f32 results on 1, 2 and 3 threads', () => {
     const g = args({ m: 300, n: 260, k: 150, batch: 2 }, 'f32', 'f32', false, false, 1, 0, 7);
     const threads = cpu.getNumThreads();

@@ -1,6 +1,7 @@
 // GEMM microkernels (gemm_ukernel.cc) as the driver (gemm.cc) sees them. A microkernel multiplies a
 // packed MR x kc strip of A by a packed kc x NR strip of B in registers and writes the top-left
-// mr x nr corner of the tile: C = alpha * acc + beta * C (C is not read when beta == 0).
+// mr x nr corner of the tile: C = alpha * acc + beta * C (C is not read when beta == 0). C is f32,
+// or bf16 (`cBf16`, rounded to nearest even once per element) for shapes with `bf16C`.
 //   f32 packing:  A strip [kc][MR], B strip [kc][NR].
 //   bf16 packing: k is split in pairs, A strip [kc/2][MR][2], B strip [kc/2][NR][2] (zero-padded),
 //                 the operand layout of vdpbf16ps.
@@ -9,16 +10,17 @@
 
 namespace ds {
 
-using UkrF32 = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta,
-                        int mr, int nr);
-using UkrBf16 = void (*)(int64_t kpairs, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc, float alpha,
-                         float beta, int mr, int nr);
+using UkrF32 = void (*)(int64_t kc, const float* a, const float* b, void* c, int64_t ldc, bool cBf16, float alpha,
+                        float beta, int mr, int nr);
+using UkrBf16 = void (*)(int64_t kpairs, const uint16_t* a, const uint16_t* b, void* c, int64_t ldc, bool cBf16,
+                         float alpha, float beta, int mr, int nr);
 
 struct GemmShape {
   int mr, nr;            // register tile
   int64_t mc, kc, nc;    // cache blocks (mc multiple of mr, nc of nr, kc even)
   bool bf16Pairs;        // operands packed as bf16 pairs for `bf16`, else as f32 for `f32`
   bool avx512Packing;    // the packers may use AVX-512 (transposes of 16 x 16 32-bit blocks)
+  bool bf16C;            // the microkernels can write a bf16 C directly
   UkrF32 f32;
   UkrBf16 bf16;
 };
