@@ -1,10 +1,16 @@
 // Causal attention, flash style: keys are visited in blocks of kB (64) with an online softmax
 // (running max m and normaliser l per query, earlier output rescaled when m grows), so no T x T
-// matrix is ever stored; forward saves lse = m + log(l) per query. Forward runs (head, query
-// block) items in parallel; backward runs heads in parallel and, inside a head, walks key blocks
-// and the query blocks at or below the diagonal, recomputing P from lse. The block products
-// (Q K^T and P V, and the four of backward) go through blockGemm (block_gemm.h), register-tiled
-// per ISA.
+// matrix is ever stored; forward saves lse = m + log(l) per query; backward recomputes P from lse.
+//
+// Every block works on S^T = K Q^T (keys down, queries across) rather than S = Q K^T: the product
+// then reads K, V and dO in their natural row layout and needs only Q^T (and dO^T in backward),
+// transposed once per query block or head instead of K^T and V^T once per block pair; the softmax
+// statistics of a query are a column, so their updates vectorize across queries; and the products
+// that need P or dS the other way round read them transposed through blockGemm's TransA (a
+// broadcast operand costs the same in either layout), so no P^T or dS^T copy is made.
+// Forward runs (head, range of query blocks) items in parallel, each converting its K and V rows to
+// f32 once; backward runs heads in parallel and, inside a head, walks key blocks and the query
+// blocks at or below the diagonal. Block products go through blockGemm (block_gemm.h).
 #include <algorithm>
 #include <cmath>
 
@@ -16,95 +22,128 @@ namespace {
 
 constexpr int64_t kB = 64;  // query and key block size (the same, so the diagonal block is k0 == q0)
 
-// Keys visible to query row i of a block pair: those with k0 + j <= q0 + i.
-DS_INLINE int64_t visible(int64_t q0, int64_t i, int64_t k0, int64_t bk) { return std::min(bk, q0 + i - k0 + 1); }
-
-// dst[c][j] = src[j][c] for j < rows, c < cols; dst has row stride kB (a block laid out for blockGemm).
-DS_INLINE void transposeInto(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst) {
+// dst[c * ldd + j] = src[j * lds + c] for j < rows, c < cols.
+DS_INLINE void transposeInto(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd) {
   for (int64_t j = 0; j < rows; ++j)
-    for (int64_t c = 0; c < cols; ++c) dst[c * kB + j] = src[j * lds + c];
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + j] = src[j * lds + c];
 }
 
-// One key block for a query block: S = scale Q K^T, online softmax update of (m, l), O = alpha O + P V.
-// q [bq, d] is pre-scaled; kt [d, kB] is K^T; s [bq, kB] is scratch; masked entries of P are zero.
+// The block product each ISA's body uses: the generic-vector blockGemm with an R x 16U tile, or the
+// AVX-512 intrinsics one with 4 x 64 tiles (block_gemm.h).
 template <int R, int U>
-DS_INLINE void forwardBlockBody(const float* q, const float* kt, const float* v, float* s, float* o, float* m, float* l,
-                                int64_t bq, int64_t bk, int64_t d, int64_t q0, int64_t k0) {
-  blockGemm<R, U>(bq, bk, d, q, d, kt, kB, s, kB, false);
-  for (int64_t i = 0; i < bq; ++i) {
-    const int64_t nv = std::max<int64_t>(0, visible(q0, i, k0, bk));
-    float* si = s + i * kB;
-    float mx = m[i];
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < nv; ++j) mx = si[j] > mx ? si[j] : mx;
-    const float alpha = nv > 0 ? expApprox(m[i] - mx) : 1.0f;  // 0 on a row's first block (m = -inf)
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < nv; ++j) {
-      si[j] = expApprox(si[j] - mx);
-      sum += si[j];
-    }
-    for (int64_t j = nv; j < bk; ++j) si[j] = 0.0f;
-    l[i] = l[i] * alpha + sum;
-    m[i] = nv > 0 ? mx : m[i];
-    float* oi = o + i * d;
-    for (int64_t c = 0; c < d; ++c) oi[c] *= alpha;
+struct GenericGemm {
+  template <bool TransA>
+  static DS_INLINE void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                            float* c, int64_t ldc, bool accumulate) {
+    blockGemm<R, U, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
   }
-  blockGemm<R, U>(bq, d, bk, s, kB, v, d, o, d, true);
+};
+// Not inlined (a call per 64 x 64 x 64 product is noise): the body calling it has no target
+// attribute of its own, and GCC refuses to inline an AVX-512 function into it.
+struct Avx512Gemm {
+  template <bool TransA>
+  DS_TARGET_AVX512 static __attribute__((noinline)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                                             const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+    blockGemm512<4, 4, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+  }
+};
+
+struct ForwardBlock {
+  const float *qt, *k, *v;  // Q^T [d, kB] (pre-scaled, row stride kB); K, V rows [bk, d]
+  float* st;                // [kB, kB] scratch: S^T, then P^T
+  float *o, *m, *l;         // output accumulator [bq, d], running max and normaliser [bq]
+  int64_t bq, bk, d;
+  bool diagonal;            // k0 == q0: key j is visible to query i only when j <= i
+};
+
+// One key block for a query block: S^T = K Q^T, online softmax update of (m, l) column by column,
+// O = alpha O + P V with P read through its transpose.
+template <class G>
+DS_INLINE void forwardBlockBody(const ForwardBlock& b) {
+  const int64_t bq = b.bq, bk = b.bk, d = b.d;
+  float* st = b.st;
+  G::template run<false>(bk, bq, d, b.k, d, b.qt, kB, st, kB, false);
+  if (b.diagonal)
+    for (int64_t j = 1; j < bk; ++j)
+      for (int64_t i = 0; i < std::min(j, bq); ++i) st[j * kB + i] = -__builtin_inff();
+  float mx[kB], alpha[kB], sum[kB];
+#pragma omp simd
+  for (int64_t i = 0; i < bq; ++i) mx[i] = b.m[i];
+  for (int64_t j = 0; j < bk; ++j) {
+    const float* sj = st + j * kB;
+#pragma omp simd
+    for (int64_t i = 0; i < bq; ++i) mx[i] = sj[i] > mx[i] ? sj[i] : mx[i];
+  }
+  // Every query sees key 0 of its first block (the diagonal holds j = i), so mx is finite here and
+  // alpha = exp(-inf) = 0 on a query's first block.
+#pragma omp simd
+  for (int64_t i = 0; i < bq; ++i) {
+    alpha[i] = expApprox(b.m[i] - mx[i]);
+    sum[i] = 0.0f;
+  }
+  for (int64_t j = 0; j < bk; ++j) {
+    float* sj = st + j * kB;
+#pragma omp simd
+    for (int64_t i = 0; i < bq; ++i) {
+      sj[i] = expApprox(sj[i] - mx[i]);  // masked entries: exp(-inf) = 0
+      sum[i] += sj[i];
+    }
+  }
+  for (int64_t i = 0; i < bq; ++i) {
+    b.l[i] = b.l[i] * alpha[i] + sum[i];
+    b.m[i] = mx[i];
+    float* oi = b.o + i * d;
+    const float a = alpha[i];
+#pragma omp simd
+    for (int64_t c = 0; c < d; ++c) oi[c] *= a;
+  }
+  G::template run<true>(bq, d, bk, st, kB, b.v, d, b.o, d, true);
 }
-void forwardBlockScalar(const float* q, const float* kt, const float* v, float* s, float* o, float* m, float* l,
-                        int64_t bq, int64_t bk, int64_t d, int64_t q0, int64_t k0) {
-  forwardBlockBody<2, 1>(q, kt, v, s, o, m, l, bq, bk, d, q0, k0);
-}
-DS_TARGET_AVX2 void forwardBlockAvx2(const float* q, const float* kt, const float* v, float* s, float* o, float* m,
-                                     float* l, int64_t bq, int64_t bk, int64_t d, int64_t q0, int64_t k0) {
-  forwardBlockBody<4, 1>(q, kt, v, s, o, m, l, bq, bk, d, q0, k0);
-}
-DS_TARGET_AVX512 void forwardBlockAvx512(const float* q, const float* kt, const float* v, float* s, float* o, float* m,
-                                         float* l, int64_t bq, int64_t bk, int64_t d, int64_t q0, int64_t k0) {
-  forwardBlockBody<8, 2>(q, kt, v, s, o, m, l, bq, bk, d, q0, k0);
-}
+void forwardBlockScalar(const ForwardBlock& b) { forwardBlockBody<GenericGemm<2, 1>>(b); }
+DS_TARGET_AVX2 void forwardBlockAvx2(const ForwardBlock& b) { forwardBlockBody<GenericGemm<4, 1>>(b); }
+DS_TARGET_AVX512 void forwardBlockAvx512(const ForwardBlock& b) { forwardBlockBody<Avx512Gemm>(b); }
 
 struct BackwardBlock {
-  const float *q, *k, *kt, *vt, *dout, *lse, *corr;
-  float *p, *ds, *tr;  // [kB, kB] scratch each: P, dS, and a transpose buffer
-  float *dq, *dk, *dv;
-  int64_t bq, bk, d, q0, k0;
+  const float *q, *k, *v, *dout;  // rows: Q, dO [bq, d] at the query block; K, V [bk, d] at the key block
+  const float *qt, *dot;          // Q^T, dO^T of the query block [d, kB]
+  const float *lse, *corr;        // [bq] at the query block
+  float *pt, *dst;                // [kB, kB] scratch each: P^T and dS^T
+  float *dq, *dk, *dv;            // f32 accumulators at the query block (dq) and key block (dk, dv)
+  int64_t bq, bk, d;
+  bool diagonal;
   float scale;
 };
 
-// P = exp(S - lse); dP = dO V^T; dS = P (dP - corr) scale; dV += P^T dO; dQ += dS K; dK += dS^T Q.
-template <int R, int U>
+// P^T = exp(scale K Q^T - lse); dP^T = V dO^T; dS^T = P^T (dP^T - corr) scale;
+// dV += P^T dO; dK += dS^T Q; dQ += dS K (dS read through dS^T).
+template <class G>
 DS_INLINE void backwardBlockBody(const BackwardBlock& b) {
   const int64_t d = b.d, bq = b.bq, bk = b.bk;
-  blockGemm<R, U>(bq, bk, d, b.q, d, b.kt, kB, b.p, kB, false);
-  blockGemm<R, U>(bq, bk, d, b.dout, d, b.vt, kB, b.ds, kB, false);
-  for (int64_t i = 0; i < bq; ++i) {
-    const int64_t nv = std::max<int64_t>(0, visible(b.q0, i, b.k0, bk));
-    float* pi = b.p + i * kB;
-    float* dsi = b.ds + i * kB;
-    const float li = b.lse[i], ci = b.corr[i];
-    for (int64_t j = 0; j < nv; ++j) {
-      pi[j] = expApprox(pi[j] * b.scale - li);
-      dsi[j] = pi[j] * (dsi[j] - ci) * b.scale;
+  G::template run<false>(bk, bq, d, b.k, d, b.qt, kB, b.pt, kB, false);
+  G::template run<false>(bk, bq, d, b.v, d, b.dot, kB, b.dst, kB, false);
+  for (int64_t j = 0; j < bk; ++j) {
+    float* pj = b.pt + j * kB;
+    float* dj = b.dst + j * kB;
+    const int64_t i0 = b.diagonal ? std::min(j, bq) : 0;  // queries before j do not see key j
+    for (int64_t i = 0; i < i0; ++i) pj[i] = dj[i] = 0.0f;
+#pragma omp simd
+    for (int64_t i = i0; i < bq; ++i) {
+      pj[i] = expApprox(pj[i] * b.scale - b.lse[i]);
+      dj[i] = pj[i] * (dj[i] - b.corr[i]) * b.scale;
     }
-    for (int64_t j = nv; j < bk; ++j) pi[j] = dsi[j] = 0.0f;
   }
-  transposeInto(b.p, bq, bk, kB, b.tr);  // P^T [bk, bq]
-  blockGemm<R, U>(bk, d, bq, b.tr, kB, b.dout, d, b.dv, d, true);
-  blockGemm<R, U>(bq, d, bk, b.ds, kB, b.k, d, b.dq, d, true);
-  transposeInto(b.ds, bq, bk, kB, b.tr);  // dS^T [bk, bq]
-  blockGemm<R, U>(bk, d, bq, b.tr, kB, b.q, d, b.dk, d, true);
+  G::template run<false>(bk, d, bq, b.pt, kB, b.dout, d, b.dv, d, true);
+  G::template run<false>(bk, d, bq, b.dst, kB, b.q, d, b.dk, d, true);
+  G::template run<true>(bq, d, bk, b.dst, kB, b.k, d, b.dq, d, true);
 }
-void backwardBlockScalar(const BackwardBlock& b) { backwardBlockBody<2, 1>(b); }
-DS_TARGET_AVX2 void backwardBlockAvx2(const BackwardBlock& b) { backwardBlockBody<4, 1>(b); }
-DS_TARGET_AVX512 void backwardBlockAvx512(const BackwardBlock& b) { backwardBlockBody<8, 2>(b); }
+void backwardBlockScalar(const BackwardBlock& b) { backwardBlockBody<GenericGemm<2, 1>>(b); }
+DS_TARGET_AVX2 void backwardBlockAvx2(const BackwardBlock& b) { backwardBlockBody<GenericGemm<4, 1>>(b); }
+DS_TARGET_AVX512 void backwardBlockAvx512(const BackwardBlock& b) { backwardBlockBody<Avx512Gemm>(b); }
 
-void forwardBlockAt(Isa isa, const float* q, const float* kt, const float* v, float* s, float* o, float* m, float* l,
-                    int64_t bq, int64_t bk, int64_t d, int64_t q0, int64_t k0) {
-  if (isa >= Isa::Avx512) return forwardBlockAvx512(q, kt, v, s, o, m, l, bq, bk, d, q0, k0);
-  if (isa >= Isa::Avx2) return forwardBlockAvx2(q, kt, v, s, o, m, l, bq, bk, d, q0, k0);
-  forwardBlockScalar(q, kt, v, s, o, m, l, bq, bk, d, q0, k0);
+void forwardBlockAt(Isa isa, const ForwardBlock& b) {
+  if (isa >= Isa::Avx512) return forwardBlockAvx512(b);
+  if (isa >= Isa::Avx2) return forwardBlockAvx2(b);
+  forwardBlockScalar(b);
 }
 
 void backwardBlockAt(Isa isa, const BackwardBlock& b) {
@@ -120,35 +159,44 @@ DS_INLINE int64_t itemGrain(int64_t items, double work) { return work < 2e5 ? it
 void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, const void* v, void* out, float* lse,
                       int64_t bh, int64_t t, int64_t d, float scale) {
   if (bh == 0 || t == 0 || d == 0) return;
-  const int64_t nqb = (t + kB - 1) / kB, items = bh * nqb;
+  const int64_t nqb = (t + kB - 1) / kB, td = t * d;
+  // With heads to spare every item is a whole head (its K and V converted once); with few heads
+  // the query blocks of a head are split over items too (its first rows converted per item).
+  const int64_t split = bh >= 2 * c.pool->size() ? 1 : nqb, items = bh * split;
   const double work = static_cast<double>(bh) * t * t * d;
   c.pool->parallelFor(items, itemGrain(items, work), [&](int64_t i0, int64_t i1, int tid) {
-    // One scratch block carved into: q, k, v rows, k^T, scores, output accumulator, m, l.
-    auto* base = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * (6 * kB * d + kB * kB + 2 * kB)));
-    float *qb = base, *kb = qb + kB * d, *vb = kb + kB * d, *kt = vb + kB * d, *s = kt + kB * d;
-    float *o = s + kB * kB, *ob = o + kB * d, *m = ob + kB * d, *l = m + kB;
+    // Scratch: f32 K and V of the head, Q^T of a query block, S^T, output accumulator, its
+    // conversion buffer, m and l.
+    auto* base = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * (2 * td + 3 * kB * d + kB * kB + 2 * kB)));
+    float *kf = base, *vf = kf + td, *qt = vf + td, *st = qt + kB * d, *o = st + kB * kB, *ob = o + kB * d;
+    float *m = ob + kB * d, *l = m + kB;
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t h = item / nqb, q0 = item % nqb * kB, bq = std::min(kB, t - q0);
-      const int64_t head = h * t * d;
-      // The query block, scaled once here so that the block product yields scale * q . k.
-      const float* qsrc = tileIn(c.isa, dt, q, head + q0 * d, bq * d, qb);
-      for (int64_t e = 0; e < bq * d; ++e) qb[e] = qsrc[e] * scale;
-      std::fill(o, o + bq * d, 0.0f);
-      std::fill(m, m + bq, -__builtin_inff());
-      std::fill(l, l + bq, 0.0f);
-      for (int64_t k0 = 0; k0 < q0 + bq; k0 += kB) {
-        const int64_t bk = std::min(kB, q0 + bq - k0);
-        transposeInto(tileIn(c.isa, dt, k, head + k0 * d, bk * d, kb), bk, d, d, kt);
-        const float* vs = tileIn(c.isa, dt, v, head + k0 * d, bk * d, vb);
-        forwardBlockAt(c.isa, qb, kt, vs, s, o, m, l, bq, bk, d, q0, k0);
+      const int64_t h = item / split, part = item % split, head = h * td;
+      const int64_t qb0 = split == 1 ? 0 : part * nqb / split, qb1 = split == 1 ? nqb : (part + 1) * nqb / split;
+      const int64_t rows = std::min(t, qb1 * kB);  // keys any query of the item can see
+      const float* ks = tileIn(c.isa, dt, k, head, rows * d, kf);  // in place when f32
+      const float* vs = tileIn(c.isa, dt, v, head, rows * d, vf);
+      for (int64_t qb = qb0; qb < qb1; ++qb) {
+        const int64_t q0 = qb * kB, bq = std::min(kB, t - q0);
+        // Q^T of the block, scaled once here so that the block product yields scale * q . k.
+        const float* qsrc = tileIn(c.isa, dt, q, head + q0 * d, bq * d, ob);
+        for (int64_t i = 0; i < bq; ++i)
+          for (int64_t cc = 0; cc < d; ++cc) qt[cc * kB + i] = qsrc[i * d + cc] * scale;
+        std::fill(o, o + bq * d, 0.0f);
+        std::fill(m, m + bq, -__builtin_inff());
+        std::fill(l, l + bq, 0.0f);
+        for (int64_t k0 = 0; k0 <= q0; k0 += kB) {
+          const ForwardBlock blk{qt, ks + k0 * d, vs + k0 * d, st, o, m, l, bq, std::min(kB, t - k0), d, k0 == q0};
+          forwardBlockAt(c.isa, blk);
+        }
+        float* dst = tileDst(dt, out, head + q0 * d, ob);
+        for (int64_t i = 0; i < bq; ++i) {
+          const float inv = 1.0f / l[i];
+          for (int64_t cc = 0; cc < d; ++cc) dst[i * d + cc] = o[i * d + cc] * inv;
+          lse[h * t + q0 + i] = m[i] + std::log(l[i]);
+        }
+        tileOut(c.isa, dt, dst, out, head + q0 * d, bq * d);
       }
-      float* dst = tileDst(dt, out, head + q0 * d, ob);
-      for (int64_t i = 0; i < bq; ++i) {
-        const float inv = 1.0f / l[i];
-        for (int64_t cc = 0; cc < d; ++cc) dst[i * d + cc] = o[i * d + cc] * inv;
-        lse[h * t + q0 + i] = m[i] + std::log(l[i]);
-      }
-      tileOut(c.isa, dt, dst, out, head + q0 * d, bq * d);
     }
   });
 }
@@ -160,32 +208,44 @@ void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, 
   const int64_t td = t * d;
   const double work = static_cast<double>(bh) * t * t * d;
   c.pool->parallelFor(bh, itemGrain(bh, work), [&](int64_t h0, int64_t h1, int tid) {
-    // Per head: f32 copies of q, k, v, dout, out (when not f32), accumulators dq, dk, dv, corr,
-    // and the block buffers k^T, v^T, P, dS.
-    auto* base = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * (8 * td + t + 2 * kB * d + 3 * kB * kB)));
-    float *bq_ = base, *bk_ = bq_ + td, *bv_ = bk_ + td, *bdo = bv_ + td, *bo = bdo + td;
-    float *gq = bo + td, *gk = gq + td, *gv = gk + td, *corr = gv + td;
-    float *kt = corr + t, *vt = kt + kB * d, *p = vt + kB * d, *ds = p + kB * kB, *tr = ds + kB * kB;
+    // Per head: f32 q, k, v, dout; Q^T and dO^T; accumulators dq, dk, dv; corr; the P^T and dS^T
+    // blocks; a tile buffer for reading `out`.
+    const int64_t tdBlocks = (t + kB - 1) / kB * kB * d;  // Q^T and dO^T are stored in whole blocks
+    auto* base = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * (7 * td + 2 * tdBlocks + t + 2 * kB * kB + kTile)));
+    float *qf = base, *kf = qf + td, *vf = kf + td, *dof = vf + td, *qt = dof + td, *dot = qt + tdBlocks;
+    float *gq = dot + tdBlocks, *gk = gq + td, *gv = gk + td, *corr = gv + td;
+    float *pt = corr + t, *dst = pt + kB * kB, *tile = dst + kB * kB;
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t head = h * td;
-      const float* qs = tileIn(c.isa, dt, q, head, td, bq_);
-      const float* ks = tileIn(c.isa, dt, k, head, td, bk_);
-      const float* vs = tileIn(c.isa, dt, v, head, td, bv_);
-      const float* dos = tileIn(c.isa, dt, dout, head, td, bdo);
-      const float* os = tileIn(c.isa, dt, out, head, td, bo);
-      for (int64_t i = 0; i < t; ++i) {  // sum_j P_ij dP_ij = dout_i . out_i
-        double s = 0.0;
-        for (int64_t cc = 0; cc < d; ++cc) s += static_cast<double>(dos[i * d + cc]) * os[i * d + cc];
-        corr[i] = static_cast<float>(s);
+      const float* qs = tileIn(c.isa, dt, q, head, td, qf);  // in place when f32
+      const float* ks = tileIn(c.isa, dt, k, head, td, kf);
+      const float* vs = tileIn(c.isa, dt, v, head, td, vf);
+      const float* dos = tileIn(c.isa, dt, dout, head, td, dof);
+      // Q^T and dO^T block by block ([query block][d][kB]): a block's rows kB apart, not t apart
+      // (rows 2 KiB apart at t = 512 fall into two L1 sets: measured 50% slower).
+      for (int64_t q0 = 0; q0 < t; q0 += kB) {
+        const int64_t bq = std::min(kB, t - q0);
+        transposeInto(qs + q0 * d, bq, d, d, qt + q0 * d, kB);
+        transposeInto(dos + q0 * d, bq, d, d, dot + q0 * d, kB);
+      }
+      // corr_i = sum_j P_ij dP_ij = dout_i . out_i, reading `out` a tile of whole rows at a time.
+      const int64_t tileRows = std::max<int64_t>(1, kTile / d);
+      for (int64_t r0 = 0; r0 < t; r0 += tileRows) {
+        const int64_t nr = std::min(tileRows, t - r0);
+        const float* os = tileIn(c.isa, dt, out, head + r0 * d, nr * d, tile);
+        for (int64_t i = 0; i < nr; ++i) {
+          double s = 0.0;
+          for (int64_t cc = 0; cc < d; ++cc) s += static_cast<double>(dos[(r0 + i) * d + cc]) * os[i * d + cc];
+          corr[r0 + i] = static_cast<float>(s);
+        }
       }
       std::fill(gq, gq + 3 * td, 0.0f);
       for (int64_t k0 = 0; k0 < t; k0 += kB) {
         const int64_t bk = std::min(kB, t - k0);
-        transposeInto(ks + k0 * d, bk, d, d, kt);
-        transposeInto(vs + k0 * d, bk, d, d, vt);
         for (int64_t q0 = k0; q0 < t; q0 += kB) {
-          const BackwardBlock blk{qs + q0 * d, ks + k0 * d, kt, vt, dos + q0 * d, lse + h * t + q0, corr + q0, p, ds, tr,
-                                  gq + q0 * d, gk + k0 * d, gv + k0 * d, std::min(kB, t - q0), bk, d, q0, k0, scale};
+          const BackwardBlock blk{qs + q0 * d, ks + k0 * d, vs + k0 * d, dos + q0 * d, qt + q0 * d, dot + q0 * d,
+                                  lse + h * t + q0, corr + q0, pt, dst, gq + q0 * d, gk + k0 * d, gv + k0 * d,
+                                  std::min(kB, t - q0), bk, d, q0 == k0, scale};
           backwardBlockAt(c.isa, blk);
         }
       }

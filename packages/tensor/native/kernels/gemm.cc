@@ -173,10 +173,13 @@ void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t k
   for (int64_t s = 0; s * w < rows; ++s) {
     uint16_t* d = dst + s * kp * w * 2;
     const int live = static_cast<int>(std::min<int64_t>(w, rows - s * w));
-    if (avx512 && x.cs == 1 && w <= 16) {  // each pair is one 32-bit word: transpose words
-      const unsigned char* lines[16];
-      for (int r = 0; r < live; ++r) lines[r] = reinterpret_cast<const unsigned char*>(base + (r0 + s * w + r) * x.rs + p0);
-      transposeStrip(lines, live, kc / 2, w, w, reinterpret_cast<uint32_t*>(d));
+    if (avx512 && x.cs == 1 && (w <= 16 || w == 32)) {  // each pair is one 32-bit word: transpose words
+      for (int h = 0; h < w; h += 16) {  // at most 16 rows per transpose: two halves of a 32-wide strip
+        const int hw = std::min(16, w - h), hl = std::max(0, std::min(hw, live - h));
+        const unsigned char* lines[16];
+        for (int r = 0; r < hl; ++r) lines[r] = reinterpret_cast<const unsigned char*>(base + (r0 + s * w + h + r) * x.rs + p0);
+        transposeStrip(lines, hl, kc / 2, hw, w, reinterpret_cast<uint32_t*>(d) + h);
+      }
       if (kc & 1) {  // the last pair holds one element and a zero
         for (int r = 0; r < w; ++r) {
           d[((kp - 1) * w + r) * 2] = r < live ? base[(r0 + s * w + r) * x.rs + p0 + kc - 1] : 0;

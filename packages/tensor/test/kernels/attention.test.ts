@@ -1,5 +1,7 @@
 // Flash-style causal attention against the reference (which forms every score explicitly): one
-// and several key blocks (block 64), head dims below and above a vector, every dtype and ISA.
+// and several key blocks (block 64), head dims below and above a vector, every dtype and ISA; few
+// heads (query blocks of a head split over threads) and many (one head per item: bh = 9 >= 2 x
+// threads on up to 4 threads).
 import { describe, it } from 'vitest';
 
 import { createReferenceKernels } from '../../src/reference/index.js';
@@ -11,8 +13,8 @@ describe('attention', () => {
   for (const dtype of FLOAT_DTYPES) {
     it(`forward and backward match the reference (${dtype})`, () => {
       const shapes: [number, number, number][] = dtype === 'f32'
-        ? [[1, 1, 1], [2, 5, 8], [3, 64, 24], [2, 65, 16], [2, 130, 64], [1, 200, 3]]
-        : [[2, 5, 8], [2, 130, 64]];
+        ? [[1, 1, 1], [2, 5, 8], [3, 64, 24], [2, 65, 16], [2, 130, 64], [1, 200, 3], [9, 70, 16]]
+        : [[2, 5, 8], [2, 130, 64], [9, 70, 16]];
       for (const [bh, t, d] of shapes) {
         const n = bh * t * d;
         const scale = 1 / Math.sqrt(d);
