@@ -26,6 +26,15 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info, ArgReader& a, Addon
                    a.array(4, d, n, "y"), f32Array(a, 5, rows, "mean"), f32Array(a, 6, rows, "rstd"), rows, cols, f32(a, 9));
   return undef(info);
 }
+// layerNormResidualForward(dtype, x, r, weight, bias, sum, y, mean, rstd, rows, cols, eps)
+Napi::Value LayerNormResidualForward(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(9), cols = a.size(10), n = a.mul(rows, cols);
+  layerNormResidualForward(s.ctx(), d, a.array(1, d, n, "x"), a.array(2, d, n, "r"), a.array(3, d, cols, "weight"),
+                           a.array(4, d, cols, "bias"), a.array(5, d, n, "sum"), a.array(6, d, n, "y"),
+                           f32Array(a, 7, rows, "mean"), f32Array(a, 8, rows, "rstd"), rows, cols, f32(a, 11));
+  return undef(info);
+}
 // layerNormBackward(dtype, dy, x, weight, mean, rstd, dx, dweight, dbias, rows, cols)
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   const DType d = a.floatDtype(0);
@@ -164,6 +173,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
 void registerNnBindings(Napi::Env env, Napi::Object exports, AddBinding add) {
   add(env, exports, "layerNormForward", LayerNormForward);
   add(env, exports, "layerNormBackward", LayerNormBackward);
+  add(env, exports, "layerNormResidualForward", LayerNormResidualForward);
   add(env, exports, "geluForward", GeluForward);
   add(env, exports, "geluBackward", GeluBackward);
   add(env, exports, "softmaxForward", SoftmaxForward);

@@ -86,6 +86,37 @@ void layerNormForward(const Ctx& c, DType d, const void* x, const void* w, const
   });
 }
 
+// One pass per row: x + r into the sum row (rounded to dtype when it is not f32, and normalised as
+// rounded, so that y is exactly layerNormForward of the stored sum), then the layer norm of it while
+// the row is in L1. The unfused pair reads x and r, writes h, then reads h again.
+DS_INLINE void addRowBody(const float* x, const float* r, float* s, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) s[i] = x[i] + r[i];
+}
+DS_VARIANTS(void, addRow, addRowBody, (const float* x, const float* r, float* s, int64_t n), (x, r, s, n))
+
+void layerNormResidualForward(const Ctx& c, DType d, const void* x, const void* r, const void* w, const void* b,
+                              void* sum, void* y, float* mean, float* rstd, int64_t rows, int64_t cols, float eps) {
+  if (cols == 0) return;
+  const std::vector<float> wf = vectorF32(c.isa, d, w, cols), bf = vectorF32(c.isa, d, b, cols);
+  c.pool->parallelFor(rows, rowGrain(cols), [&](int64_t r0, int64_t r1, int tid) {
+    auto* bx = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * cols));
+    auto* br = static_cast<float*>(c.pool->scratch(tid, 1, sizeof(float) * cols));
+    auto* bs = static_cast<float*>(c.pool->scratch(tid, 2, sizeof(float) * cols));
+    auto* by = static_cast<float*>(c.pool->scratch(tid, 3, sizeof(float) * cols));
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t off = row * cols;
+      float* ss = tileDst(d, sum, off, bs);
+      addRowAt(c.isa, tileIn(c.isa, d, x, off, cols, bx), tileIn(c.isa, d, r, off, cols, br), ss, cols);
+      tileOut(c.isa, d, ss, sum, off, cols);
+      const float* sr = tileIn(c.isa, d, sum, off, cols, bs);  // the sum as stored (rounded)
+      float* ys = tileDst(d, y, off, by);
+      forwardRowAt(c.isa, sr, wf.data(), bf.data(), ys, cols, eps, mean + row, rstd + row);
+      tileOut(c.isa, d, ys, y, off, cols);
+    }
+  });
+}
+
 void layerNormBackward(const Ctx& c, DType d, const void* dy, const void* x, const void* w, const float* mean,
                        const float* rstd, void* dx, float* dw, float* db, int64_t rows, int64_t cols) {
   if (cols == 0 || rows == 0) return;

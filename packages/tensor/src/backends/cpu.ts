@@ -274,7 +274,7 @@ export function createCpuKernels(): CpuKernels {
 }
 
 type NnKernels = Pick<KernelTable,
-  | 'layerNormForward' | 'layerNormBackward' | 'geluForward' | 'geluBackward' | 'softmaxForward' | 'softmaxBackward'
+  | 'layerNormForward' | 'layerNormBackward' | 'layerNormResidualForward' | 'geluForward' | 'geluBackward' | 'softmaxForward' | 'softmaxBackward'
   | 'embeddingForward' | 'embeddingBackward' | 'crossEntropyForward' | 'crossEntropyBackward'
   | 'attentionForward' | 'attentionBackward' | 'dropoutForward'>;
 
@@ -296,6 +296,15 @@ function nnKernels(native: CpuAddon): NnKernels {
       each(op, 'f32', rows, s, { mean, rstd });
       finite(op, 'eps', eps);
       call(op, () => native.layerNormForward(floatCode(op, dtype), x, weight, bias, y, mean, rstd, rows, cols, eps));
+    },
+    layerNormResidualForward(dtype, x, r, weight, bias, sum, y, mean, rstd, rows, cols, eps) {
+      const op = 'layerNormResidualForward';
+      const s = rowsCols(op, rows, cols);
+      each(op, dtype, rows * cols, s, { x, r, sum, y });
+      each(op, dtype, cols, s, { weight, bias });
+      each(op, 'f32', rows, s, { mean, rstd });
+      finite(op, 'eps', eps);
+      call(op, () => native.layerNormResidualForward(floatCode(op, dtype), x, r, weight, bias, sum, y, mean, rstd, rows, cols, eps));
     },
     layerNormBackward(dtype, dy, x, weight, mean, rstd, dx, dweight, dbias, rows, cols) {
       const op = 'layerNormBackward';

@@ -126,6 +126,12 @@ export interface KernelTable {
   layerNormForward(dtype: FloatDType, x: FArray, weight: FArray, bias: FArray, y: FArray, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
   /** dx [rows, cols] overwritten; dweight, dbias [cols] f32 accumulated. */
   layerNormBackward(dtype: FloatDType, dy: FArray, x: FArray, weight: FArray, mean: Float32Array, rstd: Float32Array, dx: FArray, dweight: Float32Array, dbias: Float32Array, rows: number, cols: number): void;
+  /**
+   * A residual add fused with the layer norm after it (pre-LN transformers: h = x + f(x), then
+   * LN(h)): sum = x + r rounded to dtype, then y, mean and rstd exactly as layerNormForward of sum.
+   * x, r, sum, y [rows, cols]. Backward is layerNormBackward on sum plus the sum's own gradient.
+   */
+  layerNormResidualForward(dtype: FloatDType, x: FArray, r: FArray, weight: FArray, bias: FArray, sum: FArray, y: FArray, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
   /** GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
   geluForward(dtype: FloatDType, x: FArray, y: FArray, n: number): void;
   geluBackward(dtype: FloatDType, dy: FArray, x: FArray, dx: FArray, n: number): void;

@@ -58,6 +58,7 @@ export interface CpuAddon {
     alpha: number, beta: number, a: F, strideA: number, b: F, strideB: number, c: F, strideC: number): void;
   layerNormForward(dtype: number, x: F, w: F, b: F, y: F, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
   layerNormBackward(dtype: number, dy: F, x: F, w: F, mean: Float32Array, rstd: Float32Array, dx: F, dw: Float32Array, db: Float32Array, rows: number, cols: number): void;
+  layerNormResidualForward(dtype: number, x: F, r: F, w: F, b: F, sum: F, y: F, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
   geluForward(dtype: number, x: F, y: F, n: number): void;
   geluBackward(dtype: number, dy: F, x: F, dx: F, n: number): void;
   softmaxForward(dtype: number, x: F, y: F, rows: number, cols: number): void;

@@ -95,8 +95,9 @@ export class Block extends Module<[Tensor], Tensor> {
     this.mlp = this.registerModule('mlp', new MLP(cfg.nEmbd, common));
   }
   forward(x: Tensor): Tensor {
-    const h = add(x, this.attn.call(this.ln_1.call(x)));
-    return add(h, this.mlp.call(this.ln_2.call(h)));
+    // h = x + attn(ln_1(x)) and ln_2(h) in one fused pass (LayerNorm.callResidual).
+    const [h, n2] = this.ln_2.callResidual(x, this.attn.call(this.ln_1.call(x)));
+    return add(h, this.mlp.call(n2));
   }
 }
 

@@ -2,7 +2,7 @@
 
 import { gelu, dropout } from '../ops/activation.js';
 import { embedding } from '../ops/embedding.js';
-import { layerNorm } from '../ops/layer-norm.js';
+import { addLayerNorm, layerNorm } from '../ops/layer-norm.js';
 import { linear } from '../ops/matmul.js';
 import { ones, randn, uniform, zeros } from '../create.js';
 import type { DType } from '../dtype.js';
@@ -65,6 +65,13 @@ export class LayerNorm extends Module<[Tensor], Tensor> {
   }
   forward(x: Tensor): Tensor {
     return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+  /**
+   * [x + r, this(x + r)] in one fused pass (addLayerNorm): a pre-LN block's residual add and the
+   * layer norm after it. Runs under this module's hooks like call().
+   */
+  callResidual(x: Tensor, r: Tensor): [Tensor, Tensor] {
+    return this.hooked([x, r], (a) => addLayerNorm(a[0] as Tensor, a[1] as Tensor, this.weight, this.bias, this.eps)) as [Tensor, Tensor];
   }
 }
 

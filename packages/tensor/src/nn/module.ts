@@ -41,6 +41,15 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
 
   /** Runs forward with the hooks around it. Call this, not forward, from a parent module. */
   call(...args: In): Out {
+    return this.hooked(args, (a) => this.forward(...(a as In))) as Out;
+  }
+
+  /**
+   * Runs `fn` in place of forward with this module's hooks around it, for a module's second entry
+   * point (LayerNorm's fused residual form): pre-hooks see and may replace `args`, forward hooks see
+   * the output, backward hooks wrap what flows in and out, exactly as for call().
+   */
+  protected hooked(args: unknown[], fn: (args: unknown[]) => unknown): unknown {
     let a: unknown[] = args;
     for (const h of this.forwardPreHooks) {
       const r = h(this, a);
@@ -60,7 +69,7 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
       a = wrapped.value as unknown[];
       pendingInputs = wrapped.count;
     }
-    let out: unknown = this.forward(...(a as In));
+    let out: unknown = fn(a);
     for (const h of this.forwardHooks) {
       const r = h(this, a, out);
       if (r !== undefined) out = r;
@@ -79,7 +88,7 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
         }),
       ).value;
     }
-    return out as Out;
+    return out;
   }
 
   registerForwardPreHook(fn: ForwardPreHook): HookHandle {

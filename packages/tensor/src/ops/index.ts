@@ -6,7 +6,7 @@ export { reshape, view, contiguous, permute, transpose, narrow, expand, cat, spl
 export { matmul, linear, computeDType } from './matmul.js';
 export { gelu, softmax, dropout } from './activation.js';
 export type { DropoutOptions } from './activation.js';
-export { layerNorm } from './layer-norm.js';
+export { addLayerNorm, layerNorm } from './layer-norm.js';
 export { embedding } from './embedding.js';
 export { crossEntropy } from './cross-entropy.js';
 export { causalAttention } from './attention.js';

@@ -9,7 +9,7 @@ import { axpy, binary, hasInfNan, scale, sum, sumLastDim, sumRows, sumSquares, u
 import { gemm } from './gemm.js';
 import {
   crossEntropyBackward, crossEntropyForward, dropoutForward, embeddingBackward, embeddingForward,
-  geluBackward, geluForward, layerNormBackward, layerNormForward, softmaxBackward, softmaxForward,
+  geluBackward, geluForward, layerNormBackward, layerNormForward, layerNormResidualForward, softmaxBackward, softmaxForward,
 } from './nn.js';
 
 export { dropoutUniform } from './nn.js';
@@ -27,7 +27,7 @@ export function createReferenceKernels(): KernelTable {
     unary, binary, scale, axpy,
     sum, sumSquares, hasInfNan, sumRows, sumLastDim,
     gemm,
-    layerNormForward, layerNormBackward,
+    layerNormForward, layerNormBackward, layerNormResidualForward,
     geluForward, geluBackward,
     softmaxForward, softmaxBackward,
     embeddingForward, embeddingBackward,

@@ -19,6 +19,11 @@ export function layerNormForward(dtype: FloatDType, x: FArray, weight: FArray, b
   }
 }
 
+export function layerNormResidualForward(dtype: FloatDType, x: FArray, r: FArray, weight: FArray, bias: FArray, sum: FArray, y: FArray, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void {
+  for (let i = 0; i < rows * cols; i++) wr(dtype, sum, i, rd(dtype, x, i) + rd(dtype, r, i));
+  layerNormForward(dtype, sum, weight, bias, y, mean, rstd, rows, cols, eps);
+}
+
 export function layerNormBackward(dtype: FloatDType, dy: FArray, x: FArray, weight: FArray, mean: Float32Array, rstd: Float32Array, dx: FArray, dweight: Float32Array, dbias: Float32Array, rows: number, cols: number): void {
   const xhat = new Float64Array(cols);
   const dxhat = new Float64Array(cols);

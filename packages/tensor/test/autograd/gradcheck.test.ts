@@ -49,6 +49,16 @@ describe('gradients match finite differences (f64)', () => {
     gradcheck((x, w, b) => ops.layerNorm(x!, w!, b!), () => [rand([3, 6], 35, 2), rand([6], 36), rand([6], 37)]);
   });
 
+  it('fused residual add + layernorm: both outputs used, only the norm, only the sum', () => {
+    const inputs = () => [rand([3, 6], 40, 2), rand([3, 6], 41), rand([6], 42), rand([6], 43)];
+    gradcheck((x, r, w, b) => {
+      const [h, y] = ops.addLayerNorm(x!, r!, w!, b!);
+      return ops.add(ops.mul(h, h), y);
+    }, inputs);
+    gradcheck((x, r, w, b) => ops.addLayerNorm(x!, r!, w!, b!)[1], inputs);
+    gradcheck((x, r, w, b) => ops.mul(ops.addLayerNorm(x!, r!, w!, b!)[0], x!), inputs);
+  });
+
   it('embedding and cross-entropy (with an ignored row)', () => {
     const ids = (): ReturnType<typeof fromArray> => fromArray([1, 0, 3, 1], [2, 2], { dtype: 'i32' });
     gradcheck((t, i) => ops.embedding(i!, t!), () => [rand([4, 3], 38), ids()]);

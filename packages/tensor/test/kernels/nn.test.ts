@@ -48,6 +48,41 @@ describe('layerNorm', () => {
   });
 });
 
+describe('layerNorm with a residual add', () => {
+  it('matches the reference: the sum exactly (as rounded), y, mean and rstd', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [rows, cols] of [[1, 1], [3, 17], [7, 768], [2, 2050], [300, 40]] as const) {
+        const n = rows * cols;
+        const x = randomArray(dtype, n, cols + 10, -2, 3);
+        const r = randomArray(dtype, n, cols + 11, -1, 1);
+        const w = randomArray(dtype, cols, cols + 12, 0.5, 1.5);
+        const b = randomArray(dtype, cols, cols + 13);
+        const sum = zeros(dtype, n);
+        const y = zeros(dtype, n);
+        const mean = new Float32Array(rows);
+        const rstd = new Float32Array(rows);
+        ref.layerNormResidualForward(dtype, x, r, w, b, sum, y, mean, rstd, rows, cols, 1e-5);
+        forEachIsa(() => {
+          const gs = zeros(dtype, n);
+          const gy = zeros(dtype, n);
+          const gm = new Float32Array(rows);
+          const gr = new Float32Array(rows);
+          cpu.layerNormResidualForward(dtype, x, r, w, b, gs, gy, gm, gr, rows, cols, 1e-5);
+          const s = `${dtype} [${rows},${cols}]`;
+          expectCloseArrays(`layerNormResidual sum ${s}`, dtype, gs, sum, { rtol: 0, atol: 0 });
+          expectCloseArrays(`layerNormResidual y ${s}`, dtype, gy, y, tol(dtype, 10));
+          expectClose(`layerNormResidual mean ${s}`, gm, mean, tol('f32'));
+          expectClose(`layerNormResidual rstd ${s}`, gr, rstd, { rtol: 1e-5, atol: 0 });
+          // And y is the plain layer norm of the stored sum.
+          const py = zeros(dtype, n);
+          cpu.layerNormForward(dtype, gs, w, b, py, new Float32Array(rows), new Float32Array(rows), rows, cols, 1e-5);
+          expectCloseArrays(`layerNormResidual y = layerNorm(sum) ${s}`, dtype, gy, py, { rtol: 0, atol: 0 });
+        });
+      }
+    }
+  });
+});
+
 describe('gelu', () => {
   it('forward and backward match the reference', () => {
     for (const dtype of FLOAT_DTYPES) {

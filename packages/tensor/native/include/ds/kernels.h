@@ -58,6 +58,8 @@ void layerNormForward(const Ctx& c, DType dtype, const void* x, const void* w, c
                       float* rstd, int64_t rows, int64_t cols, float eps);
 void layerNormBackward(const Ctx& c, DType dtype, const void* dy, const void* x, const void* w, const float* mean,
                        const float* rstd, void* dx, float* dw, float* db, int64_t rows, int64_t cols);
+void layerNormResidualForward(const Ctx& c, DType dtype, const void* x, const void* r, const void* w, const void* b,
+                              void* sum, void* y, float* mean, float* rstd, int64_t rows, int64_t cols, float eps);
 void geluForward(const Ctx& c, DType dtype, const void* x, void* y, int64_t n);
 void geluBackward(const Ctx& c, DType dtype, const void* dy, const void* x, void* dx, int64_t n);
 void softmaxForward(const Ctx& c, DType dtype, const void* x, void* y, int64_t rows, int64_t cols);
