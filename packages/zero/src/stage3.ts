@@ -57,11 +57,20 @@ export class Stage3State extends ShardedState {
     this.installHooks();
   }
 
-  /** Collective. Without zeroInit every rank must have built the same weights (same seed). */
+  /**
+   * Collective. Parameters built whole (without zeroInit) start from rank 0's values, as in stages
+   * 1-2 and DeepSpeed: each is broadcast from rank 0 before this rank keeps its part.
+   */
   static async create(args: StateManagerArgs, log: (message: string) => void = () => {}): Promise<Stage3State> {
     const world = args.group?.size ?? 1;
     const rank = args.group?.rank ?? 0;
     const pre = prePartitionOf(args.module, world, rank);
+    if (args.group && world > 1) {
+      for (const p of args.params) {
+        if (pre?.slices.has(p) || p.numel === 0) continue;
+        await args.group.broadcast({ dtype: p.dtype, array: p.data() }, { root: 0 });
+      }
+    }
     const shapes = args.params.map((p) => [...(pre?.shapes.get(p) ?? p.shape)]);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
     const layout = planStage3(args.module, args.params, sizes, zeroConfigOf(args.config), world, rank);

@@ -55,3 +55,22 @@ describe.each([2, 4])('ZeRO on %i ranks', (world) => {
     });
   }, 240_000);
 });
+
+describe('initial weights', () => {
+  it('every stage starts all ranks from rank 0\'s weights when the ranks build different ones', async () => {
+    const world = 2;
+    const want = await reference(world);
+    const stages = [1, 2, 3].map((stage) => tinyConfig(MICRO, { stage, reduce_bucket_size: 700, stage3_param_persistence_threshold: 20 }));
+    const w = await withWorld(world, zeroWorker('train.ts'), {
+      env: { DS_TEST_CONFIGS: JSON.stringify(stages), DS_TEST_STEPS: '4', DS_TEST_SEED_BY_RANK: '1' },
+      timeoutMs: 120_000,
+    });
+    expect(w.timedOut, describeWorld(w)).toBe(false);
+    for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
+    const out = w.ranks.map((r) => lastJson<{ runs: Run[] }>(r.stdout).runs);
+    stages.forEach((_, k) => {
+      const got = [0, 1, 2, 3].map((s) => out.reduce((a, ranks) => a + ranks[k]!.losses[s]!, 0) / world);
+      got.forEach((l, s) => expect(Math.abs(l - want[s]!) / want[s]!, `stage ${k + 1} step ${s}: ${l} vs ${want[s]}`).toBeLessThan(1e-3));
+    });
+  }, 150_000);
+});

@@ -9,7 +9,10 @@ import { TINY_GPT, trainSteps } from '../helpers.js';
 
 const configs = JSON.parse(process.env.DS_TEST_CONFIGS!) as Record<string, unknown>[];
 const steps = Number(process.env.DS_TEST_STEPS ?? 6);
-const gpt = process.env.DS_TEST_GPT ? { ...TINY_GPT, ...(JSON.parse(process.env.DS_TEST_GPT) as object) } : TINY_GPT;
+const gpt0 = process.env.DS_TEST_GPT ? { ...TINY_GPT, ...(JSON.parse(process.env.DS_TEST_GPT) as object) } : TINY_GPT;
+// DS_TEST_SEED_BY_RANK=1: each rank builds different initial weights (seed + 1000 x rank); ZeRO must
+// start every rank from rank 0's.
+const gpt = process.env.DS_TEST_SEED_BY_RANK === '1' ? { ...gpt0, seed: (gpt0.seed ?? 0) + 1000 * Number(process.env.RANK) } : gpt0;
 const runs = [];
 let dist = undefined as Awaited<ReturnType<typeof initialize>>['engine']['dist'] | undefined;
 for (const config of configs) {
