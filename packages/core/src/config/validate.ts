@@ -118,6 +118,7 @@ export function analyseConfig(input: ConfigObject, options: ValidateOptions = {}
   checkOptimizerSection(out, registry, problems);
   checkSchedulerSection(out, problems, warnings);
   checkPrecision(out, raw, problems);
+  checkActivationCheckpointing(out, problems);
   if (typeof out.vocabulary_size === 'number' && out.vocabulary_size % 8 !== 0) {
     warnings.push({ path: 'vocabulary_size', value: out.vocabulary_size, message: `vocabulary size ${out.vocabulary_size} is not aligned to 8, which may lower tensor-core utilization` });
   }
@@ -196,6 +197,27 @@ function checkSchedulerSection(out: Record<string, unknown>, problems: ConfigPro
   const warmup = Math.max(2, params.warmup_num_steps as number);
   if (typeof total === 'number' && total < warmup) {
     warnings.push({ path: 'scheduler.params.total_num_steps', value: total, message: `total_num_steps ${total} is less than warmup_num_steps ${params.warmup_num_steps as number}` });
+  }
+}
+
+/**
+ * activation_checkpointing: what it asks for on the cpu device. Checkpointing itself is the model's
+ * (@ds/tensor's checkpoint() / Checkpointed / GPT's checkpointActivations, as DeepSpeed's section
+ * only tunes deepspeed.checkpointing). cpu_checkpointing and synchronize_checkpoint_boundary are
+ * accepted because on the cpu device they already hold (checkpoints live in host memory, kernels are
+ * synchronous); number_checkpoints only sizes contiguous buffers. The switches that need what is not
+ * built are rejected by name rather than ignored.
+ */
+function checkActivationCheckpointing(out: Record<string, unknown>, problems: ConfigProblem[]): void {
+  const ac = out.activation_checkpointing as Record<string, unknown> | undefined;
+  if (!ac) return;
+  const unbuilt: [string, string][] = [
+    ['partition_activations', 'splits checkpointed activations across the tensor-parallel group; tensor parallelism is not built in this port'],
+    ['contiguous_memory_optimization', 'copies partitioned checkpoints into contiguous buffers (DeepSpeed requires partition_activations for it), and activation partitioning is not built'],
+    ['profile', 'times each checkpointed forward and recomputation; that profiling is not built (wall_clock_breakdown times forward and backward as a whole)'],
+  ];
+  for (const [key, why] of unbuilt) {
+    if (ac[key] === true) problems.push({ path: `activation_checkpointing.${key}`, value: true, message: `'activation_checkpointing.${key}' ${why}; set it to false` });
   }
 }
 
