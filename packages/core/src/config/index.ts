@@ -11,7 +11,6 @@ export type { DSConfig, CoreConfig, Fp16Config, Bf16Config } from './core-sectio
 // CORE_OPTIMIZER_TYPES stays internal: src/optim exports the optimizer-side table under that name.
 export { CORE_SCHEDULER_TYPES } from './core-keys.js';
 export type { CoreOptimizerType, CoreSchedulerType } from './core-keys.js';
-export { CORE_OPTIMIZER_PARAMS } from './optimizer.js';
 export { UNBUILT_SECTIONS } from './unbuilt.js';
 export { findPluginNeeds, missingPluginMessage } from './requirements.js';
 export type { PluginNeed } from './requirements.js';

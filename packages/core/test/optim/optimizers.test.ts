@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 
 import { f32ToBf16, type KernelTable } from '@ds/tensor';
 
+import { loadConfig } from '../../src/config/index.js';
 import { createCoreOptimizer } from '../../src/optim/factory.js';
+import { CORE_OPTIMIZER_SPECS } from '../../src/optim/params.js';
 import type { OptimizerSlot } from '../../src/optim/types.js';
 
 // The TypeScript optimizers only use the kernel table for the optional 16-bit copy.
@@ -150,5 +152,42 @@ describe('createCoreOptimizer', () => {
     const problems = (err as { problems: Array<{ path: string; message: string }> }).problems;
     expect(problems.map((p) => p.path).sort()).toEqual(['optimizer.params.betas', 'optimizer.params.lr', 'optimizer.params.lrate', 'optimizer.params.max_grad_norm']);
     expect(problems.find((p) => p.path.endsWith('max_grad_norm'))!.message).toMatch(/gradient_clipping/);
+  });
+
+  it('the config check and the factory read one table: what one accepts the other builds, what one rejects the other rejects', () => {
+    const configProblems = (type: string, params: Record<string, unknown>): string[] => {
+      try {
+        loadConfig({ train_batch_size: 8, optimizer: { type, params } });
+        return [];
+      } catch (err) {
+        return (err as { problems: { path: string }[] }).problems.map((p) => p.path);
+      }
+    };
+    const factoryProblems = (type: string, params: Record<string, unknown>): string[] => {
+      try {
+        createCoreOptimizer(ctx, type, params);
+        return [];
+      } catch (err) {
+        return (err as { problems: { path: string }[] }).problems.map((p) => p.path);
+      }
+    };
+    for (const [type, specs] of Object.entries(CORE_OPTIMIZER_SPECS)) {
+      // Every key with its default value: both accept.
+      const all = Object.fromEntries(Object.entries(specs).map(([k, spec]) => [k, spec.default]));
+      expect(configProblems(type, all), type).toEqual([]);
+      expect(factoryProblems(type, all), type).toEqual([]);
+      expect(createCoreOptimizer(ctx, type, all)).toBeDefined();
+    }
+    // Values that were accepted by the config check and refused only at initialize before the tables
+    // were one: AMSGrad, a beta of exactly 1, max_grad_norm on Lamb.
+    for (const [type, params, path] of [
+      ['Adam', { amsgrad: true }, 'optimizer.params.amsgrad'],
+      ['Lion', { betas: [0.9, 1] }, 'optimizer.params.betas'],
+      ['Lamb', { max_grad_norm: 0 }, 'optimizer.params.max_grad_norm'],
+      ['SGD', { nesterov: true }, 'optimizer.params.nesterov'],
+    ] as const) {
+      expect(configProblems(type, params), type).toEqual([path]);
+      expect(factoryProblems(type, params), type).toEqual([path]);
+    }
   });
 });
