@@ -10,6 +10,7 @@ export { planUnits, bucketGroups } from './partition.js';
 export type { PartitionPlan, Unit } from './partition.js';
 
 export { Stage3State, gatheredParameters } from './stage3.js';
+export type { GatheredOptions } from './stage3.js';
 export { zeroInit, registerExternalParameter } from './zero-init.js';
 export type { ZeroInitOptions } from './zero-init.js';
 export { consolidateFp32, writeFp32 } from './consolidate.js';

@@ -5,6 +5,7 @@ import {
   allocateFlat,
   clipCoefficient,
   DSCheckpointError,
+  DSError,
   flatArray,
   releaseFlat,
   type FlatBuffer,
@@ -228,6 +229,24 @@ export abstract class ShardedState implements ModelStateManager {
     if (this.group) await this.group.allGather({ dtype: 'f32', array: all }, { dtype: 'f32', array: shard });
     else all.set(shard);
     return assembleFull(describeUnits(this.plan, this.args.names, this.sizes), this.world, (r) => all.subarray(r * this.plan.shardNumel, (r + 1) * this.plan.shardNumel));
+  }
+
+  /**
+   * Collective: rank `root`'s current parameter values become every rank's, in the 16-bit parameters
+   * and the fp32 masters (so the next optimizer step starts from them). The parameters must be whole
+   * (gathered, under stage 3) and changed in place; this is gatheredParameters' modifierRank.
+   */
+  async adoptParametersFrom(root: number): Promise<void> {
+    if (!Number.isInteger(root) || root < 0 || root >= this.world) {
+      throw new DSError(`gatheredParameters: modifierRank ${root} is not a rank of this data-parallel group (ranks 0-${this.world - 1})`, { code: 'DS_ZERO_BAD_RANK' });
+    }
+    const weights = new Map<string, NamedTensor>();
+    for (const [i, p] of this.args.params.entries()) {
+      const data = p.data() as Float32Array | Uint16Array;
+      if (this.group && this.world > 1 && p.numel > 0) await this.group.broadcast({ dtype: p.dtype, array: data }, { root });
+      weights.set(this.args.names[i]!, { dtype: p.dtype as FloatDType, shape: [...p.shape], data });
+    }
+    await this.loadModuleState(weights, true);
   }
 
   /** After loadRankStates replaced the masters from the saved fp32 weights (`full`, whole by name): the 16-bit copies follow. */

@@ -165,11 +165,16 @@ export class Stage3State extends ShardedState {
     this.args.kernels.fill(this.gradDtype, flatArray(this.gradShard), this.gradShard.numel, 0);
   }
 
-  /** Gathers every unit (collective), runs fn with whole parameters, releases them again. */
-  async withGathered<T>(fn: () => T | Promise<T>): Promise<T> {
+  /**
+   * Gathers every unit (collective), runs fn with whole parameters, then (with `modifierRank`) makes
+   * that rank's values every rank's, and releases the parameters again.
+   */
+  async withGathered<T>(fn: () => T | Promise<T>, modifierRank?: number): Promise<T> {
     for (let u = 0; u < this.plan.units.length; u++) await this.coord.fetchAsync(u);
     try {
-      return await fn();
+      const out = await fn();
+      if (modifierRank !== undefined) await this.adoptParametersFrom(modifierRank);
+      return out;
     } finally {
       await this.coord.releaseAll();
     }
@@ -232,8 +237,31 @@ export class Stage3State extends ShardedState {
   }
 }
 
-/** Runs fn with every parameter whole (collective under stage 3; plain call otherwise). Read-only: changes are not written back. */
-export async function gatheredParameters<T>(state: ModelStateManager, fn: () => T | Promise<T>): Promise<T> {
-  if (state instanceof Stage3State) return state.withGathered(fn);
-  return fn();
+export interface GatheredOptions {
+  /**
+   * DeepSpeed's modifier_rank: the rank whose in-place changes to the parameters are kept. After fn,
+   * its values are broadcast and written into every rank's partition and fp32 masters (collective).
+   * Without it the parameters are read-only: changes are dropped when they are released.
+   */
+  modifierRank?: number;
+}
+
+/**
+ * Runs fn with every parameter whole (collective under stage 3; a plain call under stages 1-2, where
+ * parameters are always whole). With `modifierRank`, that rank's changes become every rank's. Every
+ * rank must call it; fn must change parameters in place (p.data().set(...)), not replace them.
+ */
+export async function gatheredParameters<T>(state: ModelStateManager, fn: () => T | Promise<T>, opts: GatheredOptions = {}): Promise<T> {
+  const root = opts.modifierRank;
+  if (state instanceof Stage3State) return state.withGathered(fn, root);
+  if (root === undefined) return fn();
+  if (state instanceof ShardedState) {
+    const out = await fn();
+    await state.adoptParametersFrom(root);
+    return out;
+  }
+  throw new DSError(
+    `gatheredParameters: modifierRank works on a ZeRO state manager (stages 1-3), got stage ${state.stage}; under stage 0 every rank holds its own full copy: make the same change on every rank`,
+    { code: 'DS_ZERO_BAD_RANK' },
+  );
 }

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { initialize } from '@ds/core';
 import { GPT } from '@ds/tensor';
 
+import { gatheredParameters, zero } from '../src/index.js';
 import { describeWorld, lastJson, TINY_GPT, tinyConfig, trainSteps, withWorld, zeroWorker } from './helpers.js';
 
 const STEPS = 20;
@@ -73,4 +74,28 @@ describe('initial weights', () => {
       got.forEach((l, s) => expect(Math.abs(l - want[s]!) / want[s]!, `stage ${k + 1} step ${s}: ${l} vs ${want[s]}`).toBeLessThan(1e-3));
     });
   }, 150_000);
+});
+
+describe('gatheredParameters with a modifier rank', () => {
+  it('keeps the modifier rank\'s in-place changes on every rank, through the fp32 masters, at stages 1-3', async () => {
+    const noLr = (stage: number) => ({ ...tinyConfig(1, { stage, stage3_param_persistence_threshold: 20 }), optimizer: { type: 'AdamW', params: { lr: 0, weight_decay: 0 } } });
+    const configs = [1, 2, 3].map(noLr);
+    const w = await withWorld(2, zeroWorker('modify.ts'), { env: { DS_TEST_CONFIGS: JSON.stringify(configs), DS_TEST_ROOT: '1' }, timeoutMs: 120_000 });
+    expect(w.timedOut, describeWorld(w)).toBe(false);
+    for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
+    for (const r of w.ranks) {
+      const runs = lastJson<{ runs: { stage: number; row0: number[] }[] }>(r.stdout).runs;
+      expect(runs.map((x) => x.stage)).toEqual([1, 2, 3]);
+      for (const run of runs) expect(run.row0, `stage ${run.stage}`).toEqual(new Array(TINY_GPT.nEmbd).fill(0.25));
+    }
+  }, 150_000);
+
+  it('rejects a modifier rank outside the group, and any modifier rank under stage 0', async () => {
+    const { engine } = await initialize({ model: new GPT(TINY_GPT), config: tinyConfig(1, { stage: 1 }), plugins: [zero()], dist: null, log: () => {} });
+    await expect(gatheredParameters(engine.stateManager, () => {}, { modifierRank: 1 })).rejects.toThrow(/modifierRank 1 is not a rank of this data-parallel group \(ranks 0-0\)/);
+    engine.destroy();
+    const plain = await initialize({ model: new GPT(TINY_GPT), config: tinyConfig(1), dist: null, log: () => {} });
+    await expect(gatheredParameters(plain.engine.stateManager, () => {}, { modifierRank: 0 })).rejects.toThrow(/modifierRank works on a ZeRO state manager \(stages 1-3\), got stage 0/);
+    plain.engine.destroy();
+  });
 });
