@@ -9,7 +9,10 @@ export interface TensorEnv {
   numThreads: number | undefined;
   /** DS_MEMORY_LIMIT: per-process allocation budget in bytes (k/m/g suffixes allowed). */
   memoryLimit: number | undefined;
-  /** DS_ALLOC_CACHE: most bytes the CPU caching allocator keeps (k/m/g suffixes; 0 turns it off); default a quarter of physical memory. */
+  /**
+   * DS_ALLOC_CACHE: most bytes the CPU caching allocator keeps (k/m/g suffixes; 0 turns it off).
+   * Default: a quarter of physical memory shared by the ranks on this host (LOCAL_SIZE, set by `ds`).
+   */
   allocCache: number;
   /** DS_POISON_UNINIT=1: fill uninitialized allocations with 0xFF bytes (NaN) so unwritten outputs show up in tests. */
   poisonUninit: boolean;
@@ -22,6 +25,12 @@ function positiveInt(name: string, raw: string | undefined): number | undefined 
     throw new RangeError(`${name}='${raw}' must be a positive integer`);
   }
   return n;
+}
+
+/** Ranks sharing this host: LOCAL_SIZE as the launcher sets it (1 when absent or not a positive integer). */
+function localRanks(env: NodeJS.ProcessEnv): number {
+  const n = Number(env.LOCAL_SIZE);
+  return Number.isInteger(n) && n > 0 ? n : 1;
 }
 
 function flag(name: string, raw: string | undefined): boolean {
@@ -43,7 +52,7 @@ export function readTensorEnv(env: NodeJS.ProcessEnv = process.env): TensorEnv {
     cpuIsa: env.DS_CPU_ISA || 'auto',
     numThreads: positiveInt('DS_NUM_THREADS', env.DS_NUM_THREADS) ?? positiveInt('OMP_NUM_THREADS', env.OMP_NUM_THREADS),
     memoryLimit: parseBytes('DS_MEMORY_LIMIT', env.DS_MEMORY_LIMIT),
-    allocCache: parseBytes('DS_ALLOC_CACHE', env.DS_ALLOC_CACHE) ?? Math.floor(totalmem() / 4),
+    allocCache: parseBytes('DS_ALLOC_CACHE', env.DS_ALLOC_CACHE) ?? Math.floor(totalmem() / 4 / localRanks(env)),
     poisonUninit: flag('DS_POISON_UNINIT', env.DS_POISON_UNINIT),
   };
 }

@@ -137,7 +137,11 @@ describe('buffer cache', () => {
   it('reads DS_ALLOC_CACHE and DS_POISON_UNINIT, rejecting bad values by name', () => {
     expect(readTensorEnv({ DS_ALLOC_CACHE: '512m' }).allocCache).toBe(512 * MiB);
     expect(readTensorEnv({ DS_ALLOC_CACHE: '0' }).allocCache).toBe(0);
-    expect(readTensorEnv({}).allocCache).toBeGreaterThan(0);
+    const one = readTensorEnv({}).allocCache;
+    expect(one).toBeGreaterThan(0);
+    // Ranks on one host share the default: 4 local ranks get a quarter of it each.
+    expect(readTensorEnv({ LOCAL_SIZE: '4' }).allocCache).toBe(Math.floor(one / 4));
+    expect(readTensorEnv({ LOCAL_SIZE: 'x' }).allocCache).toBe(one);
     expect(readTensorEnv({ DS_POISON_UNINIT: '1' }).poisonUninit).toBe(true);
     expect(readTensorEnv({}).poisonUninit).toBe(false);
     expect(() => readTensorEnv({ DS_ALLOC_CACHE: 'lots' })).toThrow(/DS_ALLOC_CACHE='lots'/);
