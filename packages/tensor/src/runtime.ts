@@ -72,7 +72,10 @@ export class Runtime {
     this.finalizer = new FinalizationRegistry((storage: Storage) => {
       if (storage.isFreed) return;
       tracker.gcReclaimed++;
-      storage.release();
+      // Not into the buffer cache: a typed array taken with data() may outlive its tensor handle
+      // (the handle was dropped without dispose, the array kept), and must not come to alias a new
+      // tensor's bytes. Only an explicit dispose() hands a buffer back for reuse.
+      storage.release(false);
     });
   }
 

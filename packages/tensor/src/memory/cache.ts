@@ -20,7 +20,9 @@
 //   with 0xFF bytes (NaN in every float dtype) so a kernel that leaves part of its output unwritten
 //   shows up as NaN in tests; the test suites run with it on.
 // - As with any caching allocator, a typed array taken from a tensor's data() must not be used after
-//   that tensor is disposed: its bytes may by then belong to another tensor.
+//   that tensor is disposed: its bytes may by then belong to another tensor. A storage that garbage
+//   collection reclaims (its tensors were never disposed) is not cached, since a data() array taken
+//   from it may still be in use.
 
 /** Buffers below this size are left to V8's allocator. */
 export const MIN_CACHED_BYTES = 64 * 1024;

@@ -78,10 +78,11 @@ export class Storage implements MemoryHolder {
     this.refs++;
   }
 
-  release(): void {
+  /** Drops one reference; the last frees the bytes, into the buffer cache when `reuse` (see runtime.ts's finalizer). */
+  release(reuse = true): void {
     if (!this.buf) return;
     this.refs--;
-    if (this.refs <= 0) this.free();
+    if (this.refs <= 0) this.free(reuse);
   }
 
   setCategory(category: MemoryCategory): void {
@@ -90,9 +91,9 @@ export class Storage implements MemoryHolder {
     this.tracker.recategorize(this, from);
   }
 
-  private free(): void {
+  private free(reuse: boolean): void {
     // An owned CPU buffer goes back to the cache (a wrapped one belongs to somebody else).
-    if (!this.external && this.device === 'cpu' && this.buf instanceof ArrayBuffer) this.tracker.cache.give(this.buf);
+    if (reuse && !this.external && this.device === 'cpu' && this.buf instanceof ArrayBuffer) this.tracker.cache.give(this.buf);
     this.buf = null;
     this.tracker.onFree(this);
   }

@@ -1,3 +1,6 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
 import { describe, expect, it } from 'vitest';
 import { empty, zeros } from '../../src/create.js';
 import { DSOutOfMemoryError } from '../../src/errors.js';
@@ -119,6 +122,28 @@ describe('buffer cache', () => {
       Storage.allocate(rt.tracker, MiB, { device: 'cuda' }).retain();
       expect(rt.tracker.cache.cachedBytes).toBe(0);
     });
+  });
+
+  it('does not reuse a storage that garbage collection reclaimed: a kept data() array stays its own', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const rt = runtime();
+    let kept: Float32Array | undefined;
+    withRuntime(rt, () => {
+      // The tensor handle is dropped without dispose(); only its data() array is kept.
+      kept = zeros(f32s(MiB)).data() as Float32Array;
+      kept.fill(5);
+    });
+    for (let i = 0; i < 50 && rt.tracker.gcReclaimed === 0; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(rt.tracker.gcReclaimed).toBe(1);
+    expect(rt.tracker.cache.cachedBytes).toBe(0);
+    const fresh = withRuntime(rt, () => zeros(f32s(MiB)));
+    expect(fresh.storage.buffer).not.toBe(kept!.buffer);
+    expect(kept![0]).toBe(5);
+    fresh.dispose();
   });
 
   it('BufferCache refuses detached buffers and buffers over its limit', () => {
