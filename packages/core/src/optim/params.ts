@@ -24,12 +24,17 @@ interface Spec {
   readonly rule: Rule;
 }
 
-const adam: Record<string, Spec> = {
+// What FusedAdam and FusedLamb share.
+const adamLike: Record<string, Spec> = {
   lr: { default: 1e-3, rule: nonNegative },
   betas: { default: [0.9, 0.999], rule: betas },
   eps: { default: 1e-8, rule: positive },
   weight_decay: { default: 0, rule: nonNegative },
   bias_correction: { default: true, rule: boolean },
+};
+
+const adam: Record<string, Spec> = {
+  ...adamLike,
   adam_w_mode: { default: true, rule: boolean },
   torch_adam: { default: false, rule: boolean },
   amsgrad: { default: false, rule: noAmsgrad },
@@ -52,11 +57,7 @@ export const CORE_OPTIMIZER_SPECS: Readonly<Record<string, Readonly<Record<strin
     weight_decay: { default: 0, rule: nonNegative },
   },
   lamb: {
-    lr: { default: 1e-3, rule: nonNegative },
-    betas: { default: [0.9, 0.999], rule: betas },
-    eps: { default: 1e-8, rule: positive },
-    weight_decay: { default: 0, rule: nonNegative },
-    bias_correction: { default: true, rule: boolean },
+    ...adamLike,
     eps_inside_sqrt: { default: false, rule: boolean },
     max_coeff: { default: 10, rule: positive },
     min_coeff: { default: 0.01, rule: nonNegative },
