@@ -3,6 +3,8 @@
 // A package describes its addons in `native/addon.json`:
 //   {
 //     "cpu":  { "sources": ["native/binding.cc", "native/kernels/*.cc"], "include": ["native/include"],
+//               (an include of the form "pkg:@scope/name/sub/dir" is that directory of a dependency,
+//               found through node_modules: how one package compiles against another's headers)
 //               "defines": [], "cflags": [], "libs": ["-ldl"] },
 //     "cuda": { "sources": ["native/cuda/*.cu", "native/cuda/*.cc"], "arch": ["80", "90"], "libs": [] }
 //   }
@@ -19,7 +21,8 @@
 // with per-function `__attribute__((target(...)))`, never with global -m flags.
 //
 // Builds are incremental: each object file is named by a hash of its source, every header under
-// native/, the compiler and the flags, so an unchanged tree compiles and links nothing.
+// native/ and the include directories, the compiler and the flags, so an unchanged tree compiles and
+// links nothing.
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -62,6 +65,31 @@ export function expandSources(base, patterns) {
     walk(root);
   }
   return [...new Set(out)];
+}
+
+/**
+ * An addon.json include directory: relative to the package, or `pkg:<package>/<subdir>` for a
+ * directory of a dependency, found by walking up node_modules from the package (no `exports` lookup,
+ * so a package need not export its headers).
+ */
+export function resolveInclude(packageDir, entry) {
+  if (!entry.startsWith('pkg:')) return resolve(packageDir, entry);
+  const spec = entry.slice(4);
+  const parts = spec.split('/');
+  const nameLength = spec.startsWith('@') ? 2 : 1;
+  const name = parts.slice(0, nameLength).join('/');
+  const sub = parts.slice(nameLength).join('/');
+  if (!name || (spec.startsWith('@') && parts.length < 2)) throw new NativeBuildError(`include '${entry}': expected pkg:<package>/<subdir>, e.g. pkg:@ds/tensor/native/include`);
+  for (let dir = packageDir; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(join(candidate, 'package.json'))) {
+      const full = join(candidate, sub);
+      if (!existsSync(full)) throw new NativeBuildError(`include '${entry}': ${name} has no ${sub || 'directory'} (${full})`);
+      return full;
+    }
+    if (dirname(dir) === dir) break;
+  }
+  throw new NativeBuildError(`include '${entry}': package ${name} is not installed below ${packageDir}; add it to the package's dependencies`);
 }
 
 function listHeaders(dir) {
@@ -165,7 +193,7 @@ async function buildTarget({ packageDir, target, spec, verbose, headersHash }) {
   const isCuda = target === 'cuda';
   const cxx = process.env.CXX || 'g++';
   const nvcc = isCuda ? findNvcc() : null;
-  const includes = [napiInclude(), addonApiInclude(), ...(spec.include ?? []).map((p) => resolve(packageDir, p))];
+  const includes = [napiInclude(), addonApiInclude(), ...(spec.include ?? []).map((p) => resolveInclude(packageDir, p))];
   const defines = (spec.defines ?? []).map((d) => `-D${d}`);
   const cxxFlags = [...baseFlags(debug), ...defines, ...(spec.cflags ?? []), ...includes.map((i) => `-I${i}`)];
   const arch = spec.arch ?? ['80', '90'];
@@ -240,7 +268,12 @@ export async function buildPackage(opt = {}) {
       throw new NativeBuildError(`${configPath}: unknown target '${key}' (expected 'cpu' or 'cuda')`);
     }
   }
-  const headersHash = hashOf(...listHeaders(join(packageDir, 'native')).map((f) => readFileSync(f)));
+  // Every header the build can see: under native/ and under each include directory (a dependency's
+  // headers too, so that changing them rebuilds this package's objects).
+  const headerDirs = [join(packageDir, 'native')];
+  for (const spec of [config.cpu, config.cuda]) for (const inc of spec?.include ?? []) headerDirs.push(resolveInclude(packageDir, inc));
+  const headerFiles = [...new Set(headerDirs.flatMap((d) => listHeaders(d)))];
+  const headersHash = hashOf(...headerFiles.map((f) => readFileSync(f)));
   const results = [];
   if (config.cpu) results.push(await buildTarget({ packageDir, target: 'cpu', spec: config.cpu, verbose: opt.verbose, headersHash }));
   if (config.cuda) {

@@ -1,4 +1,5 @@
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +46,27 @@ describe('ds-native-build', () => {
     writeAddonJson({ cpu: { sources: ['native/*.cc'], include: ['native'], defines: ['FIXTURE_FACTOR=2'] } });
     await expect(buildPackage({ packageDir: work, cuda: 'off' })).rejects.toThrow(/broken\.cc/);
     rmSync(join(work, 'native', 'broken.cc'));
+  });
+
+  it('finds pkg: includes through node_modules, and rebuilds when such a header changes', async () => {
+    const dep = join(work, 'node_modules', '@dep', 'headers');
+    mkdirSync(join(dep, 'include'), { recursive: true });
+    writeFileSync(join(dep, 'package.json'), '{"name": "@dep/headers"}');
+    writeFileSync(join(dep, 'include', 'dep_factor.h'), '#define FIXTURE_FACTOR 3\n');
+    // The factor now comes from the dependency's header (forced in with -include), not a define.
+    writeAddonJson({ cpu: { sources: ['native/*.cc'], include: ['native', 'pkg:@dep/headers/include'], cflags: ['-include', 'dep_factor.h'] } });
+    const [r] = await buildPackage({ packageDir: work, cuda: 'off' });
+    expect(r.status).toMatch(/^built/);
+    const load = () => spawnSync(process.execPath, ['-e', `console.log(require(${JSON.stringify(require.resolve('node-gyp-build'))})(${JSON.stringify(work)}).twice(21))`], { encoding: 'utf8' }).stdout.trim();
+    expect(load()).toBe('63');
+    writeFileSync(join(dep, 'include', 'dep_factor.h'), '#define FIXTURE_FACTOR 4\n');
+    const [rebuilt] = await buildPackage({ packageDir: work, cuda: 'off' });
+    expect(rebuilt.status).toBe('built (1/1 compiled)');
+    expect(load()).toBe('84');
+    writeAddonJson({ cpu: { sources: ['native/*.cc'], include: ['pkg:@dep/missing/include'] } });
+    await expect(buildPackage({ packageDir: work, cuda: 'off' })).rejects.toThrow(/include 'pkg:@dep\/missing\/include': package @dep\/missing is not installed/);
+    writeAddonJson({ cpu: { sources: ['native/*.cc'], include: ['pkg:@dep/headers/nope'] } });
+    await expect(buildPackage({ packageDir: work, cuda: 'off' })).rejects.toThrow(/@dep\/headers has no nope/);
   });
 
   it('rejects a missing source and an unknown target by name', async () => {

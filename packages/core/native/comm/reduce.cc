@@ -11,16 +11,6 @@ namespace ds::comm {
 namespace {
 constexpr size_t kBlock = 2048;
 
-inline uint32_t bitsOf(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-inline float floatOf(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
 
 // NaN wins in max/min so that a NaN anywhere is reported, as torch.maximum does.
 inline float fmaxNan(float a, float b) { return (a != a) ? a : (b != b) ? b : (a > b ? a : b); }
@@ -101,51 +91,6 @@ size_t dtypeSize(DType d) {
 }
 bool validDType(int d) { return d >= 0 && d <= 4; }
 bool validRedOp(int op) { return op >= 0 && op <= 3; }
-
-float bf16ToF32(uint16_t h) { return floatOf(static_cast<uint32_t>(h) << 16); }
-
-uint16_t f32ToBf16(float x) {
-  const uint32_t bits = bitsOf(x);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
-  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
-float f16ToF32(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  const uint32_t mant = h & 0x3ffu;
-  if (exp == 0) {
-    // Zero or subnormal: the value is mant * 2^-24, exact in f32.
-    const float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
-    return sign ? -v : v;
-  }
-  if (exp == 0x1f) return floatOf(sign | 0x7f800000u | (mant << 13));
-  return floatOf(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-
-uint16_t f32ToF16(float x) {
-  const uint32_t bits = bitsOf(x);
-  const uint32_t sign = (bits >> 16) & 0x8000u;
-  const int32_t exp = static_cast<int32_t>((bits >> 23) & 0xffu);
-  uint32_t mant = bits & 0x7fffffu;
-  if (exp == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0u));
-  const int32_t e = exp - 127 + 15;
-  if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (e <= 0) {
-    if (e < -11) return static_cast<uint16_t>(sign);
-    mant |= 0x800000u;
-    const uint32_t shift = static_cast<uint32_t>(14 - e);
-    const uint32_t half = 1u << (shift - 1);
-    const uint32_t rem = mant & ((1u << shift) - 1);
-    uint32_t out = mant >> shift;
-    if (rem > half || (rem == half && (out & 1u))) out += 1;
-    return static_cast<uint16_t>(sign | out);
-  }
-  const uint32_t rem = mant & 0x1fffu;
-  uint32_t out = (static_cast<uint32_t>(e) << 10) | (mant >> 13);
-  if (rem > 0x1000u || (rem == 0x1000u && (out & 1u))) out += 1;
-  return static_cast<uint16_t>(sign | out);
-}
 
 void reduceInto(DType dtype, RedOp op, const void* const* srcs, int nsrc, void* const* dsts, int ndst, size_t count) {
   if (nsrc <= 0 || count == 0) return;

@@ -14,39 +14,6 @@
 
 namespace ds {
 
-uint16_t f32ToF16(float x) {
-  const uint32_t bits = bitsOf(x);
-  const uint32_t sign = (bits >> 16) & 0x8000u;
-  const int32_t exp = static_cast<int32_t>((bits >> 23) & 0xff);
-  uint32_t mant = bits & 0x7fffffu;
-  if (exp == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0u));
-  const int32_t e = exp - 127 + 15;
-  if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (e <= 0) {  // a half subnormal (or zero): shift the implicit-one mantissa right, then round
-    if (e < -11) return static_cast<uint16_t>(sign);
-    mant |= 0x800000u;
-    const int shift = 14 - e;
-    const uint32_t half = 1u << (shift - 1);
-    const uint32_t rem = mant & ((1u << shift) - 1);
-    uint32_t out = mant >> shift;
-    if (rem > half || (rem == half && (out & 1u))) out += 1;
-    return static_cast<uint16_t>(sign | out);
-  }
-  const uint32_t rem = mant & 0x1fffu;
-  uint32_t out = (static_cast<uint32_t>(e) << 10) | (mant >> 13);
-  if (rem > 0x1000u || (rem == 0x1000u && (out & 1u))) out += 1;  // a carry into the exponent is right
-  return static_cast<uint16_t>(sign | out);
-}
-
-float f16ToF32(uint16_t h) {
-  const float sign = (h & 0x8000u) ? -1.0f : 1.0f;
-  const int exp = (h >> 10) & 0x1f;
-  const int mant = h & 0x3ff;
-  if (exp == 0) return sign * static_cast<float>(mant) * 5.9604644775390625e-8f;  // 2^-24
-  if (exp == 0x1f) return mant ? __builtin_nanf("") : sign * __builtin_inff();
-  return sign * std::ldexp(1.0f + static_cast<float>(mant) / 1024.0f, exp - 15);
-}
-
 namespace {
 
 DS_INLINE void bf16ToF32Body(const uint16_t* x, float* y, int64_t n) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "ds/cpu.h"
+#include "ds/dtype_bits.h"
 
 #define DS_INLINE inline __attribute__((always_inline))
 #define DS_TARGET_AVX2 __attribute__((target("avx2,fma,f16c,bmi2")))
@@ -32,29 +33,7 @@ namespace ds {
 
 enum class DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3, U8 = 4 };
 
-DS_INLINE uint32_t bitsOf(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-DS_INLINE float floatOf(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
-// f32 -> bf16 bits, round to nearest even, NaN kept quiet (the same bits as dtype.ts).
-DS_INLINE uint16_t f32ToBf16(float x) {
-  const uint32_t b = bitsOf(x);
-  const uint32_t nan = ((b >> 16) | 0x40u) & 0xffffu;
-  const uint32_t rne = ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16) & 0xffffu;
-  return static_cast<uint16_t>((b & 0x7fffffffu) > 0x7f800000u ? nan : rne);
-}
-DS_INLINE float bf16ToF32(uint16_t h) { return floatOf(static_cast<uint32_t>(h) << 16); }
-
-// IEEE half conversions, round to nearest even, subnormals kept (the same bits as dtype.ts).
-uint16_t f32ToF16(float x);
-float f16ToF32(uint16_t h);
+// bitsOf, floatOf, f32ToBf16, bf16ToF32, f32ToF16, f16ToF32: ds/dtype_bits.h.
 
 // e^x for f32, |rel err| < 2e-7 over the normal range; subnormal results below e^-87.3, 0 below
 // -103.98 and +Inf above 88.7228. Range reduction x = n ln2 + r with |r| <= ln2/2, a degree-6

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ds/dtype_bits.h"
+
 namespace ds::comm {
 
 enum class DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3, U8 = 4 };
@@ -18,9 +20,12 @@ bool validRedOp(int op);
 // source. Avg divides the f32 sum by `nsrc` before rounding.
 void reduceInto(DType dtype, RedOp op, const void* const* srcs, int nsrc, void* const* dsts, int ndst, size_t count);
 
-float bf16ToF32(uint16_t h);
-uint16_t f32ToBf16(float x);
-float f16ToF32(uint16_t h);
-uint16_t f32ToF16(float x);
+// The scalar conversions are @ds/tensor's (ds/dtype_bits.h), so both addons round alike.
+using ::ds::bf16ToF32;
+using ::ds::bitsOf;
+using ::ds::f16ToF32;
+using ::ds::f32ToBf16;
+using ::ds::f32ToF16;
+using ::ds::floatOf;
 
 }  // namespace ds::comm
