@@ -4,7 +4,7 @@
 //   gpt_train_tokens_per_s               vocab 8192, seq 256, d 256, 4 heads, 4 layers, batch 8
 //   gpt_train_tokens_per_s_d384_l6_s512  vocab 8192, seq 512, d 384, 6 heads, 6 layers, batch 4
 // Anchor: the same model and step in PyTorch with bf16 autocast, measured in the same run by
-// bench/gpt_torch.py (one worker process per shape) when torch is importable; rounds of our steps and
+// bench/gpt_torch.py (one worker process for both shapes) when torch is importable; rounds of our steps and
 // of PyTorch's alternate, and each side reports the median of its rounds. `--smoke` runs one step of a tiny model per row.
 
 import { fileURLToPath } from 'node:url';
@@ -42,16 +42,20 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const kernels = rt.kernels('cpu');
   const threadsBefore = kernels.getNumThreads();
   kernels.setNumThreads(THREADS);
+  // A smoke run's figures mean nothing, so it skips the (slow) PyTorch anchor.
+  const worker = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
   try {
     const rows: Row[] = [];
-    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name));
+    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker));
     return rows;
   } finally {
+    if (typeof worker !== 'string') worker.close();
     kernels.setNumThreads(threadsBefore);
   }
 }
 
-async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string): Promise<Row> {
+/** One shape; `worker` is the PyTorch worker (each shape sends it a fresh setup), or why there is none. */
+async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string): Promise<Row> {
   const { model, batch, seq } = shape;
   const warmup = opts.smoke ? 0 : 1;
   const rounds = opts.smoke ? 1 : ROUNDS;
@@ -59,8 +63,6 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   const rt = getRuntime();
   const cfg = { ...model, batch, seq, threads: THREADS, warmup, steps };
 
-  // A smoke run's figures mean nothing, so it skips the (slow) PyTorch anchor.
-  const worker = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
   const gpt = new GPT({ ...model, seed: 0 });
   const params = gpt.parameters();
   const moments = new Map<Tensor, [Tensor, Tensor]>();
@@ -90,31 +92,31 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   const perRound: { ours: number; torch: number | null }[] = [];
   let lastLoss = NaN;
   const tokens = batch * seq * steps;
-  try {
-    if (typeof worker !== 'string') {
+  if (typeof worker !== 'string') {
+    try {
       torchVersion = (await worker.request<{ torch: string }>({ setup: cfg })).torch;
       if (warmup > 0) await worker.request({ steps: warmup });
+    } catch (err) {
+      anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
     }
-    for (let i = 0; i < warmup; i++) step();
-    rt.tracker.resetPeak();
-    // Rounds alternate ours and PyTorch's so that both see the same load; each side's figure is the
-    // median of its rounds.
-    for (let r = 0; r < rounds; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < steps; i++) lastLoss = step();
-      const ours = tokens / ((performance.now() - t0) / 1000);
-      let torch: number | null = null;
-      if (typeof worker !== 'string' && anchorMissing === null) {
-        try {
-          torch = tokens / (await worker.request<{ seconds: number }>({ steps })).seconds;
-        } catch (err) {
-          anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
-        }
+  }
+  for (let i = 0; i < warmup; i++) step();
+  rt.tracker.resetPeak();
+  // Rounds alternate ours and PyTorch's so that both see the same load; each side's figure is the
+  // median of its rounds.
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) lastLoss = step();
+    const ours = tokens / ((performance.now() - t0) / 1000);
+    let torch: number | null = null;
+    if (typeof worker !== 'string' && anchorMissing === null) {
+      try {
+        torch = tokens / (await worker.request<{ seconds: number }>({ steps })).seconds;
+      } catch (err) {
+        anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
       }
-      perRound.push({ ours, torch });
     }
-  } finally {
-    if (typeof worker !== 'string') worker.close();
+    perRound.push({ ours, torch });
   }
   const value = median(perRound.map((r) => r.ours));
   const anchorValue = anchorMissing === null ? median(perRound.map((r) => r.torch!)) : null;

@@ -3,12 +3,12 @@
 // Validates a ds_config and explains it: the resolved batch triad, the plugins it needs and whether
 // they are installed (installed @ds/* plugins are loaded so their own schemas check their sections),
 // and every problem. Exit code 0 when valid, 1 when not, 2 for a usage error.
-import { realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 
 import { checkConfig, formatCheckReport } from '../config/check.js';
+import { isMainModule } from '../main-module.js';
 import { KNOWN_PLUGINS } from '../plugin/catalogue.js';
 import { createRegistry, type Registry } from '../plugin/registry.js';
 import type { Plugin } from '../plugin/types.js';
@@ -108,16 +108,8 @@ export async function main(argv: readonly string[], io: Io, discover: Discover =
   return report.ok ? 0 : 1;
 }
 
-// Run only when this file is the program, not when imported (tests import it). npm and pnpm start
-// bins through symlinks or shims, so compare real paths.
-function isMain(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-const invokedDirectly = isMain();
+// Run only when this file is the program, not when imported (tests import it).
+const invokedDirectly = isMainModule(import.meta.url);
 if (invokedDirectly) {
   main(process.argv.slice(2), { out: (l) => console.log(l), err: (l) => console.error(l) }).then(
     (code) => {

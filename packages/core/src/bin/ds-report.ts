@@ -4,14 +4,15 @@
 // and NCCL libraries that the cuda paths dlopen can be found (LD_LIBRARY_PATH, /usr/local/cuda*/lib64,
 // `ldconfig -p`, Python's nvidia-* wheels). It only reports; it never fails because something is missing.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 import { loadCpuAddon, readTensorEnv } from '@ds/tensor';
 
+import { isMainModule } from '../main-module.js';
 import { KNOWN_PLUGINS } from '../plugin/catalogue.js';
 
 export const CUDA_LIBRARIES = ['libcudart', 'libcublas', 'libcublasLt', 'libnccl'] as const;
@@ -166,16 +167,8 @@ export function formatReport(r: Report): string {
   return lines.join('\n');
 }
 
-// Run only when this file is the program, not when imported (tests import it). npm and pnpm start
-// bins through symlinks or shims, so compare real paths.
-function isMain(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-const invokedDirectly = isMain();
+// Run only when this file is the program, not when imported (tests import it).
+const invokedDirectly = isMainModule(import.meta.url);
 if (invokedDirectly) {
   try {
     const report = collectReport();

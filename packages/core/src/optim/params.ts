@@ -2,6 +2,7 @@
 // (FusedAdam, FusedLamb, FusedLion, torch SGD) and the rule each value must meet. Both the config
 // check (`ds-config check`, initialize's validation) and the optimizer factory read it, so a key is
 // accepted by one exactly when the other can build it.
+import { CORE_OPTIMIZER_TYPES as CORE_TYPE_NAMES } from '../config/core-keys.js';
 import type { ConfigProblem } from '../errors.js';
 
 type Params = Record<string, unknown>;
@@ -64,8 +65,8 @@ export const CORE_OPTIMIZER_SPECS: Readonly<Record<string, Readonly<Record<strin
   },
 };
 
-/** Case-insensitive DeepSpeed type name -> our canonical name, for core's optimizers. */
-export const CORE_OPTIMIZER_TYPES: Readonly<Record<string, string>> = { adam: 'Adam', adamw: 'AdamW', sgd: 'SGD', lion: 'Lion', lamb: 'Lamb' };
+/** Case-insensitive DeepSpeed type name -> our canonical name, for core's optimizers (from config/core-keys.ts's list). */
+export const CORE_OPTIMIZER_TYPES: Readonly<Record<string, string>> = Object.fromEntries(CORE_TYPE_NAMES.map((t) => [t.toLowerCase(), t]));
 
 export interface CheckedParams {
   /** The user's params over the defaults (meaningful only without problems). */

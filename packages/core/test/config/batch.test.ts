@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
-import { DSConfigError } from '../../src/errors.js';
+import { problemsOf } from '../helpers/config.js';
 import { loadConfig, resolveBatch } from '../../src/config/index.js';
 
-function problemsOf(fn: () => unknown): DSConfigError['problems'] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DSConfigError);
-    return (err as DSConfigError).problems;
-  }
-  throw new Error('expected a DSConfigError');
-}
 
 describe('resolveBatch: DeepSpeed inference rules', () => {
   const cases: Array<[string, Parameters<typeof resolveBatch>[0], number, [number, number, number]]> = [

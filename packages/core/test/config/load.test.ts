@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 
-import { DSConfigError } from '../../src/errors.js';
+import { problemsOf } from '../helpers/config.js';
 import { loadConfig } from '../../src/config/index.js';
 import { createRegistry, type Plugin } from '../../src/plugin/index.js';
 
@@ -18,15 +18,6 @@ function file(name: string, text: string): string {
   return path;
 }
 
-function problemsOf(fn: () => unknown): DSConfigError['problems'] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DSConfigError);
-    return (err as DSConfigError).problems;
-  }
-  throw new Error('expected a DSConfigError');
-}
 
 describe('defaults', () => {
   it('fills DeepSpeed code defaults', () => {

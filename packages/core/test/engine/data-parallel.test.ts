@@ -6,29 +6,20 @@ import { GPT } from '@ds/tensor';
 
 import { initialize } from '../../src/engine/initialize.js';
 import { describeWorld, withWorld, workerPath } from '../helpers/world.js';
-import { TINY_GPT, trainSteps } from './fixtures.js';
+import { TINY_GPT, tinyConfig, trainSteps } from './fixtures.js';
 
 const STEPS = 6;
 
-function config(micro: number) {
-  return {
-    train_micro_batch_size_per_gpu: micro,
-    gradient_accumulation_steps: 2,
-    bf16: { enabled: true },
-    gradient_clipping: 0.5,
-    optimizer: { type: 'AdamW', params: { lr: 1e-2, weight_decay: 0.01 } },
-  };
-}
 
 describe('data parallel (stage 0)', () => {
   it('2 ranks match one process on the same global batch, step by step', async () => {
-    const single = await initialize({ model: new GPT(TINY_GPT), config: config(4), dist: null, log: () => {} });
+    const single = await initialize({ model: new GPT(TINY_GPT), config: tinyConfig(4), dist: null, log: () => {} });
     const want = await trainSteps(single.engine, 0, STEPS);
     const wantNorm = single.engine.getGlobalGradNorm();
     single.engine.destroy();
 
     const world = await withWorld(2, workerPath('engine/workers/dp-train.ts'), {
-      env: { DS_TEST_CONFIG: JSON.stringify({ ...config(2), comms_logger: { enabled: true } }), DS_TEST_STEPS: String(STEPS) },
+      env: { DS_TEST_CONFIG: JSON.stringify({ ...tinyConfig(2), comms_logger: { enabled: true } }), DS_TEST_STEPS: String(STEPS) },
       timeoutMs: 120_000,
     });
     expect(world.timedOut, describeWorld(world)).toBe(false);

@@ -12,6 +12,18 @@ export interface TrainableEngine {
 
 export const TINY_GPT = { vocabSize: 32, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, seed: 3 };
 
+/** A ds_config for the tiny GPT: bf16, gradient accumulation 2, clipping, AdamW (and a ZeRO section when given). */
+export function tinyConfig(micro: number, zero?: Record<string, unknown>): Record<string, unknown> {
+  return {
+    train_micro_batch_size_per_gpu: micro,
+    gradient_accumulation_steps: 2,
+    bf16: { enabled: true },
+    gradient_clipping: 0.5,
+    optimizer: { type: 'AdamW', params: { lr: 1e-2, weight_decay: 0.01 } },
+    ...(zero ? { zero_optimization: zero } : {}),
+  };
+}
+
 /** Sample `index` of the global batch of (step, micro): the same numbers whatever the rank split. */
 function sample(step: number, micro: number, index: number, t: number, vocab: number): { ids: number[]; targets: number[] } {
   const ids: number[] = [];

@@ -8,15 +8,48 @@ import type { Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
 import { alloc, allocOut, castRaw, checkDevices, checkFloat, drop, f32a, fa, kernelsOf, promote } from './util.js';
 
+/** The normalised width: x's last dim, which weight and bias [C] must match (op names the caller). */
+function normCols(op: string, x: Tensor, weight: Tensor, bias: Tensor): number {
+  const cols = x.shape[x.rank - 1];
+  if (x.rank === 0 || weight.rank !== 1 || bias.rank !== 1 || weight.shape[0] !== cols || bias.shape[0] !== cols) {
+    throw new DSShapeError(`${op}: input ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}, bias ${fmtShape(bias.shape)} (weight and bias must be [${cols}])`);
+  }
+  return cols!;
+}
+
+/** What the backward of a layer norm holds: its input as normalised (x, or the fused sum), the row statistics, the weight. */
+interface NormSaved {
+  x: Tensor;
+  mean: Tensor;
+  rstd: Tensor;
+  weight: Tensor;
+}
+
+/**
+ * The layer norm's backward, shared by layerNorm and addLayerNorm: the input gradient in dt (the
+ * caller casts or adds to it) and the weight and bias gradients in their own dtypes.
+ */
+function normBackward(op: string, dy: Tensor, s: NormSaved, weight: Tensor, bias: Tensor, dt: FloatDType, rows: number, cols: number): [Tensor, Tensor, Tensor] {
+  checkHeld(op, s.weight, [cols]);
+  const g = castRaw(dy, dt);
+  const dx = allocOut(s.x, s.x.shape, dt, `${op}.grad`);
+  const dw = alloc(s.x, [cols], 'f32', `${op}.dweight`);
+  const db = alloc(s.x, [cols], 'f32', `${op}.dbias`);
+  kernelsOf(s.x).layerNormBackward(dt, fa(g), fa(s.x), fa(s.weight), f32a(s.mean), f32a(s.rstd), fa(dx), f32a(dw), f32a(db), rows, cols);
+  drop(g, dy);
+  const dwo = castRaw(dw, weight.dtype);
+  drop(dw, dwo);
+  const dbo = castRaw(db, bias.dtype);
+  drop(db, dbo);
+  return [dx, dwo, dbo];
+}
+
 /** y = (x - mean) / sqrt(var + eps) * weight + bias over the last dim; weight, bias [C]. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   checkDevices('layerNorm', x, weight, bias);
   checkFloat('layerNorm', x, weight, bias);
-  const cols = x.shape[x.rank - 1];
-  if (x.rank === 0 || weight.rank !== 1 || bias.rank !== 1 || weight.shape[0] !== cols || bias.shape[0] !== cols) {
-    throw new DSShapeError(`layerNorm: input ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}, bias ${fmtShape(bias.shape)} (weight and bias must be [${cols}])`);
-  }
-  const rows = x.numel / cols!;
+  const cols = normCols('layerNorm', x, weight, bias);
+  const rows = x.numel / cols;
   const dt: FloatDType = x.runtime.autocastDtype ? 'f32' : promote(x.dtype, weight.dtype, bias.dtype);
   const k = kernelsOf(x);
   const xc = castRaw(x, dt);
@@ -25,7 +58,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const y = allocOut(x, x.shape, dt, 'layerNorm');
   const meanT = allocOut(x, [rows], 'f32', 'layerNorm.mean');
   const rstdT = allocOut(x, [rows], 'f32', 'layerNorm.rstd');
-  k.layerNormForward(dt, fa(xc), fa(wc), fa(bc), fa(y), f32a(meanT), f32a(rstdT), rows, cols!, eps);
+  k.layerNormForward(dt, fa(xc), fa(wc), fa(bc), fa(y), f32a(meanT), f32a(rstdT), rows, cols, eps);
   drop(bc, bias);
   if (!needsGrad(x, weight, bias)) {
     drop(xc, x);
@@ -40,21 +73,11 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   drop(wc, weight);
   meanT.dispose();
   rstdT.dispose();
-  const [sx, sm, sr] = saved as [Tensor, Tensor, Tensor];
+  const held: NormSaved = { x: saved[0]!, mean: saved[1]!, rstd: saved[2]!, weight: sw };
   return attach(y, 'layerNorm', [x, weight, bias], (dy) => {
-    checkHeld('layerNorm', sw, [cols!]);
-    const g = castRaw(dy, dt);
-    const dx = allocOut(x, x.shape, dt, 'layerNorm.grad');
-    const dw = alloc(x, [cols!], 'f32', 'layerNorm.dweight');
-    const db = alloc(x, [cols!], 'f32', 'layerNorm.dbias');
-    k.layerNormBackward(dt, fa(g), fa(sx), fa(sw), f32a(sm), f32a(sr), fa(dx), f32a(dw), f32a(db), rows, cols!);
-    drop(g, dy);
+    const [dx, dwo, dbo] = normBackward('layerNorm', dy, held, weight, bias, dt, rows, cols);
     const dxo = castRaw(dx, x.dtype);
     drop(dx, dxo);
-    const dwo = castRaw(dw, weight.dtype);
-    drop(dw, dwo);
-    const dbo = castRaw(db, bias.dtype);
-    drop(db, dbo);
     return [dxo, dwo, dbo];
   }, saved);
 }
@@ -74,10 +97,7 @@ export function addLayerNorm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor,
     const h = add(x, r);
     return [h, layerNorm(h, weight, bias, eps)];
   }
-  const cols = x.shape[x.rank - 1]!;
-  if (weight.rank !== 1 || bias.rank !== 1 || weight.shape[0] !== cols || bias.shape[0] !== cols) {
-    throw new DSShapeError(`addLayerNorm: input ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}, bias ${fmtShape(bias.shape)} (weight and bias must be [${cols}])`);
-  }
+  const cols = normCols('addLayerNorm', x, weight, bias);
   const rows = cols === 0 ? 0 : x.numel / cols;
   const k = kernelsOf(x);
   const xc = castRaw(x, dt);
@@ -103,25 +123,13 @@ export function addLayerNorm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor,
   drop(wc, weight);
   meanT.dispose();
   rstdT.dispose();
-  const [sh, sm, sr] = saved as [Tensor, Tensor, Tensor];
+  const held: NormSaved = { x: saved[0]!, mean: saved[1]!, rstd: saved[2]!, weight: sw };
   attachMulti([h, y], 'addLayerNorm', [x, r, weight, bias], ([dh, dy]) => {
     // d(x + r) = dh + the layer norm's input gradient; weight and bias get the layer norm's.
     let dsum: Tensor | null = null;
     let dwo: Tensor | null = null;
     let dbo: Tensor | null = null;
-    if (dy) {
-      checkHeld('addLayerNorm', sw, [cols]);
-      const g = castRaw(dy, dt);
-      dsum = allocOut(x, x.shape, dt, 'addLayerNorm.grad');
-      const dw = alloc(x, [cols], 'f32', 'addLayerNorm.dweight');
-      const db = alloc(x, [cols], 'f32', 'addLayerNorm.dbias');
-      k.layerNormBackward(dt, fa(g), fa(sh), fa(sw), f32a(sm), f32a(sr), fa(dsum), f32a(dw), f32a(db), rows, cols);
-      drop(g, dy);
-      dwo = castRaw(dw, weight.dtype);
-      drop(dw, dwo);
-      dbo = castRaw(db, bias.dtype);
-      drop(db, dbo);
-    }
+    if (dy) [dsum, dwo, dbo] = normBackward('addLayerNorm', dy, held, weight, bias, dt, rows, cols);
     if (dh) {
       const g = castRaw(dh, dt);
       if (dsum) {

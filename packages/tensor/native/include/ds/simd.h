@@ -1,7 +1,7 @@
 // Building blocks every kernel shares: the per-ISA target attributes, a macro that compiles one
 // always-inline body three times (baseline, AVX2, AVX-512) so GCC vectorizes it for each target,
-// and branch-free scalar math (exp, log, tanh, bf16 rounding) written so that loops calling it
-// auto-vectorize. Nothing here holds state.
+// and branch-free scalar math (exp, log, tanh) written so that loops calling it auto-vectorize; the
+// dtype conversions come from ds/dtype_bits.h. Nothing here holds state.
 #pragma once
 #include <cstdint>
 #include <cstring>
