@@ -1,8 +1,11 @@
 // Kernel benchmarks of the cpu backend, each next to PyTorch measured in the same run
 // (bench/torch_anchor.py) when torch is importable:
 //   gemm_f32_1024_1t, gemm_bf16_1024_1t  GFLOP/s of C = A B at 1024^3 on one thread (median of reps,
-//                                        in 9 rounds alternating with the anchor's; the median round);
-//                                        bf16 is bf16 inputs with f32 accumulation and output.
+//                                        in rounds alternating with the anchor's, 9 for f32 and 25
+//                                        for bf16; the median round);
+//                                        bf16 is bf16 inputs with f32 accumulation and a bf16 output,
+//                                        as torch.matmul's (its config also gives ours with an f32
+//                                        output, timed in the same rounds).
 //   adamw_params_per_s                   fused AdamW over 50M f32 parameters on 2 threads; its config
 //                                        also gives the bytes it moves per second and their fraction
 //                                        of the streaming bandwidth measured on 2 threads in the same run
@@ -11,6 +14,7 @@
 // /proc/cpuinfo (2 FMA units x 16 lanes x 2 FLOP per cycle; a VM often reports the base clock, not
 // the turbo clock the core runs at) and from a measured peak (independent FMAs on one core, same run).
 
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -43,6 +47,30 @@ function cpuGhz(): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The CPUs this process may run on, and a way to pin all its threads to one of them and back, with
+ * taskset (util-linux); null where there is no taskset. The virtual CPUs of a shared machine do not
+ * run at the same speed (here one was 10% slower than the other, steadily, whatever ran on it), so a
+ * one-thread row and its anchor must run on the same CPU, or the ratio measures the CPUs.
+ */
+function affinity(): { cpus: number[]; pin(cpu: number | null): void } | null {
+  const list = spawnSync('taskset', ['-p', '-c', String(process.pid)], { encoding: 'utf8' });
+  const m = list.status === 0 ? /list:\s*([\d,\-]+)/.exec(list.stdout) : null;
+  if (!m) return null;
+  const original = m[1]!;
+  const cpus = original.split(',').flatMap((part) => {
+    const [lo, hi] = part.split('-').map(Number);
+    return Array.from({ length: (hi ?? lo!) - lo! + 1 }, (_, i) => lo! + i);
+  });
+  return {
+    cpus,
+    pin(cpu) {
+      const r = spawnSync('taskset', ['-a', '-p', '-c', cpu === null ? original : String(cpu), String(process.pid)], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`taskset could not pin the bench to CPU ${cpu ?? original}: ${r.stderr.trim()}`);
+    },
+  };
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : '-');
@@ -98,7 +126,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const cpu = createCpuKernels();
   const n = opts.smoke ? 64 : 1024;
   const reps = opts.smoke ? 1 : 7;
-  const gemmRounds = opts.smoke ? 1 : 9;
+  const gemmRounds = { f32: opts.smoke ? 1 : 9, bf16: opts.smoke ? 1 : 25 };
   const adamwN = opts.smoke ? 1 << 16 : 50_000_000;
   const adamwSteps = opts.smoke ? 1 : 5;
   const adamwThreads = 2;
@@ -109,47 +137,65 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
 
   cpu.setNumThreads(1);
   const probe = cpu.probePeak(opts.smoke ? 0.01 : 0.5);
-  const gemm = (dtype: 'f32' | 'bf16') => {
+  const gemm = (dtype: 'f32' | 'bf16', outDtype: 'f32' | 'bf16' = dtype) => {
     const make = () => (dtype === 'f32' ? new Float32Array(n * n) : new Uint16Array(n * n));
     const a = filled(make(), 1);
     const b = filled(make(), 2);
-    const c = new Float32Array(n * n);
+    const c = outDtype === 'f32' ? new Float32Array(n * n) : new Uint16Array(n * n);
     return () => {
       const t = timeMedian(reps, () =>
-        cpu.gemm({ dtype, outDtype: 'f32', transA: false, transB: false, batch: 1, m: n, n, k: n, alpha: 1, beta: 0, a, strideA: 0, b, strideB: 0, c, strideC: 0 }));
+        cpu.gemm({ dtype, outDtype, transA: false, transB: false, batch: 1, m: n, n, k: n, alpha: 1, beta: 0, a, strideA: 0, b, strideB: 0, c, strideC: 0 }));
       return { cpu: (2 * n * n * n) / t.cpu / 1e9, wall: (2 * n * n * n) / t.wall / 1e9 };
     };
   };
-  // The machine is shared and its load drifts over a run, so the GEMM rows alternate with their
-  // anchor: each round times ours and then PyTorch's (one worker process for the run); a row reports
-  // the median over rounds of each side, and its config keeps every round and how many ours won.
-  const gemmF32 = gemm('f32');
-  const gemmBf16 = gemm('bf16');
-  const rounds: { f32: { cpu: number; wall: number }; bf16: { cpu: number; wall: number }; torch: TorchAnchor | string }[] = [];
+  // The machine is shared and its load drifts over a run, so each GEMM row alternates with its
+  // anchor: a round times ours and then PyTorch's on the same dtype right after (one worker process
+  // for the run), both pinned to the same CPU, the rounds taking the CPUs in turn; a row reports the
+  // median over rounds of each side, and its config keeps every round and how many ours won. bf16
+  // rounds are short (~0.1 s), so there are more of them: the figure moves less with bursts of load
+  // from other tenants.
+  type Round = { cpu: number | null; ours: { cpu: number; wall: number }; f32Out: number | null; torch: number | null; why: string | null; version: string | null };
+  const aff = affinity();
+  const rounds: Record<'f32' | 'bf16', Round[]> = { f32: [], bf16: [] };
   const worker = TorchWorker.start(fileURLToPath(new URL('./torch_anchor.py', import.meta.url)));
   try {
-    for (let r = 0; r < gemmRounds; r++) {
-      cpu.setNumThreads(1);
-      const f32 = gemmF32();
-      const bf16 = gemmBf16();
-      rounds.push({ f32, bf16, torch: await torchAnchor(worker, { gemm: { n, reps } }) });
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const ours = gemm(dtype);
+      const oursF32Out = dtype === 'bf16' ? gemm('bf16', 'f32') : null;  // for the config only
+      for (let r = 0; r < gemmRounds[dtype]; r++) {
+        cpu.setNumThreads(1);
+        const on = aff ? aff.cpus[r % aff.cpus.length]! : null;
+        aff?.pin(on);
+        const f32Out = oursF32Out ? oursF32Out().cpu : null;
+        const mine = ours();
+        aff?.pin(null);
+        const t = await torchAnchor(worker, { gemm: { n, reps, dtypes: [dtype], cpu: on } });
+        const theirs = typeof t === 'string' ? undefined : t[dtype === 'f32' ? 'gemm_f32_gflops' : 'gemm_bf16_gflops'];
+        rounds[dtype].push({ cpu: on, ours: mine, f32Out, torch: theirs ?? null, why: typeof t === 'string' ? t : theirs === undefined ? 'no anchor figure' : null,
+          version: typeof t === 'string' ? null : t.torch });
+      }
     }
   } catch (err) {
     if (typeof worker !== 'string') worker.close();
+    aff?.pin(null);
     throw err;
   }
-  const medianOf = (pick: (r: (typeof rounds)[number]) => number | undefined): number | null => {
-    const xs = rounds.map(pick).filter((x): x is number => typeof x === 'number');
-    return xs.length ? median(xs) : null;
+  const medianOf = (xs: (number | null)[]): number | null => {
+    const got = xs.filter((x): x is number => x !== null);
+    return got.length ? median(got) : null;
   };
-  const f32 = { cpu: medianOf((r) => r.f32.cpu)!, wall: medianOf((r) => r.f32.wall)! };
-  const bf16 = { cpu: medianOf((r) => r.bf16.cpu)!, wall: medianOf((r) => r.bf16.wall)! };
-  const torchGemm = (key: 'gemm_f32_gflops' | 'gemm_bf16_gflops') => medianOf((r) => (typeof r.torch === 'string' ? undefined : r.torch[key]));
-  const perRound = (dtype: 'f32' | 'bf16') => rounds.map((r) => {
-    const ours = r[dtype].cpu;
-    const theirs = typeof r.torch === 'string' ? null : r.torch[dtype === 'f32' ? 'gemm_f32_gflops' : 'gemm_bf16_gflops'] ?? null;
-    return { ours, torch: theirs, ratio: theirs ? ours / theirs : null };
-  });
+  const summary = (dtype: 'f32' | 'bf16') => {
+    const rs = rounds[dtype];
+    return {
+      ours: { cpu: medianOf(rs.map((r) => r.ours.cpu))!, wall: medianOf(rs.map((r) => r.ours.wall))! },
+      torch: medianOf(rs.map((r) => r.torch)),
+      f32Out: medianOf(rs.map((r) => r.f32Out)),
+      why: rs.find((r) => r.why !== null)?.why ?? null,
+      perRound: rs.map((r) => ({ cpu: r.cpu, ours: r.ours.cpu, torch: r.torch, ratio: r.torch ? r.ours.cpu / r.torch : null })),
+    };
+  };
+  const f32 = summary('f32');
+  const bf16 = summary('bf16');
 
   cpu.setNumThreads(adamwThreads);
   const param = filled(new Float32Array(adamwN), 3);
@@ -183,8 +229,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
 
   const torch = await torchAnchor(worker, { adamw: { params: adamwN, steps: adamwSteps, threads: adamwThreads } });
   if (typeof worker !== 'string') worker.close();
-  const gemmWhy = rounds.map((r) => r.torch).find((t): t is string => typeof t === 'string') ?? null;
-  const torchVersion = [torch, ...rounds.map((r) => r.torch)].find((t): t is TorchAnchor => typeof t !== 'string')?.torch;
+  const torchVersion = (typeof torch === 'string' ? null : torch.torch) ?? [...rounds.f32, ...rounds.bf16].find((r) => r.version !== null)?.version;
   const row = (metric: string, value: number, unit: string, anchorName: string, anchorValue: number | null, why: string | null,
     config: Record<string, unknown>): Row => ({
     metric, value, unit,
@@ -195,8 +240,9 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   });
   // One-thread rows use CPU time (this machine is shared: wall time also counts time the thread
   // waited for a core); the wall-clock figure is kept in the config. The anchor is timed the same way.
-  const gemmConfig = (dtype: string, g: { cpu: number; wall: number }, rounds: ReturnType<typeof perRound>) => ({
+  const gemmConfig = (dtype: string, g: { cpu: number; wall: number }, rounds: ReturnType<typeof summary>['perRound']) => ({
     m: n, n, k: n, dtype, threads: 1, reps, statistic: `median over ${rounds.length} rounds (ours, then PyTorch) of the median process CPU time of ${reps} reps`,
+    pinning: aff ? `each round pins ours and PyTorch to the same CPU, CPUs ${aff.cpus.join(', ')} in turn` : 'none (no taskset): ours and PyTorch may have run on different CPUs',
     rounds, roundsAhead: `${rounds.filter((r) => r.ratio !== null && r.ratio > 1).length} of ${rounds.length}`,
     medianRoundRatio: rounds.every((r) => r.ratio !== null) ? median(rounds.map((r) => r.ratio!)) : null,
     wallClockGflops: g.wall,
@@ -208,10 +254,13 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       : `${pct(g.cpu / probe.bf16DotGflops)} of measured bf16 dot peak (${probe.bf16DotGflops.toFixed(0)} GFLOP/s)`,
   });
   return [
-    row('gemm_f32_1024_1t', f32.cpu, 'GFLOP/s', 'torch.matmul f32, 1 thread, same run', torchGemm('gemm_f32_gflops'), gemmWhy,
-      gemmConfig('f32', f32, perRound('f32'))),
-    row('gemm_bf16_1024_1t', bf16.cpu, 'GFLOP/s', 'torch.matmul bf16, 1 thread, same run', torchGemm('gemm_bf16_gflops'), gemmWhy,
-      gemmConfig('bf16 in, f32 accumulate/out', bf16, perRound('bf16'))),
+    row('gemm_f32_1024_1t', f32.ours.cpu, 'GFLOP/s', 'torch.matmul f32, 1 thread, same run', f32.torch, f32.why,
+      gemmConfig('f32', f32.ours, f32.perRound)),
+    row('gemm_bf16_1024_1t', bf16.ours.cpu, 'GFLOP/s', 'torch.matmul bf16 (bf16 out), 1 thread, same run', bf16.torch, bf16.why, {
+      ...gemmConfig('bf16 in, f32 accumulate, bf16 out (as the anchor)', bf16.ours, bf16.perRound),
+      f32OutGflops: bf16.f32Out,
+      f32OutNote: 'the same product with an f32 C (4 MiB written instead of 2), timed in the same rounds just before',
+    }),
     row('adamw_params_per_s', adamw, 'params/s', 'torch.optim.AdamW, 2 threads, same run',
       typeof torch === 'string' ? null : torch.adamw_params_per_s ?? null, typeof torch === 'string' ? torch : null, {
       params: adamwN, threads: adamwThreads, steps: adamwSteps, statistic: 'median of wall time', gradDtype: 'f32',

@@ -4,11 +4,14 @@ A worker kept for the bench's run (bench/torch-worker.ts): one JSON request per 
 answer per line on stdout, so the bench can alternate its GEMM rounds with these without paying the
 torch import per round.
   {"gemm": {"n": 1024, "reps": 7}}  ->  torch.matmul f32 and bf16 GFLOP/s at n^3 on one thread
-                                        (median process CPU time of reps, after a warm-up call)
+                                        (median process CPU time of reps, after a warm-up call);
+                                        "dtypes": ["bf16"] (say) measures only those, "cpu": 1 runs
+                                        pinned to that CPU (the bench pins itself to the same one)
   {"adamw": {"params": 50000000, "steps": 5, "threads": 2}}  ->  torch.optim.AdamW parameters per
                                         second on `threads` threads (median wall time)
 """
 import json
+import os
 import statistics
 import sys
 import time
@@ -52,9 +55,18 @@ def main():
         out = {"torch": torch.__version__}
         if "gemm" in req:
             cfg = req["gemm"]
-            with torch.no_grad():
-                out["gemm_f32_gflops"] = gemm_gflops(cfg["n"], torch.float32, cfg["reps"])
-                out["gemm_bf16_gflops"] = gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"])
+            dtypes = cfg.get("dtypes", ["f32", "bf16"])
+            allowed = os.sched_getaffinity(0)
+            if cfg.get("cpu") is not None:
+                os.sched_setaffinity(0, {cfg["cpu"]})
+            try:
+                with torch.no_grad():
+                    if "f32" in dtypes:
+                        out["gemm_f32_gflops"] = gemm_gflops(cfg["n"], torch.float32, cfg["reps"])
+                    if "bf16" in dtypes:
+                        out["gemm_bf16_gflops"] = gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"])
+            finally:
+                os.sched_setaffinity(0, allowed)
         if "adamw" in req:
             cfg = req["adamw"]
             out["adamw_params_per_s"] = adamw_params_per_s(cfg["params"], cfg["steps"], cfg["threads"])
