@@ -5,22 +5,13 @@
 // 64 MiB and 0.36 GB/s at 1 MiB. Those are published figures (the issue's), not measured here:
 // torch is not installed on this machine. A single-thread memcpy is measured in the same run and
 // each row also reports its fraction of the copy-bandwidth bound derived from it (see bound()).
-import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { table, writeResults, type Row } from '@ds-internal/bench-kit';
+
 import type { PerfRow } from '../src/comm/perf.js';
 import { describeWorld, withWorld } from '../test/helpers/world.js';
-
-interface ResultRow {
-  metric: string;
-  value: number;
-  unit: string;
-  anchor: string | null;
-  anchorValue: number | null;
-  ratio: number | null;
-  config: Record<string, unknown>;
-}
 
 const here = dirname(fileURLToPath(import.meta.url));
 const smoke = process.argv.includes('--smoke');
@@ -46,7 +37,7 @@ async function main(): Promise<void> {
     throw new Error('bench ranks failed');
   }
   const { memcpyGBs, memcpySamples, rows } = JSON.parse(line.slice(6)) as { memcpyGBs: number; memcpySamples: number[]; rows: Record<string, PerfRow> };
-  const out: ResultRow[] = [
+  const out: Row[] = [
     {
       metric: 'memcpy_64MiB_1t',
       value: memcpyGBs,
@@ -54,7 +45,7 @@ async function main(): Promise<void> {
       anchor: null,
       anchorValue: null,
       ratio: null,
-      config: { bytes: smoke ? 1 << 20 : 64 << 20, threads: 1, samples: memcpySamples, note: 'TypedArray.set, best of 8 per sample, both ranks copying at once; a sample before each row and one after; value = best sample', smoke },
+      config: { bytes: smoke ? 1 << 20 : 64 << 20, threads: 1, samples: memcpySamples, method: 'TypedArray.set, best of 8 per sample, both ranks copying at once; a sample before each row and one after; value = best sample', smoke },
     },
   ];
   for (const [key, row] of Object.entries(rows)) {
@@ -78,21 +69,14 @@ async function main(): Promise<void> {
         algbw: row.algbw,
         copyBoundGBs: b,
         fractionOfCopyBound: row.busbw / b,
+        note: `${((row.busbw / b) * 100).toFixed(0)}% of the copy bound (${b.toFixed(2)} GB/s)`,
         definition: 'nccl-tests: algbw = S/t, busbw = algbw * 2(n-1)/n; t = slowest rank, best of 5 timed loops',
         smoke,
       },
     });
   }
-  // A smoke run's figures are not measurements: they never replace the committed results.json.
-  writeFileSync(join(here, smoke ? 'results.smoke.json' : 'results.json'), JSON.stringify(out, null, 2) + '\n');
-  const pad = (s: string, n: number): string => s.padEnd(n);
-  console.log(`${pad('metric', 40)} ${pad('value', 12)} ${pad('anchor', 10)} ${pad('ratio (>1 better)', 18)} fraction of copy bound`);
-  for (const r of out) {
-    const frac = r.config.fractionOfCopyBound as number | undefined;
-    console.log(
-      `${pad(r.metric, 40)} ${pad(`${r.value.toFixed(2)} ${r.unit}`, 12)} ${pad(r.anchorValue === null ? '-' : `${r.anchorValue} GB/s`, 10)} ${pad(r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`, 18)} ${frac === undefined ? '-' : `${(frac * 100).toFixed(0)}% of ${(r.config.copyBoundGBs as number).toFixed(2)} GB/s`}`,
-    );
-  }
+  console.log(table(out));
+  console.log(writeResults(here, out, { smoke }));
   console.log(`anchor: ${GLOO}`);
 }
 

@@ -6,11 +6,14 @@
 //
 //   pnpm --filter @ds/launcher bench [-- --smoke]
 import { spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
+
+import { median, table, writeResults, type Row } from '@ds-internal/bench-kit';
+
 import { launch } from '../src/api.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -19,16 +22,6 @@ const smoke = process.argv.includes('--smoke');
 const ITER = smoke ? 1 : 7;
 const now = () => performance.timeOrigin + performance.now();
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-
-interface Row {
-  metric: string;
-  value: number;
-  unit: string;
-  anchor: string | null;
-  anchorValue: number | null;
-  ratio: number | null;
-  config: Record<string, unknown>;
-}
 
 function stamps(text: string): number[] {
   return [...text.matchAll(/STAMP (\d+(?:\.\d+)?)/g)].map((m) => Number(m[1]));
@@ -49,8 +42,6 @@ function timeProcesses(argvs: string[][], expected: number): Promise<number> {
     return Math.max(...s) - t0;
   });
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Medians of `fn` and its anchor, measured in alternation so that load drifts hit both alike. */
 async function measurePair(fn: () => Promise<number>, anchor: () => Promise<number>): Promise<[number, number]> {
@@ -104,14 +95,8 @@ async function main(): Promise<void> {
   });
 
   console.log('ds start-up: launcher start -> all ranks running user code (ratio = anchor / value, above 1 is better)');
-  console.log(`${'metric'.padEnd(28)}${'value ms'.padStart(10)}${'anchor ms'.padStart(11)}${'ratio'.padStart(8)}`);
-  for (const r of rows) {
-    console.log(`${r.metric.padEnd(28)}${r.value.toFixed(1).padStart(10)}${r.anchorValue!.toFixed(1).padStart(11)}${r.ratio!.toFixed(2).padStart(8)}`);
-  }
-  // A smoke run's figures are not measurements: they never replace the committed results.json.
-  const out = join(HERE, smoke ? 'results.smoke.json' : 'results.json');
-  writeFileSync(out, `${JSON.stringify(rows, null, 2)}\n`);
-  console.log(`wrote ${out}`);
+  console.log(table(rows));
+  console.log(writeResults(HERE, rows, { smoke }));
 }
 
 main().catch((err: unknown) => {

@@ -14,7 +14,7 @@ import { GPT } from '../src/nn/gpt.js';
 import { adamwStep } from '../src/ops/optim.js';
 import { autocast, getRuntime, withCategory } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
-import type { Row } from './run.js';
+import { median, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface Shape {
@@ -34,8 +34,6 @@ const THREADS = 2;
 
 const ROUNDS = 5;
 const STEPS_PER_ROUND = 2;
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const rt = getRuntime();

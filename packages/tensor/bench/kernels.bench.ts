@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { createCpuKernels, type CpuKernels } from '../src/backends/cpu.js';
-import type { Row } from './run.js';
+import { median, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface TorchAnchor {
@@ -74,11 +74,6 @@ function affinity(): { cpus: number[]; pin(cpu: number | null): void } | null {
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : '-');
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
 
 /** Median wall and process-CPU seconds of fn over reps (after one warm-up call), and the fastest wall time. */
 function timeMedian(reps: number, fn: () => void): { wall: number; cpu: number; bestWall: number } {

@@ -3,40 +3,13 @@
 // `--smoke` runs one tiny iteration of everything (CI); its figures mean nothing and go to
 // bench/results.smoke.json. `--only=<prefix>` runs the matching files and updates just their rows.
 
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/**
- * One result row (ARCHITECTURE.md section 6); ratio = value / anchorValue, above 1 is better. A string
- * `config.note` (fraction of a peak or of a bandwidth, say) is printed in the table's last column.
- */
-export interface Row {
-  metric: string;
-  value: number;
-  unit: string;
-  anchor: string | null;
-  anchorValue: number | null;
-  ratio: number | null;
-  config: Record<string, unknown>;
-}
+import { table, writeResults, type Row } from '@ds-internal/bench-kit';
 
 type BenchModule = { run(opts: { smoke: boolean }): Promise<Row[]> };
-
-function fmt(v: number | null): string {
-  if (v === null) return '-';
-  if (Math.abs(v) >= 1e6) return v.toExponential(3);
-  return v >= 100 ? v.toFixed(1) : v.toPrecision(4);
-}
-
-function table(rows: Row[]): string {
-  const head = ['metric', 'value', 'unit', 'anchor value', 'ratio (>1 better)', 'anchor', 'note'];
-  const body = rows.map((r) => [r.metric, fmt(r.value), r.unit, fmt(r.anchorValue), r.ratio === null ? '-' : r.ratio.toFixed(2),
-    r.anchor ?? `none: ${String(r.config.anchorMissing ?? 'no anchor')}`, typeof r.config.note === 'string' ? r.config.note : '']);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
 
 async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');
@@ -52,16 +25,7 @@ async function main(): Promise<void> {
     rows.push(...got);
   }
   console.log(table(rows));
-  // A smoke run's figures are not measurements: they go to results.smoke.json, never over the
-  // committed results.json. A full run with --only replaces its own rows and keeps the others.
-  const out = join(dir, smoke ? 'results.smoke.json' : 'results.json');
-  let kept: Row[] = [];
-  if (only && !smoke && existsSync(out)) {
-    const fresh = new Set(rows.map((r) => r.metric));
-    kept = (JSON.parse(readFileSync(out, 'utf8')) as Row[]).filter((r) => !fresh.has(r.metric));
-  }
-  writeFileSync(out, JSON.stringify([...kept, ...rows], null, 2) + '\n');
-  console.log(`\nwrote ${out}${smoke ? ' (smoke run: figures are not measurements)' : kept.length ? ` (${rows.length} rows replaced, ${kept.length} kept)` : ''}`);
+  console.log(`\n${writeResults(dir, rows, { smoke, merge: only !== undefined })}`);
 }
 
 main().catch((err: unknown) => {

@@ -3,8 +3,10 @@
 // bench/results.json. Anchors: stage 0 step time measured in the same run (ratio = stage-0 time /
 // stage time), the ZeRO memory formula for model-state bytes and the ZeRO paper's communication
 // volume per step (ratio = anchor / measured; above 1 is better in every row).
-import { writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { table, writeResults, type Row } from '@ds-internal/bench-kit';
 
 import { describeWorld, withWorld } from '../../core/test/helpers/world.js';
 import { modelStateBytes } from '../src/estimate.js';
@@ -82,7 +84,7 @@ const commTheory = (s: number) => (s === 0 ? 8 * psi : s === 3 ? 6 * psi : 4 * p
 const stateTheory = (s: number) => (s === 0 ? 18 * psi : modelStateBytes(s as 1 | 2 | 3, psi, WORLD));
 
 const cfg = (s: number) => ({ world: WORLD, gpt: GPT_CFG, global_batch: GLOBAL_BATCH, smoke, ds_config: config(s) });
-const rows = results.flatMap((r) => {
+const rows: Row[] = results.flatMap((r): Row[] => {
   const s = r.stage;
   return [
     { metric: `zero${s}_step_s`, value: r.stepS, unit: 's', anchor: 'zero0_step_s (stage 0 in the same run)', anchorValue: base, ratio: base / r.stepS, config: { ...cfg(s), breakdown_s: r.breakdown } },
@@ -107,13 +109,7 @@ const rows = results.flatMap((r) => {
   ];
 });
 
-const fmt = (v: number) => (Math.abs(v) >= 1e4 ? v.toExponential(3) : v.toFixed(4));
 console.log(`ZeRO on ${WORLD} ranks, GPT ${JSON.stringify(GPT_CFG)}, psi = ${psi}, global batch ${GLOBAL_BATCH}${smoke ? ' (smoke)' : ''}`);
-console.log('ratio = anchor / value (above 1 is better)');
-console.log(`${'metric'.padEnd(34)} ${'value'.padStart(12)} ${'unit'.padEnd(4)} ${'anchor'.padStart(12)} ${'ratio'.padStart(8)}`);
-for (const r of rows) console.log(`${r.metric.padEnd(34)} ${fmt(r.value).padStart(12)} ${r.unit.padEnd(4)} ${fmt(r.anchorValue).padStart(12)} ${r.ratio.toFixed(3).padStart(8)}`);
+console.log(table(rows));
 console.log('phases (median s): ' + results.map((r) => `stage ${r.stage} ${Object.entries(r.breakdown).map(([k, v]) => `${k}=${v.toFixed(3)}`).join(' ')}`).join('; '));
-// A smoke run's figures are not measurements: they never replace the committed results.json.
-const out = fileURLToPath(new URL(smoke ? './results.smoke.json' : './results.json', import.meta.url));
-writeFileSync(out, JSON.stringify(rows, null, 2) + '\n');
-console.log(`wrote ${out}`);
+console.log(writeResults(dirname(fileURLToPath(import.meta.url)), rows, { smoke }));
