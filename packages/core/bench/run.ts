@@ -1,22 +1,42 @@
 // `pnpm bench`: two ranks on this host run bench/worker.ts; this prints the table and writes
 // bench/results.json (ARCHITECTURE.md section 6). `--smoke` runs one tiny iteration of each row.
 //
-// Anchor: PyTorch's gloo backend on this 2-core machine, 2 ranks: 1.17 GB/s allreduce busbw at
-// 64 MiB and 0.36 GB/s at 1 MiB. Those are published figures (the issue's), not measured here:
-// torch is not installed on this machine. A single-thread memcpy is measured in the same run and
-// each row also reports its fraction of the copy-bandwidth bound derived from it (see bound()).
+// Anchor: PyTorch's gloo backend, 2 ranks on this host, measured in the same run by
+// bench/gloo_anchor.py the way src/comm/perf.ts measures ours, once before our ranks and once after
+// (the faster of the two counts; both are in the config). Without an importable torch the rows
+// report the anchor missing. A single-thread memcpy is measured in the same run and each row also
+// reports its fraction of the copy-bandwidth bound derived from it (see bound()).
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { pythonWithTorch, table, writeResults, type Row } from '@ds-internal/bench-kit';
 
 import type { PerfRow } from '../src/comm/perf.js';
 import { describeWorld, withWorld } from '../test/helpers/world.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const smoke = process.argv.includes('--smoke');
-const GLOO = 'PyTorch gloo allreduce, 2 ranks on this 2-core machine (published figure from issue 5, not measured in this run)';
-const anchors: Record<string, number> = { allreduce_64MiB: 1.17, allreduce_1MiB: 0.36, allreduce_64MiB_registered: 1.17 };
+const GLOO = 'PyTorch gloo allreduce (f32), 2 ranks on this host, same run';
+const MiB = 1024 * 1024;
+/** Each row's gloo counterpart: the registered row is judged against gloo at the same size. */
+const GLOO_SIZE: Record<string, string> = { allreduce_64MiB: 'allreduce_64MiB', allreduce_1MiB: 'allreduce_1MiB', allreduce_64MiB_registered: 'allreduce_64MiB' };
+
+interface GlooRun {
+  torch: string;
+  rows: Record<string, { bytes: number; timeUs: number; algbw: number; busbw: number }>;
+}
+
+/** One run of bench/gloo_anchor.py, or a string saying why there is none. */
+function glooAnchor(): GlooRun | string {
+  const found = pythonWithTorch();
+  if (typeof found === 'string') return found;
+  const size = (bytes: number) => (smoke ? Math.min(bytes, 256 * 1024) : bytes);
+  const cfg = { sizes: { allreduce_64MiB: size(64 * MiB), allreduce_1MiB: size(MiB) }, reps: smoke ? 1 : 5, warmup: smoke ? 0 : 2, smoke };
+  const r = spawnSync(found.python, [join(here, 'gloo_anchor.py'), JSON.stringify(cfg)], { encoding: 'utf8', timeout: 300_000 });
+  if (r.status !== 0) return `the gloo anchor failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr.trim().split('\n').pop() ?? ''}`;
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as GlooRun;
+}
 
 /**
  * Upper bound on 2-rank allreduce busbw from the copy bandwidth B (bytes copied per second by one
@@ -30,6 +50,7 @@ function bound(copyGBs: number, registered: boolean): number {
 }
 
 async function main(): Promise<void> {
+  const glooBefore = glooAnchor();
   const w = await withWorld(2, join(here, 'worker.ts'), { env: { BENCH_SMOKE: smoke ? '1' : '0' }, timeoutMs: smoke ? 60_000 : 300_000 });
   const line = w.ranks[0]?.stdout.split('\n').find((l) => l.startsWith('BENCH '));
   if (w.timedOut || w.ranks.some((r) => r.code !== 0) || !line) {
@@ -37,6 +58,9 @@ async function main(): Promise<void> {
     throw new Error('bench ranks failed');
   }
   const { memcpyGBs, memcpySamples, rows } = JSON.parse(line.slice(6)) as { memcpyGBs: number; memcpySamples: number[]; rows: Record<string, PerfRow> };
+  const glooAfter = glooAnchor();
+  const glooRuns = [glooBefore, glooAfter].filter((g): g is GlooRun => typeof g !== 'string');
+  const glooWhy = [glooBefore, glooAfter].find((g): g is string => typeof g === 'string') ?? 'no gloo figure';
   const out: Row[] = [
     {
       metric: 'memcpy_64MiB_1t',
@@ -50,16 +74,21 @@ async function main(): Promise<void> {
   ];
   for (const [key, row] of Object.entries(rows)) {
     const metric = key.endsWith('_registered') ? `${key.replace('_registered', '')}_2r_busbw_registered` : `${key}_2r_busbw`;
-    const anchorValue = anchors[key]!;
+    const glooKey = GLOO_SIZE[key]!;
+    const glooBusbw = glooRuns.map((g) => g.rows[glooKey]?.busbw).filter((x): x is number => typeof x === 'number');
+    const anchorValue = glooBusbw.length ? Math.max(...glooBusbw) : null;
     const b = bound(memcpyGBs, row.registered);
     out.push({
       metric,
       value: row.busbw,
       unit: 'GB/s',
-      anchor: GLOO,
+      anchor: anchorValue === null ? null : glooKey === key ? GLOO : `${GLOO} (gloo has no registered buffers: the same size)`,
       anchorValue,
-      ratio: row.busbw / anchorValue,
+      ratio: anchorValue === null ? null : row.busbw / anchorValue,
       config: {
+        ...(anchorValue === null
+          ? { anchorMissing: glooWhy }
+          : { torch: glooRuns[0]!.torch, glooBusbwRuns: glooBusbw, glooStatistic: 'faster of a run before ours and one after' }),
         op: 'allreduce',
         bytes: row.bytes,
         dtype: row.dtype,
@@ -77,7 +106,6 @@ async function main(): Promise<void> {
   }
   console.log(table(out));
   console.log(writeResults(here, out, { smoke }));
-  console.log(`anchor: ${GLOO}`);
 }
 
 await main();

@@ -2,8 +2,10 @@
 // stdin/stdout). Keeping one process lets a bench alternate short rounds of its own work with rounds
 // of the anchor's, so both sides see the same load on a shared machine, and pay torch's import once.
 
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
+
+import { pythonWithTorch } from '@ds-internal/bench-kit';
 
 export class TorchWorker {
   private readonly lines: AsyncIterator<string>;
@@ -18,13 +20,10 @@ export class TorchWorker {
 
   /** Starts `script` under the first python that imports torch; a string says why there is none. */
   static start(script: string, env: NodeJS.ProcessEnv = {}): TorchWorker | string {
-    for (const python of ['python3', '/usr/bin/python3']) {
-      const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
-      if (probe.status !== 0) continue;
-      const child = spawn(python, [script], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-      return new TorchWorker(child, createInterface({ input: child.stdout }));
-    }
-    return 'torch is not importable here (python3 -c "import torch" failed)';
+    const found = pythonWithTorch();
+    if (typeof found === 'string') return found;
+    const child = spawn(found.python, [script], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    return new TorchWorker(child, createInterface({ input: child.stdout }));
   }
 
   /** Sends one request and waits (at most timeoutMs) for its one-line answer. */

@@ -2,6 +2,7 @@
 // printed at the end of a run, and writing the rows to bench/results.json. Benches run under tsx, so
 // this package is TypeScript source with no build step.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -72,4 +73,17 @@ export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw new Error('median of no values');
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1]!;
+}
+
+/**
+ * The first of `python3` (on PATH) and Debian's `/usr/bin/python3` that imports torch, for benches
+ * whose anchor is PyTorch measured in the same run; a string says why there is none. Torch is never a
+ * dependency: without it a bench reports its rows with the anchor missing.
+ */
+export function pythonWithTorch(candidates: readonly string[] = ['python3', '/usr/bin/python3']): { python: string } | string {
+  for (const python of candidates) {
+    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
+    if (probe.status === 0) return { python };
+  }
+  return `torch is not importable here (${candidates.map((p) => `${p} -c "import torch"`).join(' and ')} failed)`;
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { formatValue, median, table, writeResults, type Row } from '../src/index.js';
+import { formatValue, median, pythonWithTorch, table, writeResults, type Row } from '../src/index.js';
 
 const row = (metric: string, value: number, extra: Partial<Row> = {}): Row => ({
   metric, value, unit: 'GB/s', anchor: 'memcpy', anchorValue: 2, ratio: value / 2, config: {}, ...extra,
@@ -69,5 +69,17 @@ describe('median', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(3);
     expect(() => median([])).toThrow(/no values/);
+  });
+});
+
+describe('pythonWithTorch', () => {
+  it('says why when no candidate imports torch', () => {
+    const got = pythonWithTorch(['/nonexistent/python3', 'false']);
+    expect(got).toBe('torch is not importable here (/nonexistent/python3 -c "import torch" and false -c "import torch" failed)');
+  });
+
+  it('returns the first candidate that imports torch', () => {
+    // `true` exits 0 whatever its arguments, so it stands for a python that imports torch.
+    expect(pythonWithTorch(['false', 'true', 'python3'])).toEqual({ python: 'true' });
   });
 });
