@@ -86,9 +86,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     if (a.requiresGrad) {
       // dA = dY @ B^T
       const p: Gemm = shared ? { transA: false, transB: true, batch: 1, m: batch * m, n: k, k: n, strideA: 0, strideB: 0 } : { transA: false, transB: true, batch, m, n: k, k: n, strideA: m * n, strideB: k * n };
-      const r = gemmRaw(dt, g, sb, p, a.shape);
-      da = castRaw(r, a.dtype);
-      drop(r, da);
+      // Produced straight in a's dtype: an f32 input under autocast gets its gradient unrounded
+      // (torch rounds it to the autocast dtype first, then casts back up) and without a cast pass.
+      da = gemmRaw(dt, g, sb, p, a.shape, a.dtype as FloatDType);
     }
     if (b.requiresGrad) {
       // dB = A^T @ dY (summed over the batch when b is shared)
@@ -150,9 +150,8 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
     const g = castRaw(dy, dt);
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
-      const r = gemmRaw(dt, g, sw, { transA: false, transB: false, batch: 1, m: rows, n: inF!, k: outF, strideA: 0, strideB: 0 }, x.shape);
-      dx = castRaw(r, x.dtype);
-      drop(r, dx);
+      // In x's dtype straight from the product, as dA in matmul.
+      dx = gemmRaw(dt, g, sw, { transA: false, transB: false, batch: 1, m: rows, n: inF!, k: outF, strideA: 0, strideB: 0 }, x.shape, x.dtype as FloatDType);
     }
     // dW = dY^T @ X, produced straight in the weight's dtype (f32 masters get an f32 product).
     const dw = w.requiresGrad ? gemmRaw(dt, g, sx, { transA: true, transB: false, batch: 1, m: outF, n: inF!, k: rows, strideA: 0, strideB: 0 }, w.shape, w.dtype as FloatDType) : null;

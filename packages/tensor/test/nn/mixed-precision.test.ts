@@ -1,9 +1,10 @@
 // Mixed precision: autocast (bf16, f16) over f32 parameters, and a model cast to bf16.
 import { describe, expect, it } from 'vitest';
-import { randint } from '../../src/create.js';
+import { fromArray, randint } from '../../src/create.js';
 import { tidy } from '../../src/memory/scope.js';
 import { GPT } from '../../src/nn/gpt.js';
-import { autocast } from '../../src/runtime.js';
+import { linear, matmul, sum } from '../../src/ops/index.js';
+import { autocast, getRuntime, type Runtime } from '../../src/runtime.js';
 import type { FloatDType } from '../../src/dtype.js';
 import { inReference } from '../helpers/runtime.js';
 
@@ -56,5 +57,28 @@ describe('mixed precision', () => {
     expect(r.gradDtypes).toEqual(['bf16']);
     expect(Math.abs(r.loss - f32.loss) / f32.loss).toBeLessThan(5e-2);
     expect(maxScaledErr(r.grads, f32.grads)).toBeLessThan(0.15);
+  });
+});
+
+// Under bf16 autocast an f32 input's gradient comes straight out of the bf16 product in f32, not
+// rounded to bf16 on the way (torch rounds it, then casts up). dY = 1 and a weight whose two rows
+// hold 1 and 2^-9 make each gradient element 1 + 2^-9: exact in f32, 1 once rounded to bf16.
+describe('autocast input gradients', () => {
+  const exact = 1 + 2 ** -9;
+  const kernels: [string, <T>(fn: (rt: Runtime) => T) => T][] = [['native', (fn) => fn(getRuntime())], ['reference', inReference]];
+
+  it.each(kernels)('linear and matmul give f32 inputs unrounded gradients (%s kernels)', (_, within) => {
+    within(() => tidy(() => {
+      const x = fromArray([0.5, 0.25], [1, 2], { requiresGrad: true });
+      const w = fromArray([1, 1, 2 ** -9, 2 ** -9], [2, 2]);  // [out, in]
+      autocast('bf16', () => sum(linear(x, w))).backward();
+      expect(x.grad!.dtype).toBe('f32');
+      expect(x.grad!.toArray()).toEqual([exact, exact]);
+
+      const a = fromArray([0.5, 0.25], [1, 2], { requiresGrad: true });
+      const b = fromArray([1, 2 ** -9, 1, 2 ** -9], [2, 2]);  // [k, n]: dA = dY B^T sums each row of b
+      autocast('bf16', () => sum(matmul(a, b))).backward();
+      expect(a.grad!.toArray()).toEqual([exact, exact]);
+    }));
   });
 });
