@@ -53,8 +53,15 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info, ArgReader& a, AddonSta
   if (n < 1 || n > 1024) a.rangeError("thread count must be in [1, 1024], got " + std::to_string(n));
   if (n != s.pool->size()) {
     s.pool.reset();
-    s.pool = std::make_unique<ThreadPool>(static_cast<int>(n));
+    s.pool = std::make_unique<ThreadPool>(static_cast<int>(n), s.poolSpinUs);
   }
+  return undef(info);
+}
+Napi::Value SetPoolSpin(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
+  const int64_t us = a.size(0);
+  if (us > 1000000) a.rangeError("spin must be at most 1000000 microseconds, got " + std::to_string(us));
+  s.poolSpinUs = us;
+  s.pool->setSpinUs(us);
   return undef(info);
 }
 
@@ -230,11 +237,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* s = new AddonState();
   s->features = detectCpu();
   s->isa = selectIsa(s->features, "auto");
-  s->pool = std::make_unique<ThreadPool>(1);  // the TypeScript side sets the size from env.ts
+  s->pool = std::make_unique<ThreadPool>(1, s->poolSpinUs);  // the TypeScript side sets the size from env.ts
   env.SetInstanceData<AddonState>(s);
   add(env, exports, "cpuInfo", CpuInfo);
   add(env, exports, "setIsa", SetIsa);
   add(env, exports, "setNumThreads", SetNumThreads);
+  add(env, exports, "setPoolSpin", SetPoolSpin);
   add(env, exports, "probePeak", ProbePeak);
   add(env, exports, "streamProbe", StreamProbe);
   add(env, exports, "cast", Cast);

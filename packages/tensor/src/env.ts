@@ -16,6 +16,18 @@ export interface TensorEnv {
   allocCache: number;
   /** DS_POISON_UNINIT=1: fill uninitialized allocations with 0xFF bytes (NaN) so unwritten outputs show up in tests. */
   poisonUninit: boolean;
+  /**
+   * DS_POOL_SPIN_US: how long (microseconds, 0 to 1000000) a kernel thread spins waiting for the next
+   * kernel before it sleeps; default 200. 0 saves CPU time on a busy host at some speed.
+   */
+  poolSpinUs: number;
+}
+
+function intInRange(name: string, raw: string | undefined, lo: number, hi: number, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new RangeError(`${name}='${raw}' must be an integer from ${lo} to ${hi}`);
+  return n;
 }
 
 function positiveInt(name: string, raw: string | undefined): number | undefined {
@@ -54,5 +66,6 @@ export function readTensorEnv(env: NodeJS.ProcessEnv = process.env): TensorEnv {
     memoryLimit: parseBytes('DS_MEMORY_LIMIT', env.DS_MEMORY_LIMIT),
     allocCache: parseBytes('DS_ALLOC_CACHE', env.DS_ALLOC_CACHE) ?? Math.floor(totalmem() / 4 / localRanks(env)),
     poisonUninit: flag('DS_POISON_UNINIT', env.DS_POISON_UNINIT),
+    poolSpinUs: intInRange('DS_POOL_SPIN_US', env.DS_POOL_SPIN_US, 0, 1_000_000, 200),
   };
 }

@@ -39,6 +39,8 @@ export interface CpuAddon {
   cpuInfo(): CpuInfo;
   setIsa(requested: string): string;
   setNumThreads(n: number): void;
+  /** Microseconds a pool thread spins for the next job before sleeping (0 to 1e6). */
+  setPoolSpin(us: number): void;
   probePeak(seconds: number): PeakProbe;
   streamProbe(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number): void;
   cast(srcDtype: number, src: F, dstDtype: number, dst: F, n: number): void;
@@ -92,12 +94,17 @@ export const CPU_ISAS: readonly string[] = ['auto', 'scalar', 'avx2', 'avx512', 
 let cached: CpuAddon | undefined;
 
 /**
- * Loads the cpu addon once per module instance and applies DS_CPU_ISA and the thread count
- * (DS_NUM_THREADS, else OMP_NUM_THREADS, else one per core). The addon's state (ISA, thread pool)
+ * Loads the cpu addon once per module instance and applies DS_CPU_ISA, DS_POOL_SPIN_US and the
+ * thread count (DS_NUM_THREADS, else OMP_NUM_THREADS, else one per core). The addon's state (ISA, thread pool)
  * is per Node environment, so worker threads each get their own.
  */
 export function loadCpuAddon(): CpuAddon {
   if (cached) return cached;
+  // The environment first: a bad variable is the user's to fix, whatever the binary.
+  const env = readTensorEnv();
+  if (!CPU_ISAS.includes(env.cpuIsa)) {
+    throw new RangeError(`DS_CPU_ISA='${env.cpuIsa}' is not one of ${CPU_ISAS.join(', ')}; unset it to use the best ISA this CPU has.`);
+  }
   const root = packageRoot();
   const require = createRequire(import.meta.url);
   let addon: CpuAddon;
@@ -111,14 +118,12 @@ export function loadCpuAddon(): CpuAddon {
       { cause: err },
     );
   }
-  if (typeof addon.gemm !== 'function') {
-    throw new DSNativeError(`@ds/tensor: the cpu addon in ${join(root, 'prebuilds')} is out of date (no gemm); rebuild it with \`pnpm run build:native\`.`);
-  }
-  const env = readTensorEnv();
-  if (!CPU_ISAS.includes(env.cpuIsa)) {
-    throw new DSNativeError(`DS_CPU_ISA='${env.cpuIsa}' is not one of ${CPU_ISAS.join(', ')}; unset it to use the best ISA this CPU has.`);
+  const missing = (['gemm', 'setPoolSpin'] as const).filter((f) => typeof addon[f] !== 'function');
+  if (missing.length) {
+    throw new DSNativeError(`@ds/tensor: the cpu addon in ${join(root, 'prebuilds')} is out of date (no ${missing.join(', ')}); rebuild it with \`pnpm run build:native\`.`);
   }
   addon.setIsa(env.cpuIsa);
+  addon.setPoolSpin(env.poolSpinUs);
   addon.setNumThreads(Math.min(1024, env.numThreads ?? availableParallelism()));
   cached = addon;
   return addon;

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
+import { loadCpuAddon } from '../../src/native/load.js';
 import { clone, cpu, expectBits, expectClose, randomArray } from './helpers.js';
 
 function withThreads<T>(n: number, fn: () => T): T {
@@ -32,6 +33,14 @@ describe('environment', () => {
     const second = cpu.availableIsas()[1] ?? 'scalar';
     expect(infoUnder({ DS_CPU_ISA: second, OMP_NUM_THREADS: '5' })).toMatchObject({ isa: second, threads: 5 });
     expect(infoUnder({ DS_CPU_ISA: 'avx1024' })).toMatch(/DS_CPU_ISA='avx1024' is not one of auto, scalar/);
+  });
+
+  it('DS_POOL_SPIN_US takes 0 to 1000000 microseconds and names what is wrong otherwise', () => {
+    expect(infoUnder({ DS_POOL_SPIN_US: '0', DS_NUM_THREADS: '2' })).toMatchObject({ threads: 2 });
+    expect(infoUnder({ DS_POOL_SPIN_US: '50' })).toMatchObject({ isa: expect.any(String) });
+    for (const bad of ['-1', '2.5', 'fast', '1000001']) {
+      expect(infoUnder({ DS_POOL_SPIN_US: bad })).toMatch(new RegExp(`DS_POOL_SPIN_US='${bad}' must be an integer from 0 to 1000000`));
+    }
   });
 });
 
@@ -67,5 +76,36 @@ describe('thread pool', () => {
       // The sum's per-thread partials are added in a different grouping: equal to f64 rounding.
       expectClose(`sum on ${t} threads`, [many.s], [one.s], { rtol: 1e-12, atol: 1e-12 });
     }
+  });
+
+  // Between jobs a worker spins, then sleeps; the caller does the same waiting for a job's end. Each
+  // way of meeting (worker still spinning, worker asleep, caller asleep) must hand over every job.
+  it('hands over back-to-back jobs, jobs after the workers fell asleep, and jobs with spinning off', async () => {
+    const addon = loadCpuAddon();
+    const n = 200_003;
+    const x = randomArray('f32', n, 7, -3, 3);
+    const gelu = () => {
+      const y = new Float32Array(n);
+      cpu.geluForward('f32', x, y, n);
+      return y;
+    };
+    const want = withThreads(1, gelu);
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const threadsBefore = cpu.getNumThreads();
+    try {
+      for (const spinUs of [200, 0, 20_000]) {
+        addon.setPoolSpin(spinUs);
+        cpu.setNumThreads(3);
+        for (let i = 0; i < 200; i++) expectBits(`gelu ${i}, spin ${spinUs} us, back to back`, gelu(), want);
+        for (let i = 0; i < 3; i++) {
+          await pause(spinUs === 20_000 ? 1 : 5);  // 5 ms is past a 200 us spin: the workers sleep when the job comes
+          expectBits(`gelu after a pause, spin ${spinUs} us`, gelu(), want);
+        }
+      }
+    } finally {
+      addon.setPoolSpin(200);
+      cpu.setNumThreads(threadsBefore);
+    }
+    expect(() => addon.setPoolSpin(1_000_001)).toThrow(/at most 1000000 microseconds/);
   });
 });

@@ -2,6 +2,7 @@
 // runs chunk 0 itself, so a pool of size 1 owns no threads. One pool per Node environment (held in
 // the addon's instance data); kernels never start threads of their own and never nest parallelFor.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -22,12 +23,14 @@ class ThreadPool {
   using Body = std::function<void(int64_t begin, int64_t end, int tid)>;
   static constexpr int kScratchSlots = 4;
 
-  explicit ThreadPool(int threads);
+  // spinUs: how long a thread spins waiting for the next job (or for a job's end) before it sleeps.
+  ThreadPool(int threads, int64_t spinUs);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
+  void setSpinUs(int64_t us) { spin_ns_.store(us * 1000); }
 
   // Splits [0, n) into min(size(), ceil(n / grain)) near-equal contiguous chunks and runs them
   // concurrently; returns when all are done, rethrowing the first exception a chunk threw.
@@ -43,19 +46,23 @@ class ThreadPool {
     unsigned char* aligned = nullptr;
   };
   void workerLoop(int tid);
-  void runChunk(int chunk);
+  void runChunk(int chunk, int chunks);
 
   std::vector<std::thread> workers_;
   std::vector<Buffer> scratch_;  // size() * kScratchSlots
+  // Waiting: a thread first spins on the atomics below for up to spinNs_, then sleeps on a condition
+  // variable (mu_); the sleeper counts let the other side skip the futex call when nobody sleeps.
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> job_state_{0};  // (generation << 16) | chunks of the published job
+  std::atomic<int> pending_{0};         // chunks of the current job the workers have not finished
+  std::atomic<int> sleepers_{0};        // workers asleep on wake_
+  std::atomic<bool> caller_asleep_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> spin_ns_;
   const Body* job_ = nullptr;
   int64_t jobN_ = 0;
-  int chunks_ = 0;
   std::exception_ptr error_;
 };
 
