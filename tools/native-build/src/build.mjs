@@ -25,7 +25,7 @@
 // links nothing.
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -236,15 +236,21 @@ async function buildTarget({ packageDir, target, spec, verbose, headersHash }) {
   const linkArgs = isCuda
     ? ['-shared', ...arch.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]), '-Xcompiler', '-static-libstdc++,-static-libgcc', ...objects, ...(spec.libs ?? []), '-o', `${output}.tmp`]
     : ['-shared', '-pthread', '-static-libstdc++', '-static-libgcc', ...(debug ? [] : ['-s']), ...objects, ...(spec.libs ?? []), '-o', `${output}.tmp`];
+  // The stamp holds the link inputs and the size and mtime of the binary they made, so a binary
+  // replaced by hand (a copy kept for profiling, say) is relinked rather than taken as current.
   const stamp = join(objDir, 'link.stamp');
   const linkKey = hashOf(objects.join('\n'), linkArgs.join(' '));
-  if (jobs.length === 0 && existsSync(output) && existsSync(stamp) && readFileSync(stamp, 'utf8') === linkKey) {
+  const stampOf = () => {
+    const st = statSync(output);
+    return `${linkKey} ${st.size} ${st.mtimeMs}`;
+  };
+  if (jobs.length === 0 && existsSync(output) && existsSync(stamp) && readFileSync(stamp, 'utf8') === stampOf()) {
     return { target, status: 'up to date', output: relative(packageDir, output) };
   }
   mkdirSync(outDir, { recursive: true });
   await run(isCuda ? nvcc : cxx, linkArgs, packageDir, verbose);
   renameSync(`${output}.tmp`, output);
-  writeFileSync(stamp, linkKey);
+  writeFileSync(stamp, stampOf());
   return { target, status: `built (${jobs.length}/${sources.length} compiled)`, output: relative(packageDir, output) };
 }
 

@@ -41,6 +41,17 @@ describe('ds-native-build', () => {
     expect(rebuilt.status).toBe('built (1/1 compiled)');
   });
 
+  it('relinks a binary that was replaced by hand, without recompiling', async () => {
+    const out = join(work, 'prebuilds/linux-x64/node.napi.node');
+    const good = readFileSync(out);
+    writeFileSync(out, 'not the linked binary');
+    const [r] = await buildPackage({ packageDir: work, cuda: 'off' });
+    expect(r.status).toBe('built (0/1 compiled)');
+    expect(readFileSync(out).equals(good)).toBe(true);
+    const [again] = await buildPackage({ packageDir: work, cuda: 'off' });
+    expect(again.status).toBe('up to date');
+  });
+
   it('reports a compile error with the compiler output', async () => {
     writeFileSync(join(work, 'native', 'broken.cc'), 'int broken( {');
     writeAddonJson({ cpu: { sources: ['native/*.cc'], include: ['native'], defines: ['FIXTURE_FACTOR=2'] } });
