@@ -7,6 +7,13 @@
 // therefore holds about total / world plus the largest single parameter, never the whole model.
 // The model must give each parameter its initial values when it creates it (GPT does).
 //
+// Every rank must draw the same initial values (seed the model alike on every rank). We differ from
+// DeepSpeed here: its zero.Init broadcasts rank 0's value of each parameter as it is created, but
+// our module constructors are synchronous and collectives are not, so there is nothing to broadcast
+// with while the model is built. Instead each rank fingerprints every parameter it slices (the sum
+// and sum of squares of its values), and the engine compares the fingerprints across ranks before it
+// uses a slice: ranks that drew different values fail with an error naming the parameters.
+//
 // Slices are cut per parameter because stage 3's units (one per module, padded, split into equal
 // blocks) are only known once the whole model exists. Stage3State.create turns the slices into
 // this rank's blocks with one all-gather of the slices per unit (collective, once), then frees them.
@@ -28,6 +35,8 @@ export interface PrePartition {
   shapes: Map<Tensor, number[]>;
   /** This rank's slice of each parameter: elements [rank * c, rank * c + c), c = sliceLength(numel), zero-padded, fp32. */
   slices: Map<Tensor, Tensor>;
+  /** Each sliced parameter's fingerprint (sum and sum of squares of its whole initial value) and name. */
+  fingerprints: Map<Tensor, { sum: number; sumSquares: number; name: string }>;
   /** Set once an engine has taken the slices (and freed them). */
   consumed: boolean;
 }
@@ -51,7 +60,7 @@ export function zeroInit<M extends Module>(build: () => M, opts: ZeroInitOptions
   if (zc.stage !== 3) throw new DSConfigError(`zeroInit partitions parameters for ZeRO stage 3, but zero_optimization.stage is ${zc.stage}`);
   const { world, rank } = opts;
   if (!(world >= 1) || !(rank >= 0 && rank < world)) throw new DSConfigError(`zeroInit: rank ${rank} is not in a world of ${world}`);
-  const record: PrePartition = { world, rank, shapes: new Map(), slices: new Map(), consumed: false };
+  const record: PrePartition = { world, rank, shapes: new Map(), slices: new Map(), fingerprints: new Map(), consumed: false };
   const empty = Tensor.empty([0], 'f32', { category: 'parameters', label: 'zeroInit released parameter', track: false });
   const kernels = empty.runtime.kernels('cpu');
   const model = withParameterHook((p, module, name) => {
@@ -63,6 +72,12 @@ export function zeroInit<M extends Module>(build: () => M, opts: ZeroInitOptions
     const dst = slice.data() as Float32Array;
     kernels.fill('f32', dst, c, 0);
     if (to > from) kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), 'f32', dst, to - from);
+    const dt = p.dtype as FloatDType;
+    record.fingerprints.set(p, {
+      sum: kernels.sum(dt, p.data() as Float32Array, p.numel),
+      sumSquares: kernels.sumSquares(dt, p.data() as Float32Array, p.numel),
+      name: `parameter ${record.fingerprints.size} (${module.constructor.name}.${name}, shape [${p.shape.join(', ')}])`,
+    });
     record.shapes.set(p, [...p.shape]);
     record.slices.set(p, slice);
     p.setData(empty);
@@ -91,6 +106,7 @@ export interface SliceTarget {
  */
 export async function shardFromSlices(pre: PrePartition, t: SliceTarget): Promise<void> {
   const { world, rank } = pre;
+  if (t.group && world > 1) await checkSameInit(pre, t.params, t.group);
   for (const unit of t.plan.units) {
     const lens = unit.params.map((i) => (pre.slices.has(t.params[i]!) ? sliceLength(t.sizes[i]!, world) : 0));
     const starts = lens.map((_, k) => lens.slice(0, k).reduce((a, b) => a + b, 0));
@@ -123,6 +139,39 @@ export async function shardFromSlices(pre: PrePartition, t: SliceTarget): Promis
   for (const slice of pre.slices.values()) slice.dispose();
   pre.slices.clear();
   pre.consumed = true;
+}
+
+/**
+ * Collective: throws a DSConfigError on every rank when any rank's fingerprints differ from rank 0's
+ * (compared bit for bit, so a NaN compares equal to itself).
+ */
+async function checkSameInit(pre: PrePartition, params: readonly Tensor[], group: ProcessGroup): Promise<void> {
+  const sliced = params.filter((p) => pre.fingerprints.has(p));
+  const mine = new Float64Array(2 * sliced.length);
+  sliced.forEach((p, k) => {
+    const f = pre.fingerprints.get(p)!;
+    mine[2 * k] = f.sum;
+    mine[2 * k + 1] = f.sumSquares;
+  });
+  const words = new Int32Array(mine.buffer);
+  const all = new Int32Array(words.length * group.size);
+  await group.allGather({ dtype: 'i32', array: all }, { dtype: 'i32', array: words });
+  const differing: string[] = [];
+  sliced.forEach((p, k) => {
+    const ranks: number[] = [];
+    for (let r = 1; r < group.size; r++) {
+      const at = r * words.length + 4 * k;
+      if ([0, 1, 2, 3].some((w) => all[at + w] !== all[4 * k + w])) ranks.push(r);
+    }
+    if (ranks.length) differing.push(`${pre.fingerprints.get(p)!.name} on rank${ranks.length > 1 ? 's' : ''} ${ranks.join(', ')}`);
+  });
+  if (differing.length) {
+    const shown = differing.slice(0, 3).join('; ') + (differing.length > 3 ? `; and ${differing.length - 3} more` : '');
+    throw new DSConfigError(
+      `zeroInit: the ranks built different initial values, so the partitioned model would mix them (${differing.length} of ${sliced.length} parameters differ from rank 0: ${shown}). ` +
+        'Every rank must draw the same values under zeroInit: seed the model alike on every rank (for example new GPT({ ..., seed: 1 }) with the same seed everywhere).',
+    );
+  }
 }
 
 /** The pieces zeroInit kept for this world, if the module was built under it. */

@@ -1,6 +1,7 @@
 // zeroInit on 2 ranks: each parameter is partitioned as it is created, so building the model never
 // holds more than this rank's slices plus the one parameter being made; the engine built from the
-// slices has exactly the weights, memory and training of one built from a whole model.
+// slices has exactly the weights, memory and training of one built from a whole model. Ranks that
+// drew different initial values are caught before their slices are used.
 import { describe, expect, it } from 'vitest';
 
 import { GPT } from '@ds/tensor';
@@ -22,6 +23,7 @@ interface Out {
   init: Side;
   plain: Side;
   reuseError: string;
+  seedError: string;
 }
 
 /** First element where two arrays differ (exact), or null. */
@@ -57,6 +59,10 @@ describe('zeroInit', () => {
       expect(out.init.paramBytes, `rank ${rank}`).toBe(out.plain.paramBytes);
       expect(out.init.losses, `rank ${rank}`).toEqual(out.plain.losses);
       expect(out.reuseError).toMatch(/^DSConfigError: the model built under zeroInit was already handed to an engine/);
+      // Built with a seed per rank: every rank fails alike, naming the parameters that differ.
+      expect(out.seedError).toMatch(/^DSConfigError: zeroInit: the ranks built different initial values/);
+      expect(out.seedError).toMatch(/parameter 0 \(Embedding\.weight, shape \[64, 32\]\) on rank 1/);
+      expect(out.seedError).toMatch(/seed the model alike on every rank/);
     }
     expect(outs[1]!.init.losses).not.toEqual(outs[0]!.init.losses); // each rank trains on its own rows
   }, 150_000);

@@ -1,7 +1,8 @@
 // One rank: builds the GPT of DS_TEST_GPT under zeroInit and reports the tracker's peak and live
 // 'parameters' bytes during and right after construction; then compares the stage-3 engine made
 // from it with one made from a plainly built GPT: whole weights (gathered), 'parameters' bytes
-// after initialize, and the losses of a few steps. Also reports the error of reusing the model.
+// after initialize, and the losses of a few steps. Also reports the error of reusing the model and
+// the error of a model each rank built under zeroInit with its own seed.
 import { initialize, type Engine } from '@ds/core';
 import { getRuntime, GPT } from '@ds/tensor';
 
@@ -39,5 +40,12 @@ try {
 const b = await engineOf(new GPT(gpt), a.engine.dist);
 const lossesPlain = await trainSteps(b.engine, 0, 3, rank, gpt.blockSize, gpt.vocabSize);
 b.engine.destroy();
-console.log(JSON.stringify({ build, init: { weights: a.weights, paramBytes: a.paramBytes, losses: lossesInit }, plain: { weights: b.weights, paramBytes: b.paramBytes, losses: lossesPlain }, reuseError }));
+let seedError = '';
+try {
+  const perRank = zeroInit(() => new GPT({ ...gpt, seed: (gpt.seed ?? 0) + rank }), { config, rank, world });
+  (await initialize({ model: perRank, config, plugins: [zero()], log: () => {}, dist: a.engine.dist })).engine.destroy();
+} catch (err) {
+  seedError = `${(err as Error).name}: ${(err as Error).message}`;
+}
+console.log(JSON.stringify({ build, init: { weights: a.weights, paramBytes: a.paramBytes, losses: lossesInit }, plain: { weights: b.weights, paramBytes: b.paramBytes, losses: lossesPlain }, reuseError, seedError }));
 await a.engine.dist?.destroy();
