@@ -241,11 +241,13 @@ export abstract class ShardedState implements ModelStateManager {
       throw new DSError(`gatheredParameters: modifierRank ${root} is not a rank of this data-parallel group (ranks 0-${this.world - 1})`, { code: 'DS_ZERO_BAD_RANK' });
     }
     const weights = new Map<string, NamedTensor>();
+    const works: Promise<void>[] = [];
     for (const [i, p] of this.args.params.entries()) {
       const data = p.data() as Float32Array | Uint16Array;
-      if (this.group && this.world > 1 && p.numel > 0) await this.group.broadcast({ dtype: p.dtype, array: data }, { root });
+      if (this.group && this.world > 1 && p.numel > 0) works.push(this.group.broadcast({ dtype: p.dtype, array: data }, { root }).wait());
       weights.set(this.args.names[i]!, { dtype: p.dtype as FloatDType, shape: [...p.shape], data });
     }
+    await Promise.all(works);
     await this.loadModuleState(weights, true);
   }
 

@@ -66,10 +66,9 @@ export class Stage3State extends ShardedState {
     const rank = args.group?.rank ?? 0;
     const pre = prePartitionOf(args.module, world, rank);
     if (args.group && world > 1) {
-      for (const p of args.params) {
-        if (pre?.slices.has(p) || p.numel === 0) continue;
-        await args.group.broadcast({ dtype: p.dtype, array: p.data() }, { root: 0 });
-      }
+      const group = args.group;
+      const whole = args.params.filter((p) => !pre?.slices.has(p) && p.numel > 0);
+      await Promise.all(whole.map((p) => group.broadcast({ dtype: p.dtype, array: p.data() }, { root: 0 }).wait()));
     }
     const shapes = args.params.map((p) => [...(pre?.shapes.get(p) ?? p.shape)]);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));

@@ -4,7 +4,7 @@
 import type { ConfigProblem } from '../errors.js';
 import { KNOWN_PLUGINS, knownPluginForOptimizer } from '../plugin/catalogue.js';
 import type { Registry } from '../plugin/registry.js';
-import { checkCoreOptimizerParams } from '../optim/params.js';
+import { checkCoreOptimizerParams, CORE_OPTIMIZER_TYPES as CORE_NAMES, maxGradNormProblem } from '../optim/params.js';
 import { CORE_OPTIMIZER_TYPES } from './core-keys.js';
 import { nearest } from './levenshtein.js';
 import { missingPluginMessage } from './requirements.js';
@@ -20,19 +20,10 @@ export function checkOptimizer(section: { type: string; params: Record<string, u
   const problems: ConfigProblem[] = [];
   const params = section.params;
   const lower = section.type.toLowerCase();
-  const core = CORE_OPTIMIZER_TYPES.find((t) => t.toLowerCase() === lower);
-  if (core) {
-    // The optimizer factory's own table and checks (optim/params.ts): one list of keys for both.
-    problems.push(...checkCoreOptimizerParams(core, params)!.problems);
-    return { type: core, params, problems };
-  }
-  if ('max_grad_norm' in params) {
-    problems.push({
-      path: 'optimizer.params.max_grad_norm',
-      value: params.max_grad_norm,
-      message: "'max_grad_norm' is not supported as an optimizer parameter; use the top-level 'gradient_clipping' key instead",
-    });
-  }
+  // A core type: the optimizer factory's own table and checks (optim/params.ts), one list of keys for both.
+  const core = checkCoreOptimizerParams(section.type, params);
+  if (core) return { type: CORE_NAMES[lower], params, problems: core.problems };
+  if ('max_grad_norm' in params) problems.push(maxGradNormProblem(params.max_grad_norm));
   const fromPlugin = registry?.optimizer(section.type);
   if (fromPlugin) {
     const declared = Object.keys(fromPlugin.plugin.contributes.optimizers ?? {}).find((t) => t.toLowerCase() === lower)!;

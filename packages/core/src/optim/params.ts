@@ -68,6 +68,11 @@ export const CORE_OPTIMIZER_SPECS: Readonly<Record<string, Readonly<Record<strin
 /** Case-insensitive DeepSpeed type name -> our canonical name, for core's optimizers (from config/core-keys.ts's list). */
 export const CORE_OPTIMIZER_TYPES: Readonly<Record<string, string>> = Object.fromEntries(CORE_TYPE_NAMES.map((t) => [t.toLowerCase(), t]));
 
+/** DeepSpeed's engine rejects max_grad_norm for every optimizer (core's or a plugin's), pointing at gradient_clipping. */
+export function maxGradNormProblem(value: unknown): ConfigProblem {
+  return { path: 'optimizer.params.max_grad_norm', value, message: "'max_grad_norm' is not supported as an optimizer parameter; use the top-level 'gradient_clipping' key instead" };
+}
+
 export interface CheckedParams {
   /** The user's params over the defaults (meaningful only without problems). */
   values: Params;
@@ -85,9 +90,8 @@ export function checkCoreOptimizerParams(type: string, params: Params | undefine
   const user = params ?? {};
   const problems: ConfigProblem[] = [];
   for (const [k, v] of Object.entries(user)) {
-    // DeepSpeed's engine rejects max_grad_norm for every optimizer, pointing at gradient_clipping.
     if (k === 'max_grad_norm') {
-      problems.push({ path: 'optimizer.params.max_grad_norm', value: v, message: "'max_grad_norm' is not supported as an optimizer parameter; use the top-level 'gradient_clipping' key instead" });
+      problems.push(maxGradNormProblem(v));
     } else if (!(k in specs)) {
       problems.push({ path: `optimizer.params.${k}`, value: v, message: `is not a parameter of ${CORE_OPTIMIZER_TYPES[key]} (allowed: ${Object.keys(specs).join(', ')})` });
     }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 
 import { DSPluginError } from '../../src/errors.js';
 import { createRegistry, type Plugin } from '../../src/plugin/index.js';
+import { thrown } from '../helpers/config.js';
 
 const zero = (overrides: Partial<Plugin> = {}): Plugin => ({
   name: 'zero',
@@ -15,15 +16,7 @@ const zero = (overrides: Partial<Plugin> = {}): Plugin => ({
   ...overrides,
 });
 
-function pluginError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DSPluginError);
-    return (err as Error).message;
-  }
-  throw new Error('expected a DSPluginError');
-}
+const pluginError = (fn: () => unknown): string => thrown(fn, DSPluginError).message;
 
 describe('createRegistry', () => {
   it('records what each plugin contributes and answers by key', () => {
