@@ -1,6 +1,6 @@
 // The main job: train a byte-level GPT data-parallel on the CPU.
 //
-//   ds --num_gpus 2 examples/gpt/train.ts --deepspeed_config examples/gpt/ds_config.json
+//   cd examples/gpt && pnpm exec ds --num_gpus 2 train.ts --deepspeed_config ds_config.json
 //
 // Every rank runs this script; the launcher sets RANK/WORLD_SIZE/MASTER_ADDR, and initialize()
 // joins the process group. Rank 0 prints progress, evaluates, samples text and writes the summary.

@@ -11,9 +11,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { pythonWithTorch, table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { describeWorld, withWorld } from '@ds-internal/test-kit';
 
 import type { PerfRow } from '../src/comm/perf.js';
-import { describeWorld, withWorld } from '../test/helpers/world.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const smoke = process.argv.includes('--smoke');

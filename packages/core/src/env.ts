@@ -1,6 +1,9 @@
 // The one place @ds/core reads environment variables. Everything else receives a CoreEnv (or the
 // part of it it needs) from its caller, so tests can pass a plain object instead of mutating
 // process.env.
+import { parseByteSize } from '@ds/tensor';
+
+import { DSConfigError } from './errors.js';
 
 /** What the `ds` launcher (or torchrun-style launchers) put in a worker's environment. */
 export interface DistEnv {
@@ -27,7 +30,7 @@ export interface CoreEnv {
   dist: DistEnv | undefined;
   /** DS_COMM_TIMEOUT, in seconds (fractions allowed): default per-op timeout of collectives; 300. */
   commTimeoutMs: number;
-  /** DS_COMM_CHUNK: staging chunk of the shared-memory transport in bytes (k/m suffixes); default 1 MiB. */
+  /** DS_COMM_CHUNK: staging chunk of the shared-memory transport (a byte size: 1048576, 256k, 4MiB); default 1 MiB. */
   commChunkBytes: number | undefined;
   /** DS_COMM_SPIN: polls of a shared-memory flag before a waiting comm thread sleeps; default 200. */
   commSpin: number | undefined;
@@ -39,38 +42,41 @@ export interface CoreEnv {
   hostId: string | undefined;
   /** DS_SHM_DIR: where POSIX shared memory is visible as files, for sweeping stale segments; /dev/shm. */
   shmDir: string;
+  /** DS_COMM_BACKEND: the comm backend by name (cpu, mpi, nccl); undefined leaves the choice to initialize() and the config. */
+  commBackend: string | undefined;
 }
 
 export const DEFAULT_COMM_TIMEOUT_MS = 300_000;
+
+/** A bad environment variable: what it holds, what it must hold, and what to do. */
+function badVar(name: string, raw: string | number, must: string, fix = 'fix it or unset it for the default'): DSConfigError {
+  return new DSConfigError(`${name}=${typeof raw === 'string' ? `'${raw}'` : raw} ${must}; ${fix}`, [{ path: name, message: must, value: raw }]);
+}
 
 function intVar(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new RangeError(`${name}='${raw}' must be an integer >= ${min}`);
+  if (!Number.isInteger(n) || n < min) throw badVar(name, raw, `must be an integer >= ${min}`);
   return n;
 }
 
 function bytesVar(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const raw = env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const m = /^\s*(\d+)\s*([kmg]?)i?b?\s*$/i.exec(raw);
-  if (!m) throw new RangeError(`${name}='${raw}' is not a byte count (examples: 1048576, 256k, 4m)`);
-  const scale = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * scale;
+  return raw === undefined || raw === '' ? undefined : parseByteSize(raw, name);
 }
 
 function timeoutVar(env: NodeJS.ProcessEnv): number {
   const raw = env.DS_COMM_TIMEOUT;
   if (raw === undefined || raw === '') return DEFAULT_COMM_TIMEOUT_MS;
   const s = Number(raw);
-  if (!Number.isFinite(s) || s <= 0) throw new RangeError(`DS_COMM_TIMEOUT='${raw}' must be a positive number of seconds`);
+  if (!Number.isFinite(s) || s <= 0) throw badVar('DS_COMM_TIMEOUT', raw, 'must be a positive number of seconds');
   return Math.round(s * 1000);
 }
 
 function transportVar(env: NodeJS.ProcessEnv): 'auto' | 'shm' | 'tcp' {
   const raw = env.DS_COMM_TRANSPORT || 'auto';
-  if (raw !== 'auto' && raw !== 'shm' && raw !== 'tcp') throw new RangeError(`DS_COMM_TRANSPORT='${raw}' must be auto, shm or tcp`);
+  if (raw !== 'auto' && raw !== 'shm' && raw !== 'tcp') throw badVar('DS_COMM_TRANSPORT', raw, 'must be auto, shm or tcp');
   return raw;
 }
 
@@ -80,16 +86,19 @@ export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | und
   const worldSize = intVar(env, 'WORLD_SIZE', 1);
   if (rank === undefined && worldSize === undefined) return undefined;
   if (rank === undefined || worldSize === undefined) {
-    throw new RangeError('RANK and WORLD_SIZE must be set together (the `ds` launcher sets both)');
+    const message = 'RANK and WORLD_SIZE must be set together';
+    throw new DSConfigError(`${message}: ${rank === undefined ? 'WORLD_SIZE' : 'RANK'} is set, the other is not; start the job with the \`ds\` launcher, which sets both, or set both`, [
+      { path: rank === undefined ? 'RANK' : 'WORLD_SIZE', message },
+    ]);
   }
-  if (rank >= worldSize) throw new RangeError(`RANK=${rank} must be below WORLD_SIZE=${worldSize}`);
+  if (rank >= worldSize) throw badVar('RANK', rank, `must be below WORLD_SIZE=${worldSize}`, 'ranks count from 0');
   const localSize = intVar(env, 'LOCAL_SIZE', 1) ?? intVar(env, 'LOCAL_WORLD_SIZE', 1) ?? worldSize;
   const localRank = intVar(env, 'LOCAL_RANK', 0) ?? rank % localSize;
-  if (localRank >= localSize) throw new RangeError(`LOCAL_RANK=${localRank} must be below LOCAL_SIZE=${localSize}`);
+  if (localRank >= localSize) throw badVar('LOCAL_RANK', localRank, `must be below LOCAL_SIZE=${localSize}`, 'local ranks count from 0 on each host');
   const crossSize = intVar(env, 'CROSS_SIZE', 1) ?? Math.ceil(worldSize / localSize);
   const crossRank = intVar(env, 'CROSS_RANK', 0) ?? Math.floor(rank / localSize);
   const masterPort = intVar(env, 'MASTER_PORT', 1) ?? 29500;
-  if (masterPort > 65535) throw new RangeError(`MASTER_PORT=${masterPort} is not a TCP port`);
+  if (masterPort > 65535) throw badVar('MASTER_PORT', masterPort, 'is not a TCP port (1 to 65535)', 'pick a free port or unset it for 29500');
   return { rank, worldSize, localRank, localSize, crossRank, crossSize, masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort };
 }
 
@@ -103,5 +112,6 @@ export function readCoreEnv(env: NodeJS.ProcessEnv = process.env): CoreEnv {
     commIfAddr: env.DS_COMM_IFADDR || undefined,
     hostId: env.DS_HOST_ID || undefined,
     shmDir: env.DS_SHM_DIR || '/dev/shm',
+    commBackend: env.DS_COMM_BACKEND || undefined,
   };
 }

@@ -1,23 +1,9 @@
 // @ds/core's errors; all extend DSError from @ds/tensor, so one `isDSError` recognises every one.
+// DSConfigError is @ds/tensor's (it reads environment variables too), re-exported from here.
 import { DSError, type DSErrorOptions } from '@ds/tensor';
 
-/** One or more problems in a ds_config; `problems` lists each with its key path. */
-export class DSConfigError extends DSError {
-  readonly problems: readonly ConfigProblem[];
-  constructor(message: string, problems: readonly ConfigProblem[] = [], options: DSErrorOptions = {}) {
-    super(message, { code: 'DS_CONFIG', ...options });
-    this.problems = problems;
-  }
-}
-
-export interface ConfigProblem {
-  /** Key path, e.g. "zero_optimization.stage". */
-  path: string;
-  message: string;
-  value?: unknown;
-  /** For a misspelt key: the nearest valid key. */
-  suggestion?: string;
-}
+export { DSConfigError } from '@ds/tensor';
+export type { ConfigProblem } from '@ds/tensor';
 
 /** A collective or point-to-point operation failed (peer gone, mismatched sizes, ...). */
 export class DSCommError extends DSError {

@@ -1,6 +1,7 @@
 export { DSConfigError, DSCommError, DSTimeoutError, DSCheckpointError, DSPluginError } from './errors.js';
 export type { ConfigProblem } from './errors.js';
-export { DSError, isDSError } from '@ds/tensor';
+export { DSError, DSShapeError, DSUnsupportedError, DSNativeError, DSOutOfMemoryError, isDSError } from '@ds/tensor';
+export type { DSErrorOptions } from '@ds/tensor';
 export * from './optim/index.js';
 export { encodeSafetensors, decodeSafetensors, readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';
 export type { NamedTensor, SafetensorsFile } from './checkpoint/safetensors.js';
@@ -11,4 +12,6 @@ export * from './schedulers/index.js';
 export * from './precision/index.js';
 export * from './comm/index.js';
 export * from './engine/index.js';
+export { bytesOf } from './offload/tier.js';
+export type { OffloadTier, OffloadTierOptions, OffloadRegion, OffloadWork, OffloadStats } from './offload/tier.js';
 export { checkTag, optimStatesFile, resolveLoadTag, MODEL_STATES, META, LATEST } from './checkpoint/layout.js';

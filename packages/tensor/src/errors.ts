@@ -33,6 +33,29 @@ export class DSShapeError extends DSError {
   }
 }
 
+/**
+ * A bad setting: one or more problems in a ds_config (validated in @ds/core), an environment
+ * variable (DS_MEMORY_LIMIT, DS_COMM_TIMEOUT, ...) or an option passed to a constructor. `problems`
+ * lists each with its key path. It lives here, at the bottom of the error family, because
+ * @ds/tensor reads settings too; @ds/core re-exports it.
+ */
+export class DSConfigError extends DSError {
+  readonly problems: readonly ConfigProblem[];
+  constructor(message: string, problems: readonly ConfigProblem[] = [], options: DSErrorOptions = {}) {
+    super(message, { code: 'DS_CONFIG', ...options });
+    this.problems = problems;
+  }
+}
+
+export interface ConfigProblem {
+  /** Key path, e.g. "zero_optimization.stage", or the environment variable, e.g. "DS_MEMORY_LIMIT". */
+  path: string;
+  message: string;
+  value?: unknown;
+  /** For a misspelt key: the nearest valid key. */
+  suggestion?: string;
+}
+
 /** A feature that exists in DeepSpeed (or in our design) but is not available here. */
 export class DSUnsupportedError extends DSError {
   constructor(message: string, options: DSErrorOptions = {}) {

@@ -1,6 +1,7 @@
-export { DSError, DSShapeError, DSUnsupportedError, DSNativeError, DSOutOfMemoryError, isDSError } from './errors.js';
-export type { DSErrorOptions } from './errors.js';
-export { readTensorEnv, parseBytes } from './env.js';
+export { DSError, DSConfigError, DSShapeError, DSUnsupportedError, DSNativeError, DSOutOfMemoryError, isDSError } from './errors.js';
+export type { DSErrorOptions, ConfigProblem } from './errors.js';
+export { readTensorEnv } from './env.js';
+export { parseByteSize, formatByteSize } from './bytes.js';
 export type { TensorEnv } from './env.js';
 export { loadCpuAddon } from './native/load.js';
 export type { CpuAddon, CpuInfo } from './native/load.js';

@@ -1,6 +1,7 @@
 // A seeded random generator (xoshiro128**, seeded through splitmix32): reproducible parameter
 // init and dropout seeds. Its state can be read and restored, which activation checkpointing
 // uses to replay dropout masks in the recomputed forward.
+import { DSShapeError } from './errors.js';
 
 export class Generator {
   private readonly s = new Uint32Array(4);
@@ -56,7 +57,7 @@ export class Generator {
   }
 
   setState(state: readonly number[]): void {
-    if (state.length !== 4) throw new RangeError('Generator.setState: expected 4 state words');
+    if (state.length !== 4) throw new DSShapeError(`Generator.setState: expected the 4 state words of getState(), got ${state.length}`);
     for (let i = 0; i < 4; i++) this.s[i] = state[i]! >>> 0;
   }
 }

@@ -79,7 +79,7 @@ describe('Tensor', () => {
       expect(rt.tracker.liveBytes('cpu', 'communication')).toBe(16);
       t.dispose();
       expect(rt.tracker.liveBytes('cpu', 'communication')).toBe(0);
-      expect(() => Storage.wrap(rt.tracker, shared, 8, 16)).toThrow(RangeError);
+      expect(() => Storage.wrap(rt.tracker, shared, 8, 16)).toThrow(DSShapeError);
     }));
 
   it('frees a storage with its last view; use after free is an error', () =>

@@ -7,8 +7,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { describeWorld, withWorld } from '@ds-internal/test-kit';
 
-import { describeWorld, withWorld } from '../../core/test/helpers/world.js';
 import { modelStateBytes } from '../src/estimate.js';
 
 const smoke = process.argv.includes('--smoke');

@@ -1,8 +1,10 @@
 // The `zero_optimization` section: DeepSpeed's keys and defaults (runtime/zero/config.py; sizes are
 // element counts). Unknown keys are errors (the object is strict, so a typo gets the nearest key
 // suggested by core's validator). Keys DeepSpeed knows but this package does not build (offload,
-// ZeRO++, MiCS, elastic checkpoints, ...) are rejected by name when set to anything but "off".
-import { DSConfigError } from '@ds/core';
+// ZeRO++, MiCS, elastic checkpoints, ...) are rejected by name when set to anything but "off"; keys
+// whose DeepSpeed effect does not exist under this design are accepted with a warning saying so
+// (noEffectNotes, handed to core's validator as config notes).
+import { attachConfigNotes, DSConfigError, type ConfigNote } from '@ds/core';
 import { z } from 'zod';
 
 const count = z.number().min(0);
@@ -37,7 +39,12 @@ export const ZERO_ALIASES: Readonly<Record<string, string>> = {
   model_persistence_threshold: 'stage3_model_persistence_threshold',
   max_live_parameters: 'stage3_max_live_parameters',
   max_reuse_distance: 'stage3_max_reuse_distance',
+  // DeepSpeed's pydantic model populates fields by name as well as by alias.
+  module_granularity_threshold: 'stage3_module_granularity_threshold',
+  use_all_reduce_for_fetch_params: 'stage3_use_all_reduce_for_fetch_params',
 };
+
+const BOOLEAN_TARGETS = new Set(['stage3_gather_16bit_weights_on_model_save', 'stage3_use_all_reduce_for_fetch_params']);
 
 const shape = {
   stage: z.number().int().min(0).max(3).default(0),
@@ -80,7 +87,7 @@ const shape = {
   cpu_offload: z.boolean().optional(),
   cpu_offload_param: z.boolean().optional(),
   cpu_offload_use_pin_memory: z.boolean().optional(),
-  ...Object.fromEntries(Object.entries(ZERO_ALIASES).map(([k, to]) => [k, to.startsWith('stage3_gather') ? z.boolean().optional() : count.optional()])),
+  ...Object.fromEntries(Object.entries(ZERO_ALIASES).map(([k, to]) => [k, BOOLEAN_TARGETS.has(to) ? z.boolean().optional() : count.optional()])),
 };
 
 type Raw = z.infer<z.ZodObject<typeof shape>>;
@@ -88,12 +95,10 @@ type Raw = z.infer<z.ZodObject<typeof shape>>;
 /** Keys whose non-default values ask for something this package does not build, with the reason. */
 function unbuiltProblems(c: Raw): [string, string][] {
   const out: [string, string][] = [];
-  const offload = (key: 'offload_param' | 'offload_optimizer') => {
-    const dev = c[key]?.device;
-    if (dev && dev !== 'none') out.push([`${key}.device`, `${key} to '${dev}' (ZeRO-Offload / ZeRO-Infinity) is not built in @ds/zero; it belongs to @ds/offload-nvme`]);
-  };
-  offload('offload_param');
-  offload('offload_optimizer');
+  // offload_optimizer is accepted: its device names an offload tier a registered plugin contributes
+  // (core's plugin requirements name @ds/offload-nvme when none is), which receives the section.
+  const dev = c.offload_param?.device;
+  if (dev && dev !== 'none') out.push(['offload_param.device', `offload_param to '${dev}' (ZeRO-Infinity parameter offload) is not built in @ds/zero; it belongs to @ds/offload-nvme`]);
   if (c.cpu_offload === true) out.push(['cpu_offload', "cpu_offload (deprecated form of offload_optimizer.device 'cpu') is not built in @ds/zero"]);
   if (c.cpu_offload_param === true) out.push(['cpu_offload_param', "cpu_offload_param (deprecated form of offload_param.device 'cpu') is not built in @ds/zero"]);
   const on: [keyof Raw, string][] = [
@@ -115,21 +120,72 @@ function unbuiltProblems(c: Raw): [string, string][] {
   return out;
 }
 
-function normalize(c: Raw) {
+/** The config with each alias's value moved to its canonical key. */
+function resolveAliases(c: Raw): Raw {
   const out: Record<string, unknown> = { ...c };
   for (const [alias, key] of Object.entries(ZERO_ALIASES)) {
     if (out[alias] !== undefined) out[key] = out[alias];
     delete out[alias];
   }
+  return out as Raw;
+}
+
+const OFFLOAD_DEFAULTS = { offload_param: offloadParam.parse({}), offload_optimizer: offloadOptimizer.parse({}) } as Record<string, Record<string, unknown>>;
+
+/**
+ * Keys accepted although they change nothing here, each with the reason (DeepSpeed's effect does not
+ * exist under this design, or depends on a feature rejected above). `c` is the raw section.
+ */
+export function noEffectNotes(c: Raw): ConfigNote[] {
+  const notes: ConfigNote[] = [];
+  // DeepSpeed's zero.Init swaps torch's F.linear for a version that saves no gathered weight for
+  // backward. Our linear saves the Parameter itself, whose storage stage 3 releases after forward and
+  // gathers again before backward, so no gathered weight outlives forward either way.
+  if (c.memory_efficient_linear === false) {
+    notes.push({ path: 'memory_efficient_linear', value: false, message: "'memory_efficient_linear' has no effect: stage 3 never keeps a gathered weight alive for backward here (linear saves the Parameter, which is released after forward and gathered again for backward)" });
+  }
+  // DeepSpeed's zero.Init wraps torch.nn.Module.apply so that functions applied to a module see its
+  // gathered parameters; @ds/tensor's Module has no apply(), and models initialise each parameter as
+  // they create it (zeroInit partitions it then).
+  if (c.override_module_apply === false) {
+    notes.push({ path: 'override_module_apply', value: false, message: "'override_module_apply' has no effect: @ds/tensor's Module has no apply() to wrap; models initialise each parameter as they create it" });
+  }
+  // DeepSpeed's stages 1-2 reduce a bucket's per-owner ranges either by all-reducing ranges grouped
+  // per owner (true) or by one reduce to each owner (false): a choice of messages with the same
+  // averaged block on every owner. Here every unit is one reduce-scatter (or, with reduce_scatter
+  // false, one all-reduce) through core's gradient reduction, whatever this key says.
+  if (c.use_multi_rank_bucket_allreduce === false) {
+    notes.push({ path: 'use_multi_rank_bucket_allreduce', value: false, message: "'use_multi_rank_bucket_allreduce' has no effect: each partition unit is reduced in one collective (reduce-scatter, or all-reduce with reduce_scatter false); DeepSpeed's setting chooses a message pattern with the same result" });
+  }
+  if (c.cpu_offload_use_pin_memory !== undefined) {
+    notes.push({ path: 'cpu_offload_use_pin_memory', value: c.cpu_offload_use_pin_memory, message: "'cpu_offload_use_pin_memory' has no effect: it is deprecated (use offload_param / offload_optimizer pin_memory) and DeepSpeed ignores it too" });
+  }
+  const deprecatedGather = (c as Record<string, unknown>).stage3_gather_fp16_weights_on_model_save;
+  if (deprecatedGather !== undefined) {
+    notes.push({ path: 'stage3_gather_fp16_weights_on_model_save', value: deprecatedGather, message: "'stage3_gather_fp16_weights_on_model_save' is deprecated; it is read as 'stage3_gather_16bit_weights_on_model_save', rename it" });
+  }
+  for (const key of ['offload_param', 'offload_optimizer'] as const) {
+    const section = c[key] as Record<string, unknown> | null;
+    if (!section || section.device !== 'none') continue;
+    for (const [k, v] of Object.entries(section)) {
+      if (k === 'device' || v === OFFLOAD_DEFAULTS[key]![k]) continue;
+      notes.push({ path: `${key}.${k}`, value: v, message: `'${key}.${k}' has no effect: ${key}.device is 'none' (offload to 'cpu' or 'nvme' needs @ds/offload-nvme)` });
+    }
+  }
+  return notes;
+}
+
+function normalize(c: Raw) {
+  const out: Record<string, unknown> = resolveAliases(c);
   for (const k of ['cpu_offload', 'cpu_offload_param', 'cpu_offload_use_pin_memory']) delete out[k];
   if (out.overlap_comm === null) out.overlap_comm = out.stage === 3;
-  return out as ZeroConfig;
+  return attachConfigNotes(out, noEffectNotes(c)) as ZeroConfig;
 }
 
 export const zeroOptimizationSchema = z
   .strictObject(shape)
   .superRefine((c, ctx) => {
-    for (const [path, message] of unbuiltProblems(c)) {
+    for (const [path, message] of unbuiltProblems(resolveAliases(c))) {
       ctx.addIssue({ code: 'custom', path: path.split('.'), message: `recognised but not supported: ${message}` });
     }
   })

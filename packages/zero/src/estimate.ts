@@ -5,6 +5,23 @@
 //   master weights + momentum + variance): 16 Psi, 4 Psi + 12 Psi/N, 2 Psi + 14 Psi/N, 16 Psi/N;
 // - DeepSpeed's estimators (estimate_zero2/zero3_model_states_mem_needs), which also count an fp32
 //   gradient buffer (18 bytes per parameter instead of 16), offload and a buffer factor.
+import { DSConfigError } from '@ds/core';
+
+/** The `ds-zero estimate` flag of each input, named in errors. */
+const FLAG: Record<string, string> = {
+  ranks: '--gpus-per-node x --nodes',
+  params: '--params',
+  totalParams: '--params',
+  largestLayerParams: '--largest-layer-params',
+  gpusPerNode: '--gpus-per-node',
+  nodes: '--nodes',
+  bufferFactor: '--buffer-factor',
+};
+
+function badInput(name: string, value: number, must: string): DSConfigError {
+  const message = `${name} must be ${must}, got ${value}`;
+  return new DSConfigError(`${message} (ds-zero estimate ${FLAG[name]})`, [{ path: name, message, value }]);
+}
 
 /** Bytes per parameter of fp32 optimizer state for mixed-precision Adam: master 4 + m 4 + v 4. */
 export const ADAM_K = 12;
@@ -13,8 +30,8 @@ export type ZeroStage = 0 | 1 | 2 | 3;
 
 /** The paper's per-rank model-state bytes at `stage` for `params` parameters over `ranks` data-parallel ranks. */
 export function modelStateBytes(stage: ZeroStage, params: number, ranks: number, k = ADAM_K): number {
-  if (!(ranks >= 1) || !Number.isInteger(ranks)) throw new RangeError(`ranks must be a positive integer, got ${ranks}`);
-  if (!(params >= 0)) throw new RangeError(`params must be >= 0, got ${params}`);
+  if (!(ranks >= 1) || !Number.isInteger(ranks)) throw badInput('ranks', ranks, 'a positive integer');
+  if (!(params >= 0)) throw badInput('params', params, '>= 0');
   switch (stage) {
     case 0:
       return (2 + 2 + k) * params;
@@ -48,10 +65,10 @@ function check(input: EstimateInput): Required<EstimateInput> {
   const { totalParams, largestLayerParams, gpusPerNode, nodes } = input;
   const bufferFactor = input.bufferFactor ?? 1.5;
   for (const [k, v] of Object.entries({ totalParams, largestLayerParams, bufferFactor })) {
-    if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`${k} must be a number >= 0, got ${v}`);
+    if (!(Number.isFinite(v) && v >= 0)) throw badInput(k, v, 'a number >= 0');
   }
   for (const [k, v] of Object.entries({ gpusPerNode, nodes })) {
-    if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`${k} must be an integer >= 1, got ${v}`);
+    if (!(Number.isInteger(v) && v >= 1)) throw badInput(k, v, 'an integer >= 1');
   }
   return { totalParams, largestLayerParams, gpusPerNode, nodes, bufferFactor };
 }

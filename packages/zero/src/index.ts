@@ -6,8 +6,6 @@ export type { ZeroConfig } from './config.js';
 export { Stage12State } from './stage12.js';
 
 export { ShardedState } from './shard-state.js';
-export { planUnits, bucketGroups } from './partition.js';
-export type { PartitionPlan, Unit } from './partition.js';
 
 export { Stage3State, gatheredParameters } from './stage3.js';
 export type { GatheredOptions } from './stage3.js';

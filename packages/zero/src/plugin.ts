@@ -3,7 +3,7 @@
 // core's stage 0 whenever zero_optimization.stage >= 1.
 import { DSConfigError, type ModelStateManager, type Plugin, type PluginContext, type StateManagerArgs } from '@ds/core';
 
-import { zeroConfigOf, zeroOptimizationSchema } from './config.js';
+import { zeroConfigOf, zeroOptimizationSchema, type ZeroConfig } from './config.js';
 import { Stage12State } from './stage12.js';
 import { Stage3State } from './stage3.js';
 
@@ -12,12 +12,11 @@ import { Stage3State } from './stage3.js';
 export const ZERO_SUPPORTED_OPTIMIZERS: readonly string[] = ['Adam', 'AdamW', 'Lion', 'Adagrad'];
 
 /** The checks DeepSpeed's engine makes before it builds a ZeRO optimizer, with its reasons. */
-export function checkZeroCompatibility(args: Pick<StateManagerArgs, 'optimizer' | 'config'>, ctx: Pick<PluginContext, 'log'>): void {
+export function checkZeroCompatibility(args: Pick<StateManagerArgs, 'optimizer' | 'config'>, zc: ZeroConfig, ctx: Pick<PluginContext, 'log'>): void {
   const { config, optimizer } = args;
-  const zc = zeroConfigOf(config);
   const supported = ZERO_SUPPORTED_OPTIMIZERS.some((t) => t.toLowerCase() === optimizer.type.toLowerCase());
   if (!supported) {
-    if (config.zero_allow_untested_optimizer !== true) {
+    if (!config.zero_allow_untested_optimizer) {
       throw new DSConfigError(
         `You are using an untested ZeRO Optimizer (${optimizer.type}). Please add <"zero_allow_untested_optimizer": true> in the configuration file to use it. ` +
           `ZeRO is tested with ${ZERO_SUPPORTED_OPTIMIZERS.join(', ')}.`,
@@ -38,10 +37,12 @@ export function checkZeroCompatibility(args: Pick<StateManagerArgs, 'optimizer' 
 
 /** Builds the manager for the configured stage (stage >= 1). */
 export async function createZeroState(args: StateManagerArgs, ctx: Pick<PluginContext, 'log'>): Promise<ModelStateManager> {
-  checkZeroCompatibility(args, ctx);
-  const stage = zeroConfigOf(args.config).stage;
-  if (stage === 1 || stage === 2) return Stage12State.create(args, stage);
-  if (stage === 3) return Stage3State.create(args, (m) => ctx.log('warn', m));
+  // Parsed once per engine; the checks and the stages receive the typed section.
+  const zc = zeroConfigOf(args.config);
+  checkZeroCompatibility(args, zc, ctx);
+  const stage = zc.stage;
+  if (stage === 1 || stage === 2) return Stage12State.create(args, zc, stage);
+  if (stage === 3) return Stage3State.create(args, zc, (m) => ctx.log('warn', m));
 
   throw new DSConfigError(`zero_optimization.stage ${stage}: the ZeRO plugin handles stages 1-3; stage 0 is core's data parallelism`);
 }
@@ -55,10 +56,7 @@ export function zero(): Plugin {
     contributes: {
       optimizerWrappers: {
         zero: {
-          appliesTo: (config) => {
-            const section = config.zero_optimization as { stage?: number } | undefined;
-            return typeof section?.stage === 'number' && section.stage >= 1;
-          },
+          appliesTo: (config) => zeroConfigOf(config).stage >= 1,
           wrap: (args, ctx) => createZeroState(args, ctx),
         },
       },

@@ -5,7 +5,7 @@
 // `ds-zero to-fp32` consolidates it into one file.
 import { DSCheckpointError, type NamedTensor, type RankState } from '@ds/core';
 
-import type { PartitionPlan } from './partition.js';
+import type { PartitionPlan } from '@ds/core';
 
 export interface UnitMeta {
   padded: number;

@@ -4,6 +4,7 @@
 import {
   allocateFlat,
   clipCoefficient,
+  gradAccumDtype,
   DSCheckpointError,
   DSError,
   flatArray,
@@ -13,6 +14,7 @@ import {
   type ModelStateManager,
   type NamedTensor,
   type OptimizerSlot,
+  type PartitionPlan,
   type ProcessGroup,
   type RankState,
   type StateManagerArgs,
@@ -21,19 +23,15 @@ import {
 } from '@ds/core';
 import type { FloatDType } from '@ds/tensor';
 
-import { zeroConfigOf, type ZeroConfig } from './config.js';
-import type { PartitionPlan } from './partition.js';
+import type { ZeroConfig } from './config.js';
+import { OptimizerStateOffload } from './offload-state.js';
 import { assembleFull, cutShard, describeUnits, readAllRanks, shardTensor, type ShardMeta } from './rank-state.js';
 
 export type Block = Float32Array | Uint16Array;
 
 /** DeepSpeed's gradient dtype under ZeRO: data_types.grad_accum_dtype, else the parameters' dtype. */
 export function gradDtypeOf(args: StateManagerArgs): FloatDType {
-  const want = (args.config.data_types as { grad_accum_dtype?: string | null } | undefined)?.grad_accum_dtype;
-  if (want === 'fp32') return 'f32';
-  if (want === 'bf16') return 'bf16';
-  if (want === 'fp16') return 'f16';
-  return args.paramDtype;
+  return gradAccumDtype(args.config, args.paramDtype, true);
 }
 
 export abstract class ShardedState implements ModelStateManager {
@@ -48,14 +46,17 @@ export abstract class ShardedState implements ModelStateManager {
   protected slots: OptimizerSlot[] = [];
   /** Unit index of each slot (a unit is split into several slots when larger than sub_group_size). */
   private slotUnit: number[] = [];
+  /** The optimizer moments in an offload tier (offload_optimizer.device), or null: resident. */
+  protected offload: OptimizerStateOffload | null = null;
 
   constructor(
     protected readonly args: StateManagerArgs,
+    zc: ZeroConfig,
     protected readonly plan: PartitionPlan,
     protected readonly gradDtype: FloatDType,
     sizes?: readonly number[],
   ) {
-    this.zc = zeroConfigOf(args.config);
+    this.zc = zc;
     this.group = args.group && args.group.size > 1 ? args.group : null;
     this.world = plan.world;
     this.rank = plan.rank;
@@ -71,8 +72,11 @@ export abstract class ShardedState implements ModelStateManager {
   /** Bytes of the parameter and gradient buffers this rank keeps between steps. */
   protected abstract paramGradBytes(): { parameters: number; gradients: number };
 
-  /** Allocates the fp32 masters (16-bit parameters) from the parameter blocks and builds the slots. */
-  protected setupShards(): void {
+  /**
+   * Allocates the fp32 masters (16-bit parameters) from the parameter blocks, builds the slots (one
+   * per sub-group of at most sub_group_size elements) and, with offload_optimizer, their regions in the tier.
+   */
+  protected async setupShards(): Promise<void> {
     const { runtime, paramDtype } = this.args;
     if (paramDtype !== 'f32') {
       this.master = allocateFlat(runtime, 'f32', this.plan.shardNumel, 'optimizer_states', 'zero fp32 master shard');
@@ -96,6 +100,7 @@ export abstract class ShardedState implements ModelStateManager {
         this.slotUnit.push(ui);
       }
     });
+    this.offload = await OptimizerStateOffload.create(this.args, this.zc, this.slots.map((s) => s.master.length));
   }
 
   protected masterBlock(u: number): Float32Array {
@@ -136,7 +141,8 @@ export abstract class ShardedState implements ModelStateManager {
     if (totals[1]! > 0 || !Number.isFinite(totals[0]!)) return { overflow: true, gradNorm: NaN };
     const gradNorm = Math.sqrt(totals[0]!) / input.lossScale;
     const coeff = clipCoefficient(gradNorm, input.clip);
-    this.args.optimizer.step(this.slots, { gradScale: coeff / input.lossScale });
+    if (this.offload) await this.offload.step(this.args.optimizer, this.slots, coeff / input.lossScale);
+    else this.args.optimizer.step(this.slots, { gradScale: coeff / input.lossScale });
     await this.afterUpdate();
     return { overflow: false, gradNorm };
   }
@@ -144,7 +150,8 @@ export abstract class ShardedState implements ModelStateManager {
   modelStateBytes(): ModelStateBytes {
     const { parameters, gradients } = this.paramGradBytes();
     const masters = this.master ? this.master.storage.byteLength : 0;
-    return { parameters, gradients, optimizerStates: masters + this.plan.shardNumel * 4 * this.args.optimizer.stateNames.length };
+    const moments = this.offload ? this.offload.residentBytes : this.plan.shardNumel * 4 * this.args.optimizer.stateNames.length;
+    return { parameters, gradients, optimizerStates: masters + moments };
   }
 
   rankState(): RankState {
@@ -153,6 +160,8 @@ export abstract class ShardedState implements ModelStateManager {
     this.plan.units.forEach((u, ui) => shard.set(this.masterBlock(ui), u.shardStart));
     tensors.set('fp32', shardTensor(shard));
     const opt = this.args.optimizer.stateDict();
+    // Offloaded moments are read back from the tier, slot by slot (the optimizer holds only staging views).
+    if (this.offload) opt.slots.forEach((s, i) => (s.tensors = this.offload!.readSlot(i)));
     const stateNames = opt.slots.length === this.slots.length ? [...this.args.optimizer.stateNames] : [];
     for (const name of stateNames) {
       const all = new Float32Array(this.plan.shardNumel);
@@ -219,10 +228,11 @@ export abstract class ShardedState implements ModelStateManager {
       return { step: meta.optimizer.step, tensors };
     });
     this.args.optimizer.loadStateDict({ type: meta.optimizer.type, paramGroups: meta.optimizer.paramGroups as never, slots });
+    if (this.offload) slots.forEach((s, i) => this.offload!.writeSlot(i, s.tensors));
   }
 
   /** Whole fp32 masters by parameter name (collective: every rank must call it). */
-  async fullMasters(): Promise<Map<string, Float32Array>> {
+  async masterWeights(): Promise<Map<string, Float32Array>> {
     const shard = new Float32Array(this.plan.shardNumel);
     this.plan.units.forEach((u, ui) => shard.set(this.masterBlock(ui), u.shardStart));
     const all = new Float32Array(this.plan.shardNumel * this.world);
@@ -254,13 +264,20 @@ export abstract class ShardedState implements ModelStateManager {
   /** After loadRankStates replaced the masters from the saved fp32 weights (`full`, whole by name): the 16-bit copies follow. */
   protected abstract mastersLoaded(full: Map<string, Float32Array>): void;
 
+  /** Releases the tier's regions and staging buffers (the tier's own close is awaited in the background; a failure is logged). */
+  protected releaseOffload(): void {
+    const offload = this.offload;
+    this.offload = null;
+    offload?.close().catch((err: unknown) => this.args.ctx.log('warn', `ZeRO: closing the ${offload.tierName} offload tier failed: ${String(err)}`));
+  }
+
   protected releaseMaster(): void {
     if (this.master) releaseFlat(this.master);
     this.master = null;
   }
 
   abstract beforeBackward(boundary: boolean): void;
-  abstract afterBackward(boundary: boolean): Promise<void>;
+  abstract afterBackward(): Promise<void>;
   abstract zeroGrad(): void;
   abstract moduleState(): Promise<Map<string, NamedTensor>>;
   abstract loadModuleState(weights: Map<string, NamedTensor>, refreshMaster: boolean): Promise<void>;

@@ -1,18 +1,32 @@
 // ZeRO stages 1 and 2: every rank keeps the whole 16-bit parameters, but fp32 masters and optimizer
 // moments only for its shard (stage 1); stage 2 also keeps only its shard of the gradients.
 //
-// Stage 1 accumulates gradients locally in a full flat buffer and reduce-scatters each unit once per
-// batch, at the accumulation boundary (DeepSpeed's "smart gradient accumulation"), in place: the
-// unit's block for this rank is where the optimizer reads it. Stage 2 reduces every micro step
-// through gradient buckets (grad-buckets.ts) and accumulates into its shard. After the optimizer
-// updated the shard, one in-place all-gather per unit makes the parameters whole again.
-import { adoptParameters, DSCheckpointError, DSError, flatArray, flatView, allocateFlat, releaseFlat, type FlatBuffer, type NamedTensor, type StateManagerArgs, type Work } from '@ds/core';
+// Both hand their gradients to core's gradient reduction (one path for every stage) and only choose
+// its mode. Stage 1 accumulates gradients locally in a full flat buffer and reduce-scatters each unit
+// once per batch, at the accumulation boundary (DeepSpeed's "smart gradient accumulation"), in
+// place: the unit's block for this rank is where the optimizer reads it. Stage 2 copies gradients
+// into buckets every micro step and accumulates the reduced blocks into its shard. After the
+// optimizer updated the shard, one in-place all-gather per unit makes the parameters whole again.
+import {
+  adoptParameters,
+  allocateFlat,
+  bucketGroups,
+  DSCheckpointError,
+  DSError,
+  flatArray,
+  flatView,
+  gradientReductionFor,
+  planUnits,
+  releaseFlat,
+  type FlatBuffer,
+  type GradientReduction,
+  type NamedTensor,
+  type StateManagerArgs,
+  type Work,
+} from '@ds/core';
 import { Tensor } from '@ds/tensor';
 
-import { bucketElements, zeroConfigOf } from './config.js';
-import { GradientBuckets } from './grad-buckets.js';
-import { bucketGroups, planUnits } from './partition.js';
-import { reduceUnit } from './reduce.js';
+import { bucketElements, type ZeroConfig } from './config.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
 
 export class Stage12State extends ShardedState {
@@ -21,49 +35,40 @@ export class Stage12State extends ShardedState {
   /** Stage 1: the full gradient buffer the parameters' .grad views point into. */
   private readonly grads: FlatBuffer | null = null;
   private readonly gradViews: Tensor[] = [];
-  /** Stage 2: this rank's gradient blocks, accumulated over micro steps, and the buckets that fill them. */
+  /** Stage 2: this rank's gradient blocks, accumulated over micro steps. */
   private readonly gradShard: FlatBuffer | null = null;
-  private readonly buckets: GradientBuckets | null = null;
-  /** Stage 1: units still waiting for gradients in the boundary pass, and reductions in flight. */
-  private readonly pending: number[];
-  private readonly fired: boolean[];
-  private inflight: { work: Work; finish: () => void }[] = [];
-  private reducing = false;
-  private readonly hookRemovers: (() => void)[] = [];
+  private readonly reduction: GradientReduction;
 
-  private constructor(args: StateManagerArgs, stage: 1 | 2) {
+  private constructor(args: StateManagerArgs, zc: ZeroConfig, stage: 1 | 2) {
     const sizes = args.params.map((p) => p.numel);
-    const plan = planUnits(bucketGroups(sizes, bucketElements(zeroConfigOf(args.config))), sizes, args.group?.size ?? 1, args.group?.rank ?? 0);
-    super(args, plan, gradDtypeOf(args));
+    const plan = planUnits(bucketGroups(sizes, bucketElements(zc)), sizes, args.group?.size ?? 1, args.group?.rank ?? 0);
+    super(args, zc, plan, gradDtypeOf(args));
     this.stage = stage;
     const { runtime, kernels, params, paramDtype } = args;
     this.params16 = allocateFlat(runtime, paramDtype, plan.flatNumel, 'parameters', 'zero flat parameters');
     adoptParameters(runtime, kernels, params, { offsets: plan.flatOffset, sizes, numel: plan.flatNumel }, this.params16);
+    const collective = zc.reduce_scatter ? 'reduceScatter' : 'allReduce';
     if (stage === 1) {
       this.grads = allocateFlat(runtime, this.gradDtype, plan.flatNumel, 'gradients', 'zero-1 flat gradients');
+      kernels.fill(this.gradDtype, flatArray(this.grads), plan.flatNumel, 0);
       params.forEach((p, i) => {
         const g = flatView(runtime, this.grads!, plan.flatOffset[i]!, p.shape);
         p.grad = g;
         this.gradViews.push(g);
       });
+      this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective, mode: 'inPlace', flat: this.grads, overlap: zc.overlap_comm });
     } else {
       this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-2 gradient shard');
       params.forEach((p) => (p.grad = null));
-      this.buckets = new GradientBuckets(
-        { runtime, kernels, group: this.group, plan, gradDtype: this.gradDtype, config: args.config, reduceScatter: this.zc.reduce_scatter, overlap: this.zc.overlap_comm, gradBlock: (u) => this.gradBlock(u) },
-        params.length,
-      );
+      this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective, mode: 'buckets', gradBlock: (u) => this.gradBlock(u), overlap: zc.overlap_comm });
     }
-    this.pending = plan.units.map(() => 0);
-    this.fired = params.map(() => false);
-    params.forEach((p, i) => this.hookRemovers.push(p.registerGradReadyHook(() => this.onGradReady(i))));
   }
 
   /** Collective: rank 0's parameters are broadcast so every rank starts from the same weights. */
-  static async create(args: StateManagerArgs, stage: 1 | 2): Promise<Stage12State> {
-    const state = new Stage12State(args, stage);
+  static async create(args: StateManagerArgs, zc: ZeroConfig, stage: 1 | 2): Promise<Stage12State> {
+    const state = new Stage12State(args, zc, stage);
     if (state.group) await state.group.broadcast({ dtype: args.paramDtype, array: flatArray(state.params16) }, { root: 0 });
-    state.setupShards();
+    await state.setupShards();
     return state;
   }
 
@@ -84,50 +89,15 @@ export class Stage12State extends ShardedState {
 
   beforeBackward(boundary: boolean): void {
     // Stage 1 communicates once per batch; stage 2 every micro step.
-    this.reducing = this.stage === 2 || boundary;
-    if (!this.reducing) return;
-    this.buckets?.begin();
-    this.plan.units.forEach((u, ui) => (this.pending[ui] = u.params.length));
-    this.fired.fill(false);
+    this.reduction.begin(this.stage === 2 || boundary);
   }
 
-  private onGradReady(i: number): void {
-    if (!this.reducing) return;
-    if (this.buckets) {
-      this.buckets.onGradReady(i, this.args.params[i]!);
-      return;
-    }
-    const ui = this.plan.unitOf[i]!;
-    this.fired[i] = true;
-    this.pending[ui]! -= 1;
-    if (this.pending[ui] === 0 && this.zc.overlap_comm) this.launch(ui);
-  }
-
-  /** Stage 1: reduces unit ui of the full gradient buffer in place (every rank keeps its block). */
-  private launch(ui: number): void {
-    if (this.pending[ui]! < 0) return;
-    this.pending[ui] = -1;
-    if (!this.group) return;
-    const unit = this.plan.units[ui]!;
-    const r = reduceUnit(this.group, this.args.kernels, this.gradDtype, flatArray(this.grads!, unit.flatStart, unit.padded), unit, this.args.config, this.zc.reduce_scatter);
-    this.inflight.push(r);
-  }
-
-  async afterBackward(_boundary: boolean): Promise<void> {
-    if (!this.reducing) return;
-    this.reducing = false;
-    const fired = this.buckets ? this.buckets.fired : this.fired;
-    const unused = this.args.names.filter((_, i) => !fired[i]);
+  async afterBackward(): Promise<void> {
+    const unused = this.reduction.unused(this.args.names);
     if (unused.length > 0 && !this.zc.ignore_unused_parameters) {
       throw new DSError(`ZeRO: ${unused.length} parameter(s) received no gradient in this backward (${unused.slice(0, 3).join(', ')}); set zero_optimization.ignore_unused_parameters to true to allow it`, { code: 'DS_ZERO_UNUSED_PARAMETERS' });
     }
-    if (this.buckets) return this.buckets.finish();
-    // Units not launched from hooks (overlap_comm off, or parameters without gradients), in unit order on every rank.
-    this.plan.units.forEach((_, ui) => this.launch(ui));
-    const works = this.inflight;
-    this.inflight = [];
-    await Promise.all(works.map((w) => w.work.wait()));
-    for (const w of works) w.finish();
+    await this.reduction.finish();
   }
 
   protected async afterUpdate(): Promise<void> {
@@ -179,7 +149,7 @@ export class Stage12State extends ShardedState {
   }
 
   destroy(): void {
-    for (const remove of this.hookRemovers) remove();
+    this.reduction.destroy();
     // Parameters stop viewing the flat buffer, so it is freed now rather than when they are collected.
     const empty = Tensor.empty([0], this.args.paramDtype, { runtime: this.args.runtime, category: 'parameters', track: false });
     this.args.params.forEach((p) => {
@@ -188,9 +158,9 @@ export class Stage12State extends ShardedState {
     });
     empty.dispose();
     for (const g of this.gradViews) g.dispose();
-    this.buckets?.destroy();
     if (this.grads) releaseFlat(this.grads);
     if (this.gradShard) releaseFlat(this.gradShard);
+    this.releaseOffload();
     this.releaseMaster();
     releaseFlat(this.params16);
   }

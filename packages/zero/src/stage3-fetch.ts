@@ -13,8 +13,8 @@ import { allocateFlat, flatArray, flatView, releaseFlat, type FlatBuffer, type P
 import type { KernelTable, Runtime, Tensor } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
-import type { PartitionPlan } from './partition.js';
-import { waitSync } from './sync-wait.js';
+import type { PartitionPlan } from '@ds/core';
+import { waitSync } from '@ds/core';
 
 type Status = 'released' | 'inflight' | 'available';
 

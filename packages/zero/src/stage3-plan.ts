@@ -9,7 +9,7 @@
 import type { Module, Tensor } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
-import { planUnits, type PartitionPlan } from './partition.js';
+import { planUnits, type PartitionPlan } from '@ds/core';
 import { externalParametersOf } from './zero-init.js';
 
 

@@ -1,15 +1,26 @@
 // ZeRO stage 3: parameters are partitioned too. Each rank keeps its blocks of every unit (16-bit
 // shard, gradient shard, fp32 masters and moments: 16 bytes per parameter / N). Module hooks gather a
 // unit before the module's forward and backward and release it after (stage3-fetch.ts); gradients go
-// through buckets that are reduce-scattered per unit while backward continues (grad-buckets.ts). The
+// through core's gradient reduction in buckets mode, reduce-scattered per unit while backward continues. The
 // optimizer writes the updated 16-bit blocks straight into the shard; nothing is gathered at the end
 // of a step except the persistent unit (small parameters kept whole).
-import { allocateFlat, DSCheckpointError, DSError, flatArray, releaseFlat, type FlatBuffer, type ModelStateManager, type NamedTensor, type StateManagerArgs } from '@ds/core';
+import {
+  allocateFlat,
+  DSCheckpointError,
+  DSError,
+  flatArray,
+  gradientReductionFor,
+  pieceOf,
+  releaseFlat,
+  type FlatBuffer,
+  type GradientReduction,
+  type ModelStateManager,
+  type NamedTensor,
+  type StateManagerArgs,
+} from '@ds/core';
 import { BYTES_PER_ELEMENT, Tensor, type HookHandle, type Module } from '@ds/tensor';
 
-import { zeroConfigOf } from './config.js';
-import { GradientBuckets } from './grad-buckets.js';
-import { pieceOf } from './partition.js';
+import type { ZeroConfig } from './config.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
 import { ParamCoordinator } from './stage3-fetch.js';
 import { planStage3, type Stage3Layout } from './stage3-plan.js';
@@ -22,19 +33,19 @@ export class Stage3State extends ShardedState {
   private readonly shapes: number[][];
   private readonly placeholder: Tensor;
   private readonly coord: ParamCoordinator;
-  private readonly buckets: GradientBuckets;
+  private readonly reduction: GradientReduction;
   private readonly hooks: HookHandle[] = [];
-  private readonly gradHookRemovers: (() => void)[] = [];
 
   private constructor(
     args: StateManagerArgs,
+    zc: ZeroConfig,
     private readonly layout: Stage3Layout,
     shapes: number[][],
     sizes: number[],
     log: (message: string) => void,
     pre: PrePartition | undefined,
   ) {
-    super(args, layout.plan, gradDtypeOf(args), sizes);
+    super(args, zc, layout.plan, gradDtypeOf(args), sizes);
     const { runtime, kernels, params, paramDtype } = args;
     this.shapes = shapes;
     const plan = layout.plan;
@@ -50,10 +61,14 @@ export class Stage3State extends ShardedState {
       { runtime, kernels, params, shapes, paramDtype, group: this.group, plan, shard: this.shard16, placeholder: this.placeholder, zc: this.zc, log },
       layout.persistentUnit,
     );
-    this.buckets = new GradientBuckets(
-      { runtime, kernels, group: this.group, plan, gradDtype: this.gradDtype, config: args.config, reduceScatter: this.zc.reduce_scatter, overlap: this.zc.overlap_comm, gradBlock: (u) => this.gradBlock(u) },
-      params.length,
-    );
+    this.reduction = gradientReductionFor(args, {
+      plan,
+      gradDtype: this.gradDtype,
+      collective: zc.reduce_scatter ? 'reduceScatter' : 'allReduce',
+      mode: 'buckets',
+      gradBlock: (u) => this.gradBlock(u),
+      overlap: zc.overlap_comm,
+    });
     this.installHooks();
   }
 
@@ -61,7 +76,7 @@ export class Stage3State extends ShardedState {
    * Collective. Parameters built whole (without zeroInit) start from rank 0's values, as in stages
    * 1-2 and DeepSpeed: each is broadcast from rank 0 before this rank keeps its part.
    */
-  static async create(args: StateManagerArgs, log: (message: string) => void = () => {}): Promise<Stage3State> {
+  static async create(args: StateManagerArgs, zc: ZeroConfig, log: (message: string) => void = () => {}): Promise<Stage3State> {
     const world = args.group?.size ?? 1;
     const rank = args.group?.rank ?? 0;
     const pre = prePartitionOf(args.module, world, rank);
@@ -72,11 +87,11 @@ export class Stage3State extends ShardedState {
     }
     const shapes = args.params.map((p) => [...(pre?.shapes.get(p) ?? p.shape)]);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
-    const layout = planStage3(args.module, args.params, sizes, zeroConfigOf(args.config), world, rank);
-    const state = new Stage3State(args, layout, shapes, sizes, log, pre);
+    const layout = planStage3(args.module, args.params, sizes, zc, world, rank);
+    const state = new Stage3State(args, zc, layout, shapes, sizes, log, pre);
     if (pre) await state.fillFromSlices(pre);
     if (layout.persistentUnit >= 0) await state.coord.fetchAsync(layout.persistentUnit);
-    state.setupShards();
+    await state.setupShards();
     return state;
   }
 
@@ -120,7 +135,6 @@ export class Stage3State extends ShardedState {
         m.registerBackwardHook(() => this.coord.release(u)),
       );
     });
-    this.args.params.forEach((p, i) => this.gradHookRemovers.push(p.registerGradReadyHook(() => this.buckets.onGradReady(i, p))));
   }
 
   protected paramBlock(u: number): Block {
@@ -143,16 +157,16 @@ export class Stage3State extends ShardedState {
     return this.plan.units.map((u, i) => ({ module: this.layout.moduleOf[i] ?? null, numel: u.numel, padded: u.padded }));
   }
 
-  beforeBackward(_boundary: boolean): void {
-    this.buckets.begin();
+  beforeBackward(): void {
+    this.reduction.begin(true);
   }
 
-  async afterBackward(_boundary: boolean): Promise<void> {
-    const unused = this.args.names.filter((_, i) => !this.buckets.fired[i]);
+  async afterBackward(): Promise<void> {
+    const unused = this.reduction.unused(this.args.names);
     if (unused.length > 0 && !this.zc.ignore_unused_parameters) {
       throw new DSError(`ZeRO-3: ${unused.length} parameter(s) received no gradient (${unused.slice(0, 3).join(', ')}); set zero_optimization.ignore_unused_parameters to true to allow it`, { code: 'DS_ZERO_UNUSED_PARAMETERS' });
     }
-    await this.buckets.finish();
+    await this.reduction.finish();
     await this.coord.releaseAll();
   }
 
@@ -222,14 +236,14 @@ export class Stage3State extends ShardedState {
 
   destroy(): void {
     for (const h of this.hooks) h.remove();
-    for (const r of this.gradHookRemovers) r();
-    this.buckets.destroy();
+    this.reduction.destroy();
     this.args.params.forEach((p) => {
       p.grad = null;
       p.setData(this.placeholder);
     });
     this.coord.destroy();
     releaseFlat(this.gradShard);
+    this.releaseOffload();
     this.releaseMaster();
     releaseFlat(this.shard16);
     this.placeholder.dispose();

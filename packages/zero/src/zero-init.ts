@@ -24,7 +24,7 @@ import { allocateFlat, DSConfigError, flatArray, releaseFlat, type FlatBuffer, t
 import { Tensor, withParameterHook, type FloatDType, type KernelTable, type Module, type Runtime } from '@ds/tensor';
 
 import { zeroConfigOf } from './config.js';
-import { pieceOf, type PartitionPlan } from './partition.js';
+import { pieceOf, type PartitionPlan } from '@ds/core';
 
 const PRE_PARTITION = Symbol.for('ds.zero.prePartition');
 const EXTERNAL = Symbol.for('ds.zero.externalParameters');

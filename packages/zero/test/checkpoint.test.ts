@@ -7,11 +7,12 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { describeWorld, expectClose, lastJson, withWorld } from '@ds-internal/test-kit';
+import { tinyConfig } from '@ds-internal/gpt-fixtures';
 import { readSafetensors } from '@ds/core';
 import { bf16ToF32, f32ToBf16 } from '@ds/tensor';
 
 import { main } from '../src/cli.js';
-import { describeWorld, lastJson, tinyConfig, withWorld, zeroWorker } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ds-zero-ckpt-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -21,7 +22,7 @@ const TO = 6;
 
 async function run(n: number, mode: 'save' | 'load', dir: string, zero: Record<string, unknown>): Promise<number[][]> {
   const config = tinyConfig(4 / n, zero);
-  const w = await withWorld(n, zeroWorker('ckpt.ts'), {
+  const w = await withWorld(n, new URL('./workers/ckpt.ts', import.meta.url), {
     env: { DS_TEST_CONFIG: JSON.stringify(config), DS_TEST_DIR: dir, DS_TEST_MODE: mode, DS_TEST_FROM: String(FROM), DS_TEST_TO: String(TO) },
     timeoutMs: 120_000,
   });
@@ -31,10 +32,6 @@ async function run(n: number, mode: 'save' | 'load', dir: string, zero: Record<s
 }
 
 const mean = (per: number[][]) => per[0]!.map((_, s) => per.reduce((a, l) => a + l[s]!, 0) / per.length);
-
-function expectClose(got: number[], want: number[], tol: number, what: string): void {
-  got.forEach((l, s) => expect(Math.abs(l - want[s]!) / want[s]!, `${what} step ${FROM + s}: ${l} vs ${want[s]}`).toBeLessThanOrEqual(tol));
-}
 
 function expectExactMasters(dir: string, out: string): void {
   const res = main(['to-fp32', dir, out]);
@@ -60,10 +57,10 @@ describe('ZeRO checkpoints', () => {
     expect(files).toEqual(['meta.json', 'model_states.safetensors', ...[0, 1, 2, 3].map((r) => `zero_pp_rank_${r}_optim_states.safetensors`)]);
     expect(readFileSync(join(dir, 'latest'), 'utf8').trim()).toBe('ck');
 
-    expectClose(mean(await run(4, 'load', dir, zero)), cont, 1e-6, 'same ranks');
+    expectClose(mean(await run(4, 'load', dir, zero)), cont, { rtol: 1e-6, atol: 0 }, `same ranks: mean losses of steps ${FROM}-${TO - 1}`);
     const client = JSON.parse(readFileSync(`${dir}.client.json`, 'utf8')) as { clientState: { at: number }; globalSteps: number };
     expect(client).toEqual({ clientState: { at: FROM }, globalSteps: FROM });
-    expectClose(mean(await run(2, 'load', dir, zero)), cont, 1e-3, '4 -> 2 ranks');
+    expectClose(mean(await run(2, 'load', dir, zero)), cont, { rtol: 1e-3, atol: 0 }, `4 -> 2 ranks: mean losses of steps ${FROM}-${TO - 1}`);
 
     const out = join(root, 'z2.fp32.safetensors');
     expectExactMasters(dir, out);
@@ -82,8 +79,8 @@ describe('ZeRO checkpoints', () => {
     const dir = join(root, 'z3');
     const cont = mean(await run(2, 'save', dir, zero));
     expect(existsSync(join(dir, 'ck', 'zero_pp_rank_1_optim_states.safetensors'))).toBe(true);
-    expectClose(mean(await run(4, 'load', dir, zero)), cont, 1e-3, '2 -> 4 ranks');
-    expectClose(mean(await run(2, 'load', dir, { stage: 1 })), cont, 1e-3, 'stage 3 -> stage 1');
+    expectClose(mean(await run(4, 'load', dir, zero)), cont, { rtol: 1e-3, atol: 0 }, `2 -> 4 ranks: mean losses of steps ${FROM}-${TO - 1}`);
+    expectClose(mean(await run(2, 'load', dir, { stage: 1 })), cont, { rtol: 1e-3, atol: 0 }, `stage 3 -> stage 1: mean losses of steps ${FROM}-${TO - 1}`);
     expectExactMasters(dir, join(root, 'z3.fp32.safetensors'));
   }, 240_000);
 

@@ -3,11 +3,12 @@
 // single-process stage-0 curve. Buckets are small so that every stage has several partition units.
 import { describe, expect, it } from 'vitest';
 
+import { describeWorld, expectClose, lastJson, withWorld } from '@ds-internal/test-kit';
+import { TINY_GPT, tinyConfig, trainSteps } from '@ds-internal/gpt-fixtures';
 import { initialize } from '@ds/core';
 import { GPT } from '@ds/tensor';
 
 import { gatheredParameters, zero } from '../src/index.js';
-import { describeWorld, lastJson, TINY_GPT, tinyConfig, trainSteps, withWorld, zeroWorker } from './helpers.js';
 
 const STEPS = 20;
 const MICRO = 1;
@@ -38,7 +39,7 @@ describe.each([2, 4])('ZeRO on %i ranks', (world) => {
   it('stages 1, 2 and 3 follow the stage-0 loss curve step by step', async () => {
     const want = await reference(world);
     const configs = ZERO.map((z) => ({ ...tinyConfig(MICRO, z.zero), ...z.top }));
-    const w = await withWorld(world, zeroWorker('train.ts'), {
+    const w = await withWorld(world, new URL('./workers/train.ts', import.meta.url), {
       env: { DS_TEST_CONFIGS: JSON.stringify(configs), DS_TEST_STEPS: String(STEPS) },
       timeoutMs: 200_000,
     });
@@ -57,12 +58,49 @@ describe.each([2, 4])('ZeRO on %i ranks', (world) => {
   }, 240_000);
 });
 
+describe.each([2, 4])('one gradient path on %i ranks', (world) => {
+  it('stages 1, 2 and 3 end 20 fp32 steps with the fp32 masters of stage 0, element by element', async () => {
+    // fp32 training, so every stage reduces the same fp32 gradients through core's one reduction path.
+    const fp32 = (zero?: Record<string, unknown>) => {
+      const { bf16: _bf16, ...rest } = tinyConfig(MICRO, zero);
+      return rest;
+    };
+    const configs = [
+      fp32(),
+      fp32({ stage: 1, reduce_bucket_size: 700 }),
+      fp32({ stage: 2, reduce_bucket_size: 700, overlap_comm: true }),
+      fp32({ stage: 3, reduce_bucket_size: 700, stage3_param_persistence_threshold: 20, stage3_prefetch_bucket_size: 600 }),
+    ];
+    const w = await withWorld(world, new URL('./workers/train.ts', import.meta.url), {
+      // Without biases: the key bias's gradient is zero in exact arithmetic, so Adam turns any
+      // rounding noise in it into lr-sized steps, whatever the reduction.
+      env: { DS_TEST_CONFIGS: JSON.stringify(configs), DS_TEST_STEPS: String(STEPS), DS_TEST_MASTERS: '1', DS_TEST_GPT: JSON.stringify({ bias: false }) },
+      timeoutMs: 200_000,
+    });
+    expect(w.timedOut, describeWorld(w)).toBe(false);
+    for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
+    const runs = lastJson<{ runs: (Run & { masters: Record<string, number[]> })[] }>(w.ranks[0]!.stdout).runs;
+    expect(runs.map((r) => r.stage)).toEqual([0, 1, 2, 3]);
+    const want = runs[0]!.masters;
+    for (const run of runs.slice(1)) {
+      expect(Object.keys(run.masters).sort()).toEqual(Object.keys(want).sort());
+      // Relative to each element, plus 1e-5 of the tensor's largest magnitude for elements near zero:
+      // the global norm behind clipping is summed per shard under ZeRO and whole under stage 0, so
+      // the clip coefficient differs in its last bits and moves a 3e-5 weight by ~3e-9.
+      for (const [name, values] of Object.entries(want)) {
+        const scale = Math.max(...values.map(Math.abs));
+        expectClose(run.masters[name]!, values, { rtol: 1e-5, atol: 1e-5 * scale }, `stage ${run.stage} ${name}`);
+      }
+    }
+  }, 240_000);
+});
+
 describe('initial weights', () => {
   it('every stage starts all ranks from rank 0\'s weights when the ranks build different ones', async () => {
     const world = 2;
     const want = await reference(world);
     const stages = [1, 2, 3].map((stage) => tinyConfig(MICRO, { stage, reduce_bucket_size: 700, stage3_param_persistence_threshold: 20 }));
-    const w = await withWorld(world, zeroWorker('train.ts'), {
+    const w = await withWorld(world, new URL('./workers/train.ts', import.meta.url), {
       env: { DS_TEST_CONFIGS: JSON.stringify(stages), DS_TEST_STEPS: '4', DS_TEST_SEED_BY_RANK: '1' },
       timeoutMs: 120_000,
     });
@@ -80,7 +118,7 @@ describe('gatheredParameters with a modifier rank', () => {
   it('keeps the modifier rank\'s in-place changes on every rank, through the fp32 masters, at stages 1-3', async () => {
     const noLr = (stage: number) => ({ ...tinyConfig(1, { stage, stage3_param_persistence_threshold: 20 }), optimizer: { type: 'AdamW', params: { lr: 0, weight_decay: 0 } } });
     const configs = [1, 2, 3].map(noLr);
-    const w = await withWorld(2, zeroWorker('modify.ts'), { env: { DS_TEST_CONFIGS: JSON.stringify(configs), DS_TEST_ROOT: '1' }, timeoutMs: 120_000 });
+    const w = await withWorld(2, new URL('./workers/modify.ts', import.meta.url), { env: { DS_TEST_CONFIGS: JSON.stringify(configs), DS_TEST_ROOT: '1' }, timeoutMs: 120_000 });
     expect(w.timedOut, describeWorld(w)).toBe(false);
     for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
     for (const r of w.ranks) {

@@ -2,6 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+import { DSConfigError } from '@ds/core';
+
 import { main, parseCount } from '../src/cli.js';
 import { estimateZero2, estimateZero3, modelStateBytes } from '../src/estimate.js';
 
@@ -16,6 +18,7 @@ describe('modelStateBytes', () => {
   });
 
   it('rejects a non-integer rank count', () => {
+    expect(() => modelStateBytes(1, 10, 0)).toThrow(DSConfigError);
     expect(() => modelStateBytes(1, 10, 0)).toThrow(/ranks must be a positive integer/);
   });
 });
@@ -42,7 +45,8 @@ describe("DeepSpeed's estimators", () => {
   });
 
   it('validates its inputs', () => {
-    expect(() => estimateZero2({ ...input, nodes: 0 })).toThrow(/nodes must be an integer >= 1/);
+    expect(() => estimateZero2({ ...input, nodes: 0 })).toThrow(DSConfigError);
+    expect(() => estimateZero2({ ...input, nodes: 0 })).toThrow('nodes must be an integer >= 1, got 0 (ds-zero estimate --nodes)');
     expect(() => estimateZero3({ ...input, totalParams: -1 })).toThrow(/totalParams must be a number >= 0/);
   });
 });

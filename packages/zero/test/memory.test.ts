@@ -2,10 +2,11 @@
 // ZeRO formulas, and DS_MEMORY_LIMIT: a model whose stage-0 states do not fit trains under stage 3.
 import { describe, expect, it } from 'vitest';
 
+import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { tinyConfig } from '@ds-internal/gpt-fixtures';
 import { GPT } from '@ds/tensor';
 
 import { modelStateBytes } from '../src/index.js';
-import { describeWorld, lastJson, tinyConfig, withWorld, zeroWorker } from './helpers.js';
 
 // ~37k parameters: big enough that unit padding (< 2N elements per unit) is far below 1%.
 const MEM_GPT = { vocabSize: 256, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32, seed: 5 };
@@ -31,7 +32,7 @@ function expected(stage: number, n: number): number {
 }
 
 async function runWorld(n: number, cfgs: Record<string, unknown>[], env: Record<string, string> = {}): Promise<Run[][]> {
-  const w = await withWorld(n, zeroWorker('memory.ts'), {
+  const w = await withWorld(n, new URL('./workers/memory.ts', import.meta.url), {
     env: { DS_TEST_CONFIGS: JSON.stringify(cfgs), DS_TEST_GPT: JSON.stringify(MEM_GPT), DS_TEST_STEPS: '1', NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --expose-gc`.trim(), ...env },
     timeoutMs: 150_000,
   });

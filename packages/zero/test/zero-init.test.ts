@@ -4,9 +4,9 @@
 // drew different initial values are caught before their slices are used.
 import { describe, expect, it } from 'vitest';
 
+import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { tinyConfig } from '@ds-internal/gpt-fixtures';
 import { GPT } from '@ds/tensor';
-
-import { describeWorld, lastJson, tinyConfig, withWorld, zeroWorker } from './helpers.js';
 
 // Many parameters of similar size (the largest, c_fc, is 8% of the total), so "slices plus the
 // largest parameter" is far from "the whole model".
@@ -43,7 +43,7 @@ describe('zeroInit', () => {
     expect(bound).toBeLessThan(0.6 * whole); // the claim below is not implied by "less than the whole model"
 
     const config = tinyConfig(1, { stage: 3, stage3_param_persistence_threshold: 40, reduce_bucket_size: 3000 });
-    const w = await withWorld(WORLD, zeroWorker('zero-init.ts'), { env: { DS_TEST_CONFIGS: JSON.stringify(config), DS_TEST_GPT: JSON.stringify(GPT_CFG) }, timeoutMs: 120_000 });
+    const w = await withWorld(WORLD, new URL('./workers/zero-init.ts', import.meta.url), { env: { DS_TEST_CONFIGS: JSON.stringify(config), DS_TEST_GPT: JSON.stringify(GPT_CFG) }, timeoutMs: 120_000 });
     expect(w.timedOut, describeWorld(w)).toBe(false);
     for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
     const outs = w.ranks.map((r) => lastJson<Out>(r.stdout));

@@ -1,5 +1,5 @@
 // What `pnpm add @ds/<pkg>` relies on: the packed tarball of every package with native code carries
-// its prebuilt binary, and installs and runs on a machine without a compiler.
+// its prebuilt binary, and installs and runs on a machine without a compiler, bins included.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,6 +102,15 @@ describe('installable packages', () => {
       const r = runIn(project, smoke.code);
       expect(r.stderr, `${name} failed to run`).toBe('');
       expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toEqual(smoke.expect);
+    }
+    // Every bin of the installed packages is linked and runs (its committed shim finds the built entry).
+    for (const name of Object.keys(tarballs)) {
+      const manifest = JSON.parse(readFileSync(join(project, 'node_modules', name, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
+      for (const bin of Object.keys(manifest.bin ?? {})) {
+        const r = spawnSync(join(project, 'node_modules', '.bin', bin), ['--help'], { cwd: project, env: bareEnv(), encoding: 'utf8', timeout: 60_000 });
+        expect([bin, r.status, r.stderr]).toEqual([bin, 0, '']);
+        expect(r.stdout, bin).toMatch(/^usage: /);
+      }
     }
   }, 300_000);
 

@@ -4,10 +4,10 @@
 // Rank 0 prints size, time, algbw and busbw per size (nccl-tests' definitions) and writes JSON.
 import { writeFileSync } from 'node:fs';
 
-import type { DType } from '@ds/tensor';
+import { formatByteSize, parseByteSize, type DType } from '@ds/tensor';
 
 import { initDistributed } from '../comm/init.js';
-import { BENCH_OPS, formatSize, measure, parseSize, type BenchOp, type PerfRow } from '../comm/perf.js';
+import { BENCH_OPS, measure, type BenchOp, type PerfRow } from '../comm/perf.js';
 
 const USAGE = `usage: ds-bench <${BENCH_OPS.join('|')}> [--min 1K] [--max 256M] [--factor 2] [--iters 20] [--warmup 5]
                 [--dtype f32|bf16|f16|i32|u8] [--registered] [--json ds-bench.json]
@@ -29,7 +29,8 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const [op, ...rest] = argv;
-  if (!op || op === '--help' || op === '-h') throw new UsageError('');
+  if (op === '--help' || op === '-h') throw new UsageError('');
+  if (!op) throw new UsageError('missing op');
   if (!BENCH_OPS.includes(op as BenchOp)) throw new UsageError(`unknown op '${op}'`);
   const args: Args = { op: op as BenchOp, min: 1024, max: 256 * 1024 * 1024, factor: 2, iters: 20, warmup: 5, dtype: 'f32', registered: false, json: 'ds-bench.json' };
   for (let i = 0; i < rest.length; i++) {
@@ -40,8 +41,8 @@ function parseArgs(argv: string[]): Args {
       return v;
     };
     switch (flag) {
-      case '--min': args.min = parseSize(value()); break;
-      case '--max': args.max = parseSize(value()); break;
+      case '--min': args.min = parseByteSize(value(), '--min'); break;
+      case '--max': args.max = parseByteSize(value(), '--max'); break;
       case '--factor': args.factor = Number(value()); break;
       case '--iters': args.iters = Number(value()); break;
       case '--warmup': args.warmup = Number(value()); break;
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
   for (let bytes = args.min; bytes <= args.max; bytes = Math.ceil(bytes * args.factor)) {
     const row = await measure(d.world, args.op, bytes, { dtype: args.dtype, iters: args.iters, warmup: args.warmup, registered: args.registered });
     rows.push(row);
-    say(`${formatSize(row.bytes).padStart(12)} ${String(row.elements).padStart(12)} ${row.timeUs.toFixed(1).padStart(12)} ${row.algbw.toFixed(3).padStart(12)} ${row.busbw.toFixed(3).padStart(12)}`);
+    say(`${formatByteSize(row.bytes).padStart(12)} ${String(row.elements).padStart(12)} ${row.timeUs.toFixed(1).padStart(12)} ${row.algbw.toFixed(3).padStart(12)} ${row.busbw.toFixed(3).padStart(12)}`);
   }
   if (d.rank === 0) {
     const peak = rows.reduce((m, r) => Math.max(m, r.busbw), 0);
@@ -81,8 +82,11 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   if (err instanceof UsageError) {
-    if (err.message) console.error(`ds-bench: ${err.message}`);
-    console.error(USAGE);
+    if (!err.message) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    console.error(`ds-bench: ${err.message}\n${USAGE}`);
     process.exit(2);
   }
   console.error(`ds-bench: ${(err as Error).message}`);

@@ -30,7 +30,8 @@ interface Args {
 }
 
 function parseArgs(argv: readonly string[]): Args | string {
-  if (argv[0] !== 'check') return argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' ? '' : `unknown command '${argv[0]}'`;
+  if (argv[0] === '--help' || argv[0] === '-h') return '';
+  if (argv[0] !== 'check') return argv.length === 0 ? 'missing command (check)' : `unknown command '${argv[0]}'`;
   let file: string | undefined;
   let worldSize = 1;
   let strict = false;
@@ -96,9 +97,12 @@ export type Discover = typeof discoverPlugins;
 export async function main(argv: readonly string[], io: Io, discover: Discover = discoverPlugins): Promise<number> {
   const args = parseArgs(argv);
   if (typeof args === 'string') {
-    if (args) io.err(`ds-config: ${args}`);
-    io.err(USAGE);
-    return args ? 2 : 0;
+    if (!args) {
+      io.out(USAGE);
+      return 0;
+    }
+    io.err(`ds-config: ${args}\n${USAGE}`);
+    return 2;
   }
   const { registry, installed, notes } = await discover();
   const report = checkConfig(args.file, { worldSize: args.worldSize, strict: args.strict, registry, installed });

@@ -169,7 +169,9 @@ export function formatReport(r: Report): string {
 
 // Run only when this file is the program, not when imported (tests import it).
 const invokedDirectly = isMainModule(import.meta.url);
-if (invokedDirectly) {
+if (invokedDirectly && (process.argv.includes('--help') || process.argv.includes('-h'))) {
+  console.log('usage: ds-report [--json]\n  prints versions, the CPU ISA in use, threads, comm backends, plugins and CUDA/NCCL libraries found');
+} else if (invokedDirectly) {
   try {
     const report = collectReport();
     console.log(process.argv.includes('--json') ? JSON.stringify(report, null, 2) : formatReport(report));

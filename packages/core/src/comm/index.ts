@@ -24,6 +24,9 @@ export type {
   Work,
 } from './types.js';
 export { initDistributed, Distributed } from './init.js';
+export { ProcessTopology, buildParallelGroups, AXES } from './topology.js';
+export type { Axis, Coords, Degrees, ParallelGroups } from './topology.js';
+export { waitSync } from './sync-wait.js';
 export type { InitOptions, NewGroupOptions } from './init.js';
 export { cpuBackend, CpuProcessGroup } from './backends/cpu.js';
 export type { CpuBackendOptions } from './backends/cpu.js';
@@ -35,7 +38,7 @@ export { referenceReduce } from './reference.js';
 export { busFactor, ncclBandwidth, deepspeedBandwidth } from './bandwidth.js';
 export { CommsLogger, DS_OP_NAMES, formatMsgSize, trimmedMean } from './logger.js';
 export type { CommsLoggerConfig } from './logger.js';
-export { measure, parseSize, formatSize, BENCH_OPS } from './perf.js';
+export { measure, BENCH_OPS } from './perf.js';
 export type { BenchOp, PerfOptions, PerfRow } from './perf.js';
 export { HierarchicalProcessGroup } from './backends/hierarchical.js';
 export { FakeWorld } from './backends/fake.js';

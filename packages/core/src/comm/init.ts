@@ -2,7 +2,7 @@
 // Distributed object is the job's comm context; pass it around (there is no global one).
 import { DSCommError, DSTimeoutError } from '../errors.js';
 import { readCoreEnv, type DistEnv } from '../env.js';
-import { cpuBackend } from './backends/cpu.js';
+import { corePlugin } from '../plugin/builtin.js';
 import { PrefixStore, type Store } from './store/store.js';
 import { TCPStore } from './store/tcp-store.js';
 import type { CommBackend, ProcessGroup } from './types.js';
@@ -10,7 +10,7 @@ import type { CommBackend, ProcessGroup } from './types.js';
 export interface InitOptions {
   /** Where RANK, WORLD_SIZE, MASTER_ADDR, ... come from; default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** Default: the built-in cpu backend. */
+  /** Default: core's cpu backend (initialize() passes the one chosen by name from the registry). */
   backend?: CommBackend;
   /** Default op and rendezvous timeout; default DS_COMM_TIMEOUT or 300 s. */
   timeoutMs?: number;
@@ -114,7 +114,7 @@ export async function initDistributed(opts: InitOptions = {}): Promise<Distribut
   const env = readCoreEnv(opts.env ?? process.env);
   const timeoutMs = opts.timeoutMs ?? env.commTimeoutMs;
   const dist: DistEnv = env.dist ?? { rank: 0, worldSize: 1, localRank: 0, localSize: 1, crossRank: 0, crossSize: 1, masterAddr: '127.0.0.1', masterPort: 0 };
-  const backend = opts.backend ?? cpuBackend({ chunkBytes: env.commChunkBytes, spin: env.commSpin, shmDir: env.shmDir, transport: env.commTransport, ifAddr: env.commIfAddr, hostId: env.hostId });
+  const backend = opts.backend ?? (await corePlugin.contributes.commBackends!.cpu!({ env }));
   const store = await TCPStore.create({
     host: dist.masterAddr,
     port: env.dist ? dist.masterPort : 0,

@@ -24,7 +24,9 @@ export class Observers {
 
   /** The first stack frame outside the comm layer: the function that called the op. */
   static caller(): string | undefined {
-    const stack = new Error().stack?.split('\n').slice(1) ?? [];
+    const holder: { stack?: string } = {};
+    Error.captureStackTrace(holder);
+    const stack = holder.stack?.split('\n').slice(1) ?? [];
     for (const frame of stack) {
       if (COMM_DIR.test(frame)) continue;
       const m = /at (?:async )?([^\s(]+) \(/.exec(frame) ?? /at (.*)$/.exec(frame);

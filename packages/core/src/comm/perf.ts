@@ -57,21 +57,6 @@ function view(dtype: DType, buffer: ArrayBuffer, byteOffset: number, length: num
   }
 }
 
-/** Parses 1K / 256M / 2G / 4096 (powers of 1024). */
-export function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim());
-  if (!m) throw new RangeError(`'${text}' is not a size (examples: 1K, 64M, 1G)`);
-  const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Math.round(Number(m[1]) * scale);
-}
-
-export function formatSize(bytes: number): string {
-  if (bytes >= 1024 ** 3 && bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3}GiB`;
-  if (bytes >= 1024 ** 2 && bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`;
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024}KiB`;
-  return `${bytes}B`;
-}
-
 /** Buffers for one op: (output, input) over fresh memory or a registered region. */
 async function buffers(g: ProcessGroup, op: BenchOp, bytes: number, dtype: DType, registered: boolean): Promise<{ out: CommBuffer; inp: CommBuffer }> {
   const n = g.size;

@@ -38,7 +38,11 @@ export const schedulerSection = z.strictObject({
   params: z.record(z.string(), z.unknown()).default({}),
 });
 
-export const activationCheckpointingSection = section({
+/**
+ * Present (even as `{}`): the model's checkpointable layers recompute their activations in backward
+ * (engine/activation-checkpointing.ts); absent: nothing is checkpointed from the config.
+ */
+export const activationCheckpointingSection = z.strictObject({
   partition_activations: flag(false),
   contiguous_memory_optimization: flag(false),
   cpu_checkpointing: flag(false),
@@ -46,6 +50,7 @@ export const activationCheckpointingSection = section({
   synchronize_checkpoint_boundary: flag(false),
   profile: flag(false),
 });
+export type ActivationCheckpointingConfig = z.output<typeof activationCheckpointingSection>;
 
 export const commsLoggerSection = section({
   enabled: flag(false),
@@ -101,14 +106,14 @@ export const CORE_SECTIONS = {
   gradient_predivide_factor: z.number().positive().default(1.0),
   disable_allgather: flag(false),
   communication_data_type: commDtype.nullable().default(null),
-  seq_parallel_comm_data_type: commDtype.default('fp32'),
+  seq_parallel_communication_data_type: commDtype.default('fp32'),
   zero_allow_untested_optimizer: flag(false),
   zero_force_ds_cpu_optimizer: flag(true),
   fp16: fp16Section,
   bf16: bf16Section,
   optimizer: optimizerSection.optional(),
   scheduler: schedulerSection.optional(),
-  activation_checkpointing: activationCheckpointingSection,
+  activation_checkpointing: activationCheckpointingSection.optional(),
   comms_logger: commsLoggerSection,
   tensorboard: monitorSection,
   csv_monitor: monitorSection,

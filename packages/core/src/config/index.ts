@@ -7,7 +7,12 @@ export type { ConfigInput, ConfigObject, ConfigSource, ReadConfigResult } from '
 export { resolveBatch, tryResolveBatch } from './batch.js';
 export type { BatchKeys, ResolvedBatch, BatchResolution } from './batch.js';
 export { coreConfigSchema, CORE_SECTIONS, CORE_SECTION_KEYS, fp16Section, bf16Section } from './core-sections.js';
-export type { DSConfig, CoreConfig, Fp16Config, Bf16Config } from './core-sections.js';
+export type { DSConfig, CoreConfig, Fp16Config, Bf16Config, ActivationCheckpointingConfig } from './core-sections.js';
+export { KEY_RULES } from './key-rules.js';
+export type { KeyRule } from './key-rules.js';
+export { LOOSE_SECTIONS } from './loose.js';
+export { CONFIG_NOTES, attachConfigNotes, configNotesOf } from './notes.js';
+export type { ConfigNote } from './notes.js';
 // CORE_OPTIMIZER_TYPES stays internal: src/optim exports the optimizer-side table under that name.
 export { CORE_SCHEDULER_TYPES } from './core-keys.js';
 export type { CoreOptimizerType, CoreSchedulerType } from './core-keys.js';
@@ -16,6 +21,6 @@ export { findPluginNeeds, missingPluginMessage } from './requirements.js';
 export type { PluginNeed } from './requirements.js';
 export type { AutoValues } from './auto.js';
 export { levenshtein, nearest } from './levenshtein.js';
-export { formatProblems } from './problems.js';
+export { formatProblems, schemaKeyPaths } from './problems.js';
 export { checkConfig, formatCheckReport } from './check.js';
 export type { CheckOptions, CheckReport, PluginStatus } from './check.js';

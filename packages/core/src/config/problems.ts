@@ -49,6 +49,17 @@ export function objectKeysAt(schema: z.ZodType, parts: readonly PropertyKey[]): 
   return [];
 }
 
+/**
+ * Dotted paths of every leaf key of `schema` (objects are walked through defaults, optionals and
+ * pipes; records and arrays are leaves), each prefixed with `prefix`. CONFIG.md's tests compare them
+ * with the table.
+ */
+export function schemaKeyPaths(schema: unknown, prefix: string): string[] {
+  const def = (unwrap(schema) as { _zod?: { def?: { type?: string; shape?: Record<string, unknown> } } })?._zod?.def;
+  if (def?.type !== 'object' || !def.shape) return [prefix];
+  return Object.entries(def.shape).flatMap(([k, v]) => schemaKeyPaths(v, prefix ? `${prefix}.${k}` : k));
+}
+
 function unwrap(schema: unknown): unknown {
   let cur = schema;
   for (let guard = 0; guard < 20; guard++) {

@@ -1,8 +1,10 @@
 // Validation of a parsed ds_config: every problem is collected, then reported in one DSConfigError.
 // Order: legacy keys mapped, "auto" placeholders filled or flagged, top-level keys sorted into core
 // sections, registered plugin sections, plugin sections whose plugin is absent, recognised but
-// unbuilt sections, and unknown keys; then each section is validated and the cross-section rules
-// (precision, plugins needed, batch triad) are checked.
+// unbuilt sections, and unknown keys; then each section is validated (loose.ts: unknown keys in the
+// sections DeepSpeed reads as plain dicts are warnings), the cross-section rules (precision, plugins
+// needed, batch triad) are checked, and keys set to values this port does not act on are rejected
+// or warned about (key-rules.ts).
 import type { ConfigProblem } from '../errors.js';
 import { KNOWN_PLUGINS, knownPluginForSection } from '../plugin/catalogue.js';
 import type { Registry } from '../plugin/registry.js';
@@ -13,6 +15,9 @@ import { CORE_SCHEDULER_TYPES } from './core-keys.js';
 import { CORE_SECTIONS, type DSConfig } from './core-sections.js';
 import { migrateDeprecated } from './deprecated.js';
 import { nearest } from './levenshtein.js';
+import { keyRuleFindings } from './key-rules.js';
+import { parseSection } from './loose.js';
+import { configNotesOf } from './notes.js';
 import { checkOptimizer } from './optimizer.js';
 import { configError, issuesToProblems } from './problems.js';
 import type { ConfigObject } from './read.js';
@@ -67,8 +72,10 @@ export function analyseConfig(input: ConfigObject, options: ValidateOptions = {}
     if (plugin) {
       try {
         const result = plugin.value.safeParse(value);
-        if (result.success) out[key] = result.data;
-        else problems.push(...issuesToProblems(result.error.issues, value, plugin.value, key));
+        if (result.success) {
+          out[key] = result.data;
+          warnings.push(...configNotesOf(result.data, key));
+        } else problems.push(...issuesToProblems(result.error.issues, value, plugin.value, key));
       } catch (err) {
         problems.push({ path: key, value, message: `the schema of plugin '${plugin.plugin.name}' (${plugin.plugin.package}) failed: ${(err as Error)?.message ?? String(err)}` });
       }
@@ -106,19 +113,18 @@ export function analyseConfig(input: ConfigObject, options: ValidateOptions = {}
   }
 
   for (const key of CORE_KEYS) {
-    const schema = CORE_SECTIONS[key];
-    const result = schema.safeParse(raw[key]);
-    if (result.success) {
-      if (result.data !== undefined) out[key] = result.data;
-    } else {
-      problems.push(...issuesToProblems(result.error.issues, raw[key], schema, key));
-    }
+    const parsed = parseSection(key, CORE_SECTIONS[key], raw[key], options.strict ?? false);
+    problems.push(...parsed.problems);
+    warnings.push(...parsed.warnings);
+    if (parsed.data !== undefined) out[key] = parsed.data;
   }
 
   checkOptimizerSection(out, registry, problems);
   checkSchedulerSection(out, problems, warnings);
   checkPrecision(out, raw, problems);
-  checkActivationCheckpointing(out, problems);
+  const keyRules = keyRuleFindings(out);
+  problems.push(...keyRules.problems);
+  warnings.push(...keyRules.warnings);
   if (typeof out.vocabulary_size === 'number' && out.vocabulary_size % 8 !== 0) {
     warnings.push({ path: 'vocabulary_size', value: out.vocabulary_size, message: `vocabulary size ${out.vocabulary_size} is not aligned to 8, which may lower tensor-core utilization` });
   }
@@ -200,27 +206,6 @@ function checkSchedulerSection(out: Record<string, unknown>, problems: ConfigPro
   }
 }
 
-/**
- * activation_checkpointing: what it asks for on the cpu device. Checkpointing itself is the model's
- * (@ds/tensor's checkpoint() / Checkpointed / GPT's checkpointActivations, as DeepSpeed's section
- * only tunes deepspeed.checkpointing). cpu_checkpointing and synchronize_checkpoint_boundary are
- * accepted because on the cpu device they already hold (checkpoints live in host memory, kernels are
- * synchronous); number_checkpoints only sizes contiguous buffers. The switches that need what is not
- * built are rejected by name rather than ignored.
- */
-function checkActivationCheckpointing(out: Record<string, unknown>, problems: ConfigProblem[]): void {
-  const ac = out.activation_checkpointing as Record<string, unknown> | undefined;
-  if (!ac) return;
-  const unbuilt: [string, string][] = [
-    ['partition_activations', 'splits checkpointed activations across the tensor-parallel group; tensor parallelism is not built in this port'],
-    ['contiguous_memory_optimization', 'copies partitioned checkpoints into contiguous buffers (DeepSpeed requires partition_activations for it), and activation partitioning is not built'],
-    ['profile', 'times each checkpointed forward and recomputation; that profiling is not built (wall_clock_breakdown times forward and backward as a whole)'],
-  ];
-  for (const [key, why] of unbuilt) {
-    if (ac[key] === true) problems.push({ path: `activation_checkpointing.${key}`, value: true, message: `'activation_checkpointing.${key}' ${why}; set it to false` });
-  }
-}
-
 function checkPrecision(out: Record<string, unknown>, raw: ConfigObject, problems: ConfigProblem[]): void {
   const fp16 = out.fp16 as { enabled: boolean; fp16_master_weights_and_grads: boolean } | undefined;
   const bf16 = out.bf16 as { enabled: boolean } | undefined;
@@ -228,13 +213,15 @@ function checkPrecision(out: Record<string, unknown>, raw: ConfigObject, problem
     problems.push({ path: 'bf16.enabled', value: true, message: 'bfloat16 and fp16 modes cannot be simultaneously enabled; set one of fp16.enabled / bf16.enabled to false' });
   }
   if (fp16?.enabled && fp16.fp16_master_weights_and_grads) {
+    // DeepSpeed asserts ZeRO stage 2, then that ZeRO-Offload runs DeepSpeedCPUAdam, which is not built.
     const zero = raw.zero_optimization as { stage?: unknown } | undefined;
-    if (zero?.stage !== 2) {
-      problems.push({
-        path: 'fp16.fp16_master_weights_and_grads',
-        value: true,
-        message: `Fp16_master_weights_and_grads is only supported with ZeRO Stage 2 (zero_optimization.stage is ${JSON.stringify(zero?.stage ?? 0)})`,
-      });
-    }
+    problems.push({
+      path: 'fp16.fp16_master_weights_and_grads',
+      value: true,
+      message:
+        zero?.stage !== 2
+          ? `Fp16_master_weights_and_grads is only supported with ZeRO Stage 2 (zero_optimization.stage is ${JSON.stringify(zero?.stage ?? 0)})`
+          : "'fp16.fp16_master_weights_and_grads' keeps fp16 master weights for ZeRO-Offload's DeepSpeedCPUAdam (offload_optimizer.device 'cpu'), which is not built; set it to false",
+    });
   }
 }

@@ -57,8 +57,8 @@ function hash32(s: string): number {
 }
 
 async function validateTag(parts: EngineParts, tag: string): Promise<void> {
-  const mode = String((parts.config.checkpoint as { tag_validation?: string } | undefined)?.tag_validation ?? 'Warn').toLowerCase();
-  const group = parts.group;
+  const mode = parts.config.checkpoint.tag_validation.toLowerCase();
+  const group = parts.groups.world;
   if (mode === 'ignore' || !group || group.size === 1) return;
   const h = Int32Array.of(hash32(tag));
   const lo = Int32Array.of(h[0]!);
@@ -77,9 +77,11 @@ function toFile(state: RankState): [Map<string, NamedTensor>, Record<string, str
 export async function saveEngineCheckpoint(engine: Engine, parts: EngineParts, dir: string, opts: SaveCheckpointOptions): Promise<string> {
   const tag = checkTag(opts.tag ?? `global_step${engine.globalSteps}`);
   await validateTag(parts, tag);
-  const rank = parts.group?.rank ?? 0;
+  // Files are named by data-parallel rank (each holds that rank's partition); every rank of the job waits at the barriers.
+  const rank = parts.groups.data?.rank ?? 0;
+  const world = parts.groups.world;
   const barrier = async () => {
-    if (parts.group && parts.group.size > 1) await parts.group.barrier();
+    if (world && world.size > 1) await world.barrier();
   };
   if (rank === 0) {
     mkdirSync(dir, { recursive: true });

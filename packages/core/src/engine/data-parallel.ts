@@ -1,58 +1,56 @@
 // Stage 0: plain data parallelism over flat buffers, the model-state manager used when no ZeRO
 // plugin claims the config.
 //
-// Every rank holds everything: 16-bit parameters (or fp32), fp32 gradients, fp32 master weights and
-// the optimizer state. Gradients are averaged across ranks in buckets launched from gradient-ready
-// hooks during the last micro step's backward, so the reduction of late layers overlaps the
-// backward of early ones.
+// Every rank holds everything: 16-bit parameters (or fp32), gradients, fp32 master weights and the
+// optimizer state. Gradients accumulate in one flat buffer laid out in units (partition.ts, with a
+// world of one: nothing is partitioned); on the accumulation boundary core's gradient reduction
+// (reduction.ts) all-reduces each unit from the gradient-ready hooks, so the reduction of late
+// layers overlaps the backward of early ones.
 //
-// DeepSpeed requires fp32 gradient accumulation for a bf16 model without ZeRO; we do the same for
-// bf16 and fp16: the flat gradient buffer is fp32 and backward adds 16-bit gradients into it.
-import { Tensor } from '@ds/tensor';
+// DeepSpeed requires fp32 gradient accumulation for a bf16 model without ZeRO; that is our default
+// for bf16 and fp16 (data_types.grad_accum_dtype may choose the parameters' 16-bit type instead).
+import { Tensor, type FloatDType } from '@ds/tensor';
 
-import type { Work } from '../comm/types.js';
+import { DSCheckpointError } from '../errors.js';
 import type { NamedTensor } from '../checkpoint/safetensors.js';
 import type { OptimizerSlot } from '../optim/types.js';
-import { adoptParameters, allocateFlat, attachGradients, flatArray, releaseFlat, reverseLayout, type FlatBuffer, type FlatLayout } from './flat.js';
-import { clipCoefficient, reduceFlat } from './grads.js';
+import { adoptParameters, allocateFlat, attachGradients, flatArray, releaseFlat, type FlatBuffer, type FlatLayout } from './flat.js';
+import { clipCoefficient } from './grads.js';
+import { bucketGroups, planUnits, type PartitionPlan } from './partition.js';
+import { gradAccumDtype, gradientReductionFor, type GradientReduction } from './reduction.js';
 import type { ModelStateBytes, ModelStateManager, RankState, StateManagerArgs, StepInput, StepOutput } from './types.js';
 
 /** Elements per gradient bucket of stage 0 (DeepSpeed reduces non-ZeRO gradients in 5e8-element
  *  buckets; smaller ones let the reduction start during backward on the models this runs). */
 export const DP_BUCKET_ELEMENTS = 1 << 22;
 
-interface Bucket {
-  start: number;
-  end: number;
-  pending: number;
-}
-
 export class DataParallelState implements ModelStateManager {
   readonly stage = 0;
   readonly partitioned = false;
   private readonly layout: FlatLayout;
+  private readonly plan: PartitionPlan;
   private readonly params: FlatBuffer;
   private readonly grads: FlatBuffer;
+  private readonly gradDtype: FloatDType;
   private readonly master: FlatBuffer | null;
   private readonly gradViews: Tensor[];
   private readonly slots: OptimizerSlot[];
-  private readonly buckets: Bucket[] = [];
-  private readonly bucketOf: number[];
-  private readonly hookRemovers: (() => void)[] = [];
-  private inflight: Work[] = [];
-  private reducing = false;
+  private readonly reduction: GradientReduction;
 
   private constructor(
     private readonly args: StateManagerArgs,
+    plan: PartitionPlan,
     gradBuffer: ArrayBuffer | undefined,
   ) {
     const { runtime, kernels, params, paramDtype } = args;
-    this.layout = reverseLayout(params);
+    this.plan = plan;
+    this.layout = { offsets: plan.flatOffset, sizes: params.map((p) => p.numel), numel: plan.flatNumel };
     const n = this.layout.numel;
+    this.gradDtype = gradAccumDtype(args.config, paramDtype, false);
     this.params = allocateFlat(runtime, paramDtype, n, 'parameters', 'flat parameters');
     adoptParameters(runtime, kernels, params, this.layout, this.params);
-    this.grads = allocateFlat(runtime, 'f32', n, 'gradients', 'flat gradients', gradBuffer);
-    kernels.fill('f32', flatArray(this.grads), n, 0);
+    this.grads = allocateFlat(runtime, this.gradDtype, n, 'gradients', 'flat gradients', gradBuffer);
+    kernels.fill(this.gradDtype, flatArray(this.grads), n, 0);
     this.gradViews = attachGradients(runtime, params, this.layout, this.grads);
     if (paramDtype === 'f32') {
       this.master = null;
@@ -61,18 +59,20 @@ export class DataParallelState implements ModelStateManager {
       kernels.cast(paramDtype, flatArray(this.params), 'f32', flatArray(this.master), n);
     }
     this.slots = this.makeSlots();
-    this.bucketOf = this.makeBuckets();
-    params.forEach((p, i) => this.hookRemovers.push(p.registerGradReadyHook(() => this.onGradReady(i))));
+    this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective: 'allReduce', mode: 'inPlace', flat: this.grads, overlap: true });
   }
 
   /** Collective when a group is given: rank 0's parameters are broadcast so every rank starts equal. */
   static async create(args: StateManagerArgs): Promise<DataParallelState> {
-    const numel = args.params.reduce((a, p) => a + p.numel, 0);
-    const gradBuffer = args.group && args.group.size > 1 ? await args.group.allocRegistered(numel * 4) : undefined;
-    const state = new DataParallelState(args, gradBuffer);
+    const sizes = args.params.map((p) => p.numel);
+    // One unit per bucket, back to front; a world of one: every rank keeps whole units.
+    const plan = planUnits(bucketGroups(sizes, DP_BUCKET_ELEMENTS), sizes, 1, 0, 1);
+    const gradBytes = plan.flatNumel * (gradAccumDtype(args.config, args.paramDtype, false) === 'f32' ? 4 : 2);
+    const gradBuffer = args.group && args.group.size > 1 ? await args.group.allocRegistered(gradBytes) : undefined;
+    const state = new DataParallelState(args, plan, gradBuffer);
     if (args.group && args.group.size > 1) {
       await args.group.broadcast({ dtype: args.paramDtype, array: flatArray(state.params) }, { root: 0 });
-      if (state.master) args.kernels.cast(args.paramDtype, flatArray(state.params), 'f32', flatArray(state.master), numel);
+      if (state.master) args.kernels.cast(args.paramDtype, flatArray(state.params), 'f32', flatArray(state.master), plan.flatNumel);
     }
     return state;
   }
@@ -83,13 +83,13 @@ export class DataParallelState implements ModelStateManager {
 
   private makeSlots(): OptimizerSlot[] {
     const master = this.masterArray();
-    const grad = flatArray(this.grads) as Float32Array;
+    const grad = flatArray(this.grads);
     const out16 = this.master ? (flatArray(this.params) as Uint16Array) : undefined;
     const out16Dtype = this.args.paramDtype === 'f16' ? ('f16' as const) : ('bf16' as const);
     const slot = (start: number, n: number): OptimizerSlot => ({
       master: master.subarray(start, start + n),
       grad: grad.subarray(start, start + n),
-      gradDtype: 'f32',
+      gradDtype: this.gradDtype,
       group: 0,
       ...(out16 ? { out16: out16.subarray(start, start + n), out16Dtype } : {}),
     });
@@ -97,68 +97,36 @@ export class DataParallelState implements ModelStateManager {
     return this.args.params.map((_, i) => slot(this.layout.offsets[i]!, this.layout.sizes[i]!));
   }
 
-  private makeBuckets(): number[] {
-    const order = this.args.params.map((_, i) => i).sort((a, b) => this.layout.offsets[a]! - this.layout.offsets[b]!);
-    const bucketOf = new Array<number>(this.args.params.length);
-    let current: Bucket | null = null;
-    for (const i of order) {
-      const start = this.layout.offsets[i]!;
-      const end = start + this.layout.sizes[i]!;
-      if (!current || end - current.start > DP_BUCKET_ELEMENTS) {
-        current = { start, end, pending: 0 };
-        this.buckets.push(current);
-      }
-      current.end = end;
-      bucketOf[i] = this.buckets.length - 1;
-    }
-    return bucketOf;
-  }
-
-  private resetPending(): void {
-    for (const b of this.buckets) b.pending = 0;
-    this.bucketOf.forEach((b) => (this.buckets[b]!.pending += 1));
-  }
-
   beforeBackward(boundary: boolean): void {
-    this.reducing = boundary && this.args.group !== null && this.args.group.size > 1;
-    if (this.reducing) this.resetPending();
+    this.reduction.begin(boundary);
   }
 
-  private onGradReady(i: number): void {
-    if (!this.reducing) return;
-    const b = this.buckets[this.bucketOf[i]!]!;
-    b.pending -= 1;
-    if (b.pending === 0) this.inflight.push(this.launch(b.start, b.end));
-  }
-
-  private launch(start: number, end: number): Work {
-    return reduceFlat(this.args.group!, this.args.kernels, flatArray(this.grads, start, end - start) as Float32Array, this.args.config);
-  }
-
-  async afterBackward(boundary: boolean): Promise<void> {
-    if (!this.reducing) return;
-    this.reducing = false;
-    // Parameters that got no gradient this pass (unused) never fired their hook: reduce them too.
-    for (const b of this.buckets) if (b.pending > 0) this.inflight.push(this.launch(b.start, b.end));
-    const works = this.inflight;
-    this.inflight = [];
-    await Promise.all(works.map((w) => w.wait()));
+  afterBackward(): Promise<void> {
+    return this.reduction.finish();
   }
 
   async step(input: StepInput): Promise<StepOutput> {
     const { kernels } = this.args;
-    const grad = flatArray(this.grads) as Float32Array;
+    const grad = flatArray(this.grads);
     const n = this.layout.numel;
     // After the all-reduce every rank holds the same gradients, so these agree without more communication.
-    if (kernels.hasInfNan('f32', grad, n)) return { overflow: true, gradNorm: NaN };
-    const gradNorm = Math.sqrt(kernels.sumSquares('f32', grad, n)) / input.lossScale;
+    if (kernels.hasInfNan(this.gradDtype, grad, n)) return { overflow: true, gradNorm: NaN };
+    const gradNorm = Math.sqrt(kernels.sumSquares(this.gradDtype, grad, n)) / input.lossScale;
     const coeff = clipCoefficient(gradNorm, input.clip);
     this.args.optimizer.step(this.slots, { gradScale: coeff / input.lossScale });
     return { overflow: false, gradNorm };
   }
 
   zeroGrad(): void {
-    this.args.kernels.fill('f32', flatArray(this.grads), this.layout.numel, 0);
+    this.args.kernels.fill(this.gradDtype, flatArray(this.grads), this.layout.numel, 0);
+  }
+
+  /** Every rank holds the whole masters: no communication. */
+  async masterWeights(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    const master = this.masterArray();
+    this.args.params.forEach((p, i) => out.set(this.args.names[i]!, master.slice(this.layout.offsets[i]!, this.layout.offsets[i]! + p.numel)));
+    return out;
   }
 
   modelStateBytes(): ModelStateBytes {
@@ -180,8 +148,8 @@ export class DataParallelState implements ModelStateManager {
     const { kernels, names, params, paramDtype } = this.args;
     params.forEach((p, i) => {
       const w = weights.get(names[i]!);
-      if (!w) throw new RangeError(`checkpoint has no weights for parameter '${names[i]}'`);
-      if (w.shape.join(',') !== p.shape.join(',')) throw new RangeError(`checkpoint weights '${names[i]}' have shape [${w.shape}], the model has [${p.shape}]`);
+      if (!w) throw new DSCheckpointError(`checkpoint has no weights for parameter '${names[i]}'`);
+      if (w.shape.join(',') !== p.shape.join(',')) throw new DSCheckpointError(`checkpoint weights '${names[i]}' have shape [${w.shape}], the model has [${p.shape}]`);
       kernels.cast(w.dtype, w.data as Float32Array, paramDtype, flatArray(this.params, this.layout.offsets[i]!, this.layout.sizes[i]!), p.numel);
     });
     if (refreshMaster && this.master) kernels.cast(paramDtype, flatArray(this.params), 'f32', flatArray(this.master), this.layout.numel);
@@ -204,14 +172,14 @@ export class DataParallelState implements ModelStateManager {
 
   private loadRankState(state: RankState): void {
     const meta = state.meta as { numel: number; optimizer: { type: string; paramGroups: never[]; steps: number[] } };
-    if (meta.numel !== this.layout.numel) throw new RangeError(`checkpoint optimizer state covers ${meta.numel} parameters, the model has ${this.layout.numel}`);
+    if (meta.numel !== this.layout.numel) throw new DSCheckpointError(`checkpoint optimizer state covers ${meta.numel} parameters, the model has ${this.layout.numel}`);
     const master = state.tensors.get('master');
     if (this.master && master) flatArray(this.master).set(master.data as Float32Array);
     const slots = meta.optimizer.steps.map((step, i) => {
       const tensors: Record<string, Float32Array> = {};
       for (const name of this.args.optimizer.stateNames) {
         const t = state.tensors.get(`optimizer.slot${i}.${name}`);
-        if (!t) throw new RangeError(`checkpoint optimizer state lacks 'optimizer.slot${i}.${name}'`);
+        if (!t) throw new DSCheckpointError(`checkpoint optimizer state lacks 'optimizer.slot${i}.${name}'`);
         tensors[name] = t.data as Float32Array;
       }
       return { step, tensors };
@@ -220,7 +188,7 @@ export class DataParallelState implements ModelStateManager {
   }
 
   destroy(): void {
-    for (const remove of this.hookRemovers) remove();
+    this.reduction.destroy();
     this.args.params.forEach((p) => (p.grad = null));
     for (const g of this.gradViews) g.dispose();
     // Give each parameter its own copy so the flat buffer can go while the module lives on.

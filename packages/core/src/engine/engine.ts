@@ -2,16 +2,20 @@
 // scaling, clipping, schedulers, counters, monitors and rank-0 logging. Model states (flat buffers,
 // gradient reduction, the optimizer step) live in a ModelStateManager: stage 0 here, ZeRO in
 // @ds/zero. Compute is synchronous; communication is awaited, so backward() and step() are async.
-import { backward as runBackward, freeGraph, full, type Module, type Runtime, type Tensor } from '@ds/tensor';
+import { backward as runBackward, DSError, freeGraph, full, type Module, type Runtime, type Tensor } from '@ds/tensor';
 
 import type { Distributed } from '../comm/init.js';
 import type { CommsLogger } from '../comm/logger.js';
-import type { ProcessGroup } from '../comm/types.js';
+import type { ParallelGroups } from '../comm/topology.js';
+import type { DSConfig } from '../config/core-sections.js';
 import type { MonitorMaster } from '../monitor/index.js';
+import { castInputsHalf } from '../precision/auto-cast.js';
 import type { LossScaler } from '../precision/index.js';
 import type { Optimizer } from '../optim/types.js';
 import type { LRScheduler } from '../schedulers/index.js';
 import { loadEngineCheckpoint, saveEngineCheckpoint, type LoadCheckpointOptions, type LoadCheckpointResult, type SaveCheckpointOptions } from './checkpoint.js';
+import { applyActivationCheckpointing } from './activation-checkpointing.js';
+import { engineState, memoryUsageLines, stateLines, ThroughputTimer } from './reporting.js';
 import { Timers } from './timers.js';
 import type { ModelStateManager, ParamDtype } from './types.js';
 
@@ -27,10 +31,12 @@ export interface EngineParts {
   lrScheduler: LRScheduler | null;
   state: ModelStateManager;
   lossScaler: LossScaler;
-  config: Readonly<Record<string, unknown>>;
+  /** The validated ds_config. */
+  config: DSConfig;
   batch: BatchInfo;
   dist: Distributed | null;
-  group: ProcessGroup | null;
+  /** The topology and this rank's groups; the data-parallel group drives reduction, batch rules and checkpoints. */
+  groups: ParallelGroups;
   runtime: Runtime;
   paramDtype: ParamDtype;
   monitor: MonitorMaster;
@@ -45,7 +51,7 @@ export class Engine {
   readonly module: Module;
   readonly optimizer: Optimizer;
   readonly lrScheduler: LRScheduler | null;
-  readonly config: Readonly<Record<string, unknown>>;
+  readonly config: DSConfig;
   readonly timers = new Timers();
   globalSteps = 0;
   globalSamples = 0;
@@ -55,12 +61,24 @@ export class Engine {
   private stepApplied = false;
   private accumulatedLoss = 0;
   private destroyed = false;
+  /** timers.throughput: DeepSpeed's samples/s line every steps_per_print steps. */
+  private readonly throughput: ThroughputTimer | null;
+  /** Unmarks the layers activation_checkpointing marked. */
+  private uncheckpoint: () => void = () => {};
 
   constructor(private readonly parts: EngineParts) {
     this.module = parts.module;
     this.optimizer = parts.optimizer;
     this.lrScheduler = parts.lrScheduler;
     this.config = parts.config;
+    try {
+      this.uncheckpoint = applyActivationCheckpointing(parts.module, this.config.activation_checkpointing, parts.log);
+    } catch (err) {
+      this.destroy(); // initialize() built the model states already: give them back
+      throw err;
+    }
+    this.throughput = this.config.timers.throughput.enabled ? new ThroughputTimer(parts.batch.trainBatchSize, this.config.steps_per_print) : null;
+    if (this.config.dump_state) for (const line of stateLines('DeepSpeedEngine', engineState(this))) parts.log(line);
   }
 
   get rank(): number {
@@ -70,7 +88,11 @@ export class Engine {
     return this.parts.dist?.size ?? 1;
   }
   get dpWorldSize(): number {
-    return this.parts.group?.size ?? 1;
+    return this.parts.groups.topology.degrees.data;
+  }
+  /** The pipe x data x model topology and this rank's group on each axis. */
+  get groups(): ParallelGroups {
+    return this.parts.groups;
   }
   get localRank(): number {
     return this.parts.dist?.localRank ?? 0;
@@ -110,13 +132,19 @@ export class Engine {
   }
 
   private alive(op: string): void {
-    if (this.destroyed) throw new Error(`engine.${op}: the engine was destroyed`);
+    if (this.destroyed) throw new DSError(`engine.${op}: the engine was destroyed; call initialize() again for a new engine`, { code: 'DS_ENGINE_DESTROYED' });
   }
 
   /** Runs the wrapped module (with its hooks). */
   forward<Out>(...args: unknown[]): Out {
     this.alive('forward');
-    return this.timers.time('forward', () => (this.module.call as (...a: unknown[]) => Out)(...args));
+    this.seeMemory('Engine before forward');
+    this.throughput?.start();
+    // fp16.auto_cast: floating-point inputs go in as f16 (DeepSpeed's _cast_inputs_half).
+    const inputs = this.config.fp16.enabled && this.config.fp16.auto_cast ? (castInputsHalf(args) as unknown[]) : args;
+    const out = this.timers.time('forward', () => (this.module.call as (...a: unknown[]) => Out)(...inputs));
+    this.seeMemory('Engine after forward');
+    return out;
   }
 
   /**
@@ -126,6 +154,7 @@ export class Engine {
    */
   async backward(loss: Tensor): Promise<number> {
     this.alive('backward');
+    this.seeMemory('Engine before backward');
     const boundary = this.isGradientAccumulationBoundary();
     const value = loss.item();
     this.accumulatedLoss += value / this.gradientAccumulationSteps();
@@ -137,18 +166,21 @@ export class Engine {
       seed.dispose();
       freeGraph(loss);
     }
-    await this.timers.timeAsync('backward_allreduce', () => this.parts.state.afterBackward(boundary));
+    await this.timers.timeAsync('backward_allreduce', () => this.parts.state.afterBackward());
+    this.seeMemory('Engine after backward');
     return value;
   }
 
   /** Applies the optimizer on accumulation boundaries; otherwise only counts the micro step. */
   async step(): Promise<void> {
     this.alive('step');
+    this.seeMemory('Engine before step');
     if (!this.isGradientAccumulationBoundary()) {
       this.microSteps += 1;
+      this.afterStep(false);
       return;
     }
-    const clip = typeof this.config.gradient_clipping === 'number' ? this.config.gradient_clipping : 0;
+    const clip = this.config.gradient_clipping;
     const scaler = this.parts.lossScaler;
     const out = await this.timers.timeAsync('step', () => this.parts.state.step({ lossScale: scaler.lossScale, clip }));
     const skip = scaler.update(out.overflow);
@@ -162,6 +194,20 @@ export class Engine {
     this.microSteps += 1;
     this.report(this.accumulatedLoss);
     this.accumulatedLoss = 0;
+    this.afterStep(true);
+  }
+
+  /** The throughput line (on a reporting boundary) and memory_breakdown's last report of the step. */
+  private afterStep(boundary: boolean): void {
+    const tracker = this.parts.runtime.tracker;
+    const line = this.throughput?.stop(boundary, { live: tracker.liveBytes('cpu'), peak: tracker.peakBytes('cpu') });
+    if (line) this.parts.log(line);
+    this.seeMemory('Engine after step');
+  }
+
+  /** memory_breakdown: DeepSpeed's see_memory_usage(message). */
+  private seeMemory(message: string): void {
+    if (this.config.memory_breakdown) for (const line of memoryUsageLines(this.parts.runtime.tracker, 'cpu', message)) this.parts.log(line);
   }
 
   private report(loss: number): void {
@@ -173,16 +219,16 @@ export class Engine {
         ['Train/Samples/lr', this.getLr()[0] ?? 0, this.globalSamples],
       ];
       if (this.parts.paramDtype === 'f16') events.push(['Train/Samples/loss_scale', this.lossScale, this.globalSamples]);
-      if (this.config.wall_clock_breakdown === true) {
+      if (this.config.wall_clock_breakdown) {
         for (const [name, ms] of Object.entries(this.timers.last())) events.push([`Train/Samples/elapsed_time_ms_${name}`, ms, this.globalSamples]);
       }
       mon.writeEvents(events);
     }
     const every = this.config.steps_per_print;
-    if (typeof every === 'number' && every > 0 && this.globalSteps % every === 0) {
+    if (every !== null && this.globalSteps % every === 0) {
       const mom = this.getMom();
       this.parts.log(`step=${this.globalSteps}, skipped=${this.skippedSteps}, lr=[${this.getLr().join(', ')}], mom=[${mom.map((m) => (Array.isArray(m) ? `(${m.join(', ')})` : m)).join(', ')}]`);
-      if (this.config.wall_clock_breakdown === true) this.parts.log(this.timers.summary());
+      if (this.config.wall_clock_breakdown) this.parts.log(this.timers.summary());
       if (this.parts.commsLogger) this.parts.log(this.parts.commsLogger.summary());
     }
   }
@@ -228,6 +274,7 @@ export class Engine {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.uncheckpoint();
     this.parts.state.destroy();
     this.parts.releaseState?.();
     this.parts.monitor.close();

@@ -1,6 +1,6 @@
 // Flat buffers: every parameter (and its gradient) becomes a view of one contiguous buffer, so
 // optimizers, reductions and checkpoints work on a few large arrays instead of many small ones.
-import { BYTES_PER_ELEMENT, Storage, Tensor, type DType, type KernelTable, type MemoryCategory, type Runtime } from '@ds/tensor';
+import { BYTES_PER_ELEMENT, DSShapeError, Storage, Tensor, type DType, type KernelTable, type MemoryCategory, type Runtime } from '@ds/tensor';
 
 export interface FlatLayout {
   /** Element offset of each parameter in the flat buffer (same order as the params given). */
@@ -61,7 +61,7 @@ export function adoptParameters(runtime: Runtime, kernels: KernelTable, params: 
   params.forEach((p, i) => {
     const view = flatView(runtime, flat, layout.offsets[i]!, p.shape);
     const src = p.isContiguous() ? p : null;
-    if (!src) throw new RangeError(`parameter ${p.name ?? i} is not contiguous; parameters must own contiguous storage`);
+    if (!src) throw new DSShapeError(`parameter ${p.name ?? i} is not contiguous; parameters must own contiguous storage (register a fresh tensor, not a view)`);
     kernels.cast(p.dtype, p.data(), flat.dtype, view.data(), p.numel);
     p.setData(view);
     view.dispose();

@@ -1,24 +1,30 @@
 // initialize(): DeepSpeed's entry point. Reads and validates the ds_config, joins the process group
-// (when the launcher set RANK/WORLD_SIZE), builds the optimizer, the model-state manager (stage 0, or
-// the registered plugin's, e.g. ZeRO), the scheduler, the loss scaler and the monitors.
-import { getRuntime, Storage, type Module, type Runtime, type Tensor } from '@ds/tensor';
+// on the comm backend chosen by name (when the launcher set RANK/WORLD_SIZE), builds the pipe x data
+// x model topology, resolves attention kernels, builds the optimizer, the model-state manager (stage
+// 0, or a registered wrapper's, e.g. ZeRO), the scheduler, the loss scaler and the monitors, and
+// hands them to the engine a registered engine contribution makes (the ordinary Engine otherwise).
+// Every extension point of the registry is consumed here or by what is built here.
+import { DENSE_ATTENTION, getRuntime, isAttentionHost, Storage, type AttentionKernel, type Module, type Runtime, type Tensor } from '@ds/tensor';
 
 import { initDistributed, type Distributed } from '../comm/init.js';
 import { CommsLogger } from '../comm/logger.js';
-import { readDistEnv } from '../env.js';
-import { loadConfig } from '../config/load.js';
-import type { ConfigInput } from '../config/read.js';
-import { formatWarnings } from '../config/load.js';
+import { buildParallelGroups } from '../comm/topology.js';
+import type { CommBackend } from '../comm/types.js';
+import { readCoreEnv, type CoreEnv } from '../env.js';
+import { formatWarnings, loadConfig } from '../config/load.js';
+import { readConfigInput, type ConfigInput, type ConfigObject } from '../config/read.js';
+import type { DSConfig } from '../config/core-sections.js';
 import { DSConfigError } from '../errors.js';
 import { MonitorMaster } from '../monitor/index.js';
 import { createCoreOptimizer } from '../optim/factory.js';
 import type { Optimizer, OptimizerContext } from '../optim/types.js';
+import { knownPluginForBackend, registerHint } from '../plugin/catalogue.js';
 import { createRegistry, type Registry } from '../plugin/registry.js';
 import type { Plugin, PluginContext } from '../plugin/types.js';
 import { createLossScaler, resolvePrecision } from '../precision/index.js';
 import { createScheduler, type LRScheduler } from '../schedulers/index.js';
 import { DataParallelState } from './data-parallel.js';
-import { Engine } from './engine.js';
+import { Engine, type EngineParts } from './engine.js';
 import type { ModelStateManager, ParamDtype, StateManagerArgs } from './types.js';
 
 export interface InitializeOptions {
@@ -32,13 +38,22 @@ export interface InitializeOptions {
   plugins?: Plugin[];
   /** A registry built beforehand (plugins are added to it). */
   registry?: Registry;
-  /** The comm context; default: initDistributed() when RANK is set, else a single process. */
+  /** The comm context; default: joins the job when RANK is set (on `commBackend`), else a single process. */
   dist?: Distributed | null;
+  /**
+   * The comm backend by name when initialize() joins the job: this option, else DS_COMM_BACKEND,
+   * else the optimizer's `comm_backend_name` (DeepSpeed's key for the 1-bit optimizers), else `cpu`.
+   */
+  commBackend?: string;
+  /** Pipeline and tensor (model) parallel degrees; the data-parallel degree is what remains of the world. */
+  topology?: { pipe?: number; model?: number };
   runtime?: Runtime;
   /** Rank-0 log lines; default console.log. */
   log?: (message: string) => void;
   /** Unknown config keys are errors instead of warnings. */
   strict?: boolean;
+  /** The environment to read (RANK, DS_COMM_BACKEND, ...); default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Initialized {
@@ -65,22 +80,67 @@ function trainable(model: Module): { params: Tensor[]; names: string[] } {
   return { params, names };
 }
 
+/** The backend's name: the option, DS_COMM_BACKEND, the optimizer's comm_backend_name, else cpu. */
+function backendName(opts: InitializeOptions, env: CoreEnv, raw: ConfigObject): string {
+  if (opts.commBackend) return opts.commBackend;
+  if (env.commBackend) return env.commBackend;
+  const params = (raw.optimizer as { params?: { comm_backend_name?: unknown } } | undefined)?.params;
+  return typeof params?.comm_backend_name === 'string' ? params.comm_backend_name : 'cpu';
+}
+
+/** The registered backend of that name; an unknown name fails naming the registered ones and the package that has it. */
+export async function resolveCommBackend(registry: Registry, name: string, env: CoreEnv): Promise<CommBackend> {
+  const claim = registry.get('commBackends', name);
+  if (!claim) {
+    const known = knownPluginForBackend(name);
+    const hint = known ? `; '${name}' comes from ${known.package}: ${registerHint(known)}` : '';
+    throw new DSConfigError(`comm backend '${name}' is not registered (registered: ${registry.names('commBackends').join(', ')})${hint}`);
+  }
+  return claim.value({ env });
+}
+
+/** Degrees the topology needs: the data degree is what the world leaves after pipe x model. */
+function dataDegree(worldSize: number, topology: InitializeOptions['topology']): number {
+  const rest = (topology?.pipe ?? 1) * (topology?.model ?? 1);
+  return worldSize % rest === 0 ? worldSize / rest : worldSize;
+}
+
 export async function initialize(opts: InitializeOptions): Promise<Initialized> {
   if (!opts.model) throw new DSConfigError('initialize requires a model');
   const registry = opts.registry ?? createRegistry();
   for (const p of opts.plugins ?? []) registry.use(p);
-  const dist = opts.dist !== undefined ? opts.dist : readDistEnv() ? await initDistributed() : null;
+  const env = readCoreEnv(opts.env ?? process.env);
+  const { raw } = readConfigInput(opts.config);
+  const worldSize = opts.dist !== undefined ? (opts.dist?.size ?? 1) : (env.dist?.worldSize ?? 1);
+  // Validated before any rendezvous, so a bad config fails alike on every rank without waiting for the others.
+  const loaded = loadConfig(raw, { registry, worldSize: dataDegree(worldSize, opts.topology), strict: opts.strict ?? false });
+  const config: DSConfig = loaded.config;
+  const dist = opts.dist !== undefined ? opts.dist : env.dist ? await initDistributed({ env: opts.env, backend: await resolveCommBackend(registry, backendName(opts, env, raw), env) }) : null;
   const rank = dist?.rank ?? 0;
   const log = rank === 0 ? (opts.log ?? ((m: string) => console.log(m))) : () => {};
-  const group = dist?.world ?? null;
-  const loaded = loadConfig(opts.config, { registry, worldSize: group?.size ?? 1, strict: opts.strict ?? false });
   for (const w of formatWarnings(loaded.warnings)) log(`warning: ${w}`);
-  const config = loaded.config as unknown as Record<string, unknown>;
+  const groups = await buildParallelGroups(dist, opts.topology ?? {});
+  if (config.data_parallel_size !== undefined && config.data_parallel_size !== groups.topology.degrees.data) {
+    throw new DSConfigError(`data_parallel_size is ${config.data_parallel_size}, but the topology (${groups.topology}) over ${worldSize} rank(s) has a data-parallel degree of ${groups.topology.degrees.data}; remove the key or make it match`);
+  }
   const batch = loaded.batch!;
-  const precision = resolvePrecision(loaded.config);
+  const precision = resolvePrecision(config);
   const paramDtype = paramDtypeOf(precision.dtype);
   const runtime = opts.runtime ?? getRuntime();
   const kernels = runtime.kernels('cpu');
+  const ctx: PluginContext = {
+    config,
+    rank,
+    worldSize: dist?.size ?? 1,
+    device: 'cpu',
+    runtime,
+    dist,
+    groups,
+    registry,
+    log: (level, m) => log(level === 'warn' ? `warning: ${m}` : m),
+  };
+  resolveAttentionKernels(opts.model, ctx);
+
   // Optimizer state is counted under 'optimizer_states' and released with the engine.
   const stateStorages: Storage[] = [];
   const allocState = (n: number, name: string): Float32Array => {
@@ -93,53 +153,75 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
     for (const s of stateStorages.splice(0)) s.release();
   };
   const optCtx: OptimizerContext = { kernels, allocState };
-  const pluginCtx: PluginContext = { config, rank, worldSize: dist?.size ?? 1, device: 'cpu', log: (level, m) => log(level === 'warn' ? `warning: ${m}` : m) };
 
-  const commsSection = config.comms_logger as { enabled?: boolean } | undefined;
   let commsLogger: CommsLogger | null = null;
-  if (commsSection?.enabled && group) {
-    commsLogger = CommsLogger.fromConfig(commsSection as never, log);
-    commsLogger.attach(group);
+  if (config.comms_logger.enabled && groups.data) {
+    commsLogger = CommsLogger.fromConfig(config.comms_logger, log);
+    commsLogger.attach(groups.data);
   }
 
-  const optimizer = buildOptimizer(opts, optCtx, config, registry, pluginCtx);
+  const optimizer = buildOptimizer(opts, optCtx, config, ctx);
   const { params, names } = trainable(opts.model);
   if (params.length === 0) throw new DSConfigError('initialize: the model has no trainable parameters (requiresGrad)');
-  const args: StateManagerArgs = { module: opts.model, params, names, optimizer, group, runtime, kernels, paramDtype, config };
+  const args: StateManagerArgs = { module: opts.model, params, names, optimizer, group: groups.data, runtime, kernels, paramDtype, config, ctx };
   const wrapper = registry.optimizerWrapperFor(config);
-  const state: ModelStateManager = wrapper ? await wrapper.value.wrap(args, pluginCtx) : await DataParallelState.create(args);
+  const state: ModelStateManager = wrapper ? await wrapper.value.wrap(args, ctx) : await DataParallelState.create(args);
 
   let lrScheduler: LRScheduler | null = null;
   if (opts.lrScheduler) lrScheduler = typeof opts.lrScheduler === 'function' ? opts.lrScheduler(optimizer) : opts.lrScheduler;
-  else if (loaded.config.scheduler) lrScheduler = createScheduler(optimizer, loaded.config.scheduler as never, { warn: (m: string) => log(`warning: ${m}`) });
+  else if (config.scheduler) lrScheduler = createScheduler(optimizer, config.scheduler, { warn: (m: string) => log(`warning: ${m}`) });
 
-  const engine = new Engine({
+  const parts: EngineParts = {
     module: opts.model,
     optimizer,
     lrScheduler,
     state,
-    lossScaler: createLossScaler(loaded.config),
+    lossScaler: createLossScaler(config),
     config,
     batch,
     dist,
-    group,
+    groups,
     runtime,
     paramDtype,
-    monitor: new MonitorMaster(config as never, rank),
+    monitor: new MonitorMaster(config, rank),
     commsLogger,
     log,
     releaseState,
-  });
+  };
+  const custom = registry.engineFor(opts.model, config);
+  const engine = custom ? await custom.value.create({ parts }, ctx) : new Engine(parts);
   return { engine, optimizer, lrScheduler };
 }
 
-function buildOptimizer(opts: InitializeOptions, ctx: OptimizerContext, config: Record<string, unknown>, registry: Registry, pluginCtx: PluginContext): Optimizer {
-  if (opts.optimizer) return typeof opts.optimizer === 'function' ? opts.optimizer(ctx) : opts.optimizer;
-  const section = config.optimizer as { type: string; params?: Record<string, unknown> } | undefined;
+/**
+ * Gives every attention module its kernel: the one a registered plugin's config section switches on
+ * (e.g. sparse_attention), else the kernel the module was built with by name. Unknown names fail
+ * naming the registered kernels.
+ */
+function resolveAttentionKernels(model: Module, ctx: PluginContext): void {
+  const { registry, config } = ctx;
+  const configured = registry.attentionKernelFor(config);
+  const cache = new Map<string, AttentionKernel>();
+  for (const m of model.modules()) {
+    if (!isAttentionHost(m)) continue;
+    const name = configured ? configured.name : m.attentionKernelName;
+    if (!configured && name === DENSE_ATTENTION) continue;
+    const claim = configured ?? registry.get('attentionKernels', name);
+    if (!claim) {
+      throw new DSConfigError(`attention kernel '${name}' is not registered (registered: dense${registry.names('attentionKernels').map((n) => `, ${n}`).join('')}); register the plugin that provides it (e.g. sparseAttention() from @ds/sparse-attn)`);
+    }
+    if (!cache.has(name)) cache.set(name, claim.value.create(ctx));
+    m.setAttentionKernel(cache.get(name)!);
+  }
+}
+
+function buildOptimizer(opts: InitializeOptions, optCtx: OptimizerContext, config: DSConfig, ctx: PluginContext): Optimizer {
+  if (opts.optimizer) return typeof opts.optimizer === 'function' ? opts.optimizer(optCtx) : opts.optimizer;
+  const section = config.optimizer;
   if (!section) throw new DSConfigError("initialize: no optimizer: add an 'optimizer' section ({\"type\": \"AdamW\", \"params\": {...}}) to the ds_config or pass one to initialize()");
-  const core = createCoreOptimizer(ctx, section.type, section.params);
+  const core = createCoreOptimizer(optCtx, section.type, section.params);
   if (core) return core;
-  const claim = registry.optimizer(section.type);
+  const claim = ctx.registry.optimizer(section.type);
   if (!claim) throw new DSConfigError(`optimizer type '${section.type}' is neither one of core's (Adam, AdamW, SGD, Lion, Lamb) nor provided by a registered plugin`);
-  return claim.value([], { ...(section.params ?? {}), kernels: ctx.kernels, allocState: ctx.allocState }, pluginCtx) as Optimizer;
+  return claim.value(section.params, optCtx, ctx);
 }

@@ -7,6 +7,8 @@
 import type { KernelTable, Module, Runtime, Tensor } from '@ds/tensor';
 
 import type { ProcessGroup } from '../comm/types.js';
+import type { DSConfig } from '../config/core-sections.js';
+import type { PluginContext } from '../plugin/types.js';
 import type { NamedTensor } from '../checkpoint/safetensors.js';
 import type { Optimizer } from '../optim/types.js';
 
@@ -26,7 +28,9 @@ export interface StateManagerArgs {
   kernels: KernelTable;
   paramDtype: ParamDtype;
   /** The validated ds_config. */
-  config: Readonly<Record<string, unknown>>;
+  config: DSConfig;
+  /** The plugin context (process groups, registry for offload tiers and gradient reducers, logger). */
+  ctx: PluginContext;
 }
 
 export interface StepInput {
@@ -62,13 +66,15 @@ export interface ModelStateManager {
   readonly stage: number;
   /** Before a micro step's backward; `boundary` is true on the last micro step of the batch. */
   beforeBackward(boundary: boolean): void;
-  /** After a micro step's backward: on the boundary, every gradient reduction has finished. */
-  afterBackward(boundary: boolean): Promise<void>;
+  /** After a micro step's backward: every gradient reduction begun by beforeBackward has finished. */
+  afterBackward(): Promise<void>;
   /** Overflow check, global norm, clipping and the optimizer step on what this rank owns. */
   step(input: StepInput): Promise<StepOutput>;
   /** Zeroes the accumulated gradients. */
   zeroGrad(): void;
   modelStateBytes(): ModelStateBytes;
+  /** The whole fp32 master weights by parameter name (collective: every rank must call it). */
+  masterWeights(): Promise<Map<string, Float32Array>>;
   /** Full module weights by parameter name in the parameter dtype (collective under stage 3). */
   moduleState(): Promise<Map<string, NamedTensor>>;
   /** Loads full module weights (and refreshes fp32 masters from them when `refreshMaster`). */

@@ -9,6 +9,8 @@ import { closeSync, mkdirSync, openSync, writeSync, fsyncSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
+import { DSError } from '@ds/tensor';
+
 import type { Monitor, MonitorEvent, MonitorOutput } from './types.js';
 
 const CRC_TABLE = (() => {
@@ -92,7 +94,7 @@ export class TensorBoardMonitor implements Monitor {
   private readonly now: () => number;
 
   private write(payload: Uint8Array): void {
-    if (this.fd === null) throw new Error(`tensorboard monitor: ${this.file} is already closed`);
+    if (this.fd === null) throw new DSError(`tensorboard monitor: ${this.file} is already closed; write events before close() (engine.destroy() closes the monitors)`, { code: 'DS_MONITOR_CLOSED' });
     writeSync(this.fd, encodeRecord(payload));
   }
 

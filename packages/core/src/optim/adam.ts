@@ -34,7 +34,7 @@ export class Adam extends SlotOptimizer {
   step(slots: readonly OptimizerSlot[], options: StepOptions): void {
     slots.forEach((slot, i) => {
       const g = this.group(slot);
-      const s = this.state(i, slot.master.length);
+      const s = this.state(i + (options.firstSlot ?? 0), slot.master.length);
       s.step += 1;
       const [beta1, beta2] = g.betas!;
       this.ctx.kernels.adamw({

@@ -1,5 +1,5 @@
 // Shared bookkeeping of every optimizer: per-slot state created on first use, and its state dict.
-import { bf16ToF32, f16ToF32, type KernelTable } from '@ds/tensor';
+import { bf16ToF32, DSShapeError, f16ToF32, type KernelTable } from '@ds/tensor';
 
 import { DSConfigError } from '../errors.js';
 import type { Optimizer, OptimizerContext, OptimizerSlot, OptimizerStateDict, ParamGroup, SlotState, StepOptions } from './types.js';
@@ -29,7 +29,7 @@ export abstract class SlotOptimizer implements Optimizer {
     }
     for (const name of this.stateNames) {
       if (s.tensors[name]!.length !== length) {
-        throw new RangeError(`${this.type}: slot ${i} has ${length} parameters but its state '${name}' has ${s.tensors[name]!.length}; pass the same slots on every step`);
+        throw new DSShapeError(`${this.type}: slot ${i} has ${length} parameters but its state '${name}' has ${s.tensors[name]!.length}; pass the same slots on every step`);
       }
     }
     return s;
@@ -41,11 +41,22 @@ export abstract class SlotOptimizer implements Optimizer {
 
   protected group(slot: OptimizerSlot): ParamGroup {
     const g = this.paramGroups[slot.group];
-    if (!g) throw new RangeError(`${this.type}: slot refers to parameter group ${slot.group}, but there are ${this.paramGroups.length}`);
+    if (!g) throw new DSShapeError(`${this.type}: slot refers to parameter group ${slot.group}, but there are ${this.paramGroups.length}; give each slot a group index below that`);
     return g;
   }
 
   abstract step(slots: readonly OptimizerSlot[], options: StepOptions): void;
+
+  adoptState(index: number, tensors: Readonly<Record<string, Float32Array>>): void {
+    const length = tensors[this.stateNames[0] ?? '']?.length ?? 0;
+    for (const name of this.stateNames) {
+      const t = tensors[name];
+      if (!t || t.length !== length) {
+        throw new DSConfigError(`${this.type}.adoptState: slot ${index} needs '${name}' of ${length} elements (state names: ${this.stateNames.join(', ')}), got ${t ? t.length : 'none'}`);
+      }
+    }
+    this.slots[index] = { step: this.slots[index]?.step ?? 0, tensors: { ...tensors } };
+  }
 
   stateDict(): OptimizerStateDict {
     return {

@@ -32,7 +32,7 @@ export class Lamb extends SlotOptimizer {
     this.lambCoeffs = [];
     slots.forEach((slot, i) => {
       const g = this.group(slot);
-      const s = this.state(i, slot.master.length);
+      const s = this.state(i + (options.firstSlot ?? 0), slot.master.length);
       s.step += 1;
       const [b1, b2] = g.betas!;
       const { eps, epsInsideSqrt, biasCorrection, maxCoeff, minCoeff } = this.options;

@@ -19,7 +19,7 @@ export class Lion extends SlotOptimizer {
   step(slots: readonly OptimizerSlot[], options: StepOptions): void {
     slots.forEach((slot, i) => {
       const g = this.group(slot);
-      const s = this.state(i, slot.master.length);
+      const s = this.state(i + (options.firstSlot ?? 0), slot.master.length);
       s.step += 1;
       const [b1, b2] = g.betas!;
       const grad = gradReader(slot);

@@ -1,5 +1,6 @@
 // SGD with momentum, dampening, Nesterov and L2 weight decay (torch.optim.SGD's semantics, which is
 // what DeepSpeed falls back to for type "SGD").
+import { DSConfigError } from '../errors.js';
 import { SlotOptimizer, gradReader, writeOut16 } from './base.js';
 import type { OptimizerContext, OptimizerSlot, ParamGroup, StepOptions } from './types.js';
 
@@ -21,7 +22,10 @@ export class Sgd extends SlotOptimizer {
   ) {
     super(ctx, groups.map((g) => ({ ...g, momentum: g.momentum ?? options.momentum })));
     if (options.nesterov && (options.momentum <= 0 || options.dampening !== 0)) {
-      throw new RangeError('SGD: nesterov momentum requires momentum > 0 and dampening = 0');
+      const message = `nesterov momentum requires momentum > 0 and dampening = 0, got momentum ${options.momentum} and dampening ${options.dampening}`;
+      throw new DSConfigError(`SGD: ${message}; set optimizer.params.momentum above 0 and dampening to 0, or turn nesterov off`, [
+        { path: 'optimizer.params.nesterov', message, value: true },
+      ]);
     }
     this.stateNames = options.momentum > 0 ? ['momentum_buffer'] : [];
   }
@@ -29,7 +33,7 @@ export class Sgd extends SlotOptimizer {
   step(slots: readonly OptimizerSlot[], options: StepOptions): void {
     slots.forEach((slot, i) => {
       const g = this.group(slot);
-      const s = this.state(i, slot.master.length);
+      const s = this.state(i + (options.firstSlot ?? 0), slot.master.length);
       const first = s.step === 0;
       s.step += 1;
       const grad = gradReader(slot);

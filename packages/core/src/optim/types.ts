@@ -32,6 +32,11 @@ export interface ParamGroup {
 export interface StepOptions {
   /** Multiplies every gradient before use: 1 / lossScale, times the clipping coefficient. */
   gradScale: number;
+  /**
+   * The index of slots[0] among all the slots the optimizer keeps state for (default 0). Stepping a
+   * sub-group passes its subrange of the slots with its first index, so each slot keeps its state.
+   */
+  firstSlot?: number;
 }
 
 /** Optimizer state of one slot: named f32 arrays plus a step counter. */
@@ -55,6 +60,12 @@ export interface Optimizer {
   /** Names of the per-element f32 state arrays (bytes per parameter = 4 * stateNames.length). */
   readonly stateNames: readonly string[];
   step(slots: readonly OptimizerSlot[], options: StepOptions): void;
+  /**
+   * Makes `tensors` (one array per state name, of the slot's length) the state of slot `index`, in
+   * place of the optimizer's own; the step counter is kept. For arrays someone else owns, such as an
+   * offload tier's staging buffers, adopted again before each step of that slot.
+   */
+  adoptState(index: number, tensors: Readonly<Record<string, Float32Array>>): void;
   stateDict(): OptimizerStateDict;
   loadStateDict(state: OptimizerStateDict): void;
 }

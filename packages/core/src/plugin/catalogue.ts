@@ -45,6 +45,7 @@ export const KNOWN_PLUGINS: readonly KnownPlugin[] = [
   },
   { name: 'pipeline', package: '@ds/pipeline', factory: 'pipeline', provides: 'pipeline parallelism', sections: ['pipeline'], optimizerTypes: [], commBackends: [] },
   { name: 'comm-nccl', package: '@ds/comm-nccl', factory: 'nccl', provides: 'the NCCL communication backend', sections: [], optimizerTypes: [], commBackends: ['nccl'] },
+  { name: 'comm-mpi', package: '@ds/comm-mpi', factory: 'mpi', provides: 'the MPI communication backend', sections: [], optimizerTypes: [], commBackends: ['mpi'] },
 ];
 
 export function knownPluginByPackage(pkg: string): KnownPlugin | undefined {
@@ -58,6 +59,10 @@ export function knownPluginForSection(section: string): KnownPlugin | undefined 
 export function knownPluginForOptimizer(type: string): KnownPlugin | undefined {
   const t = type.toLowerCase();
   return KNOWN_PLUGINS.find((p) => p.optimizerTypes.some((o) => o.toLowerCase() === t));
+}
+
+export function knownPluginForBackend(name: string): KnownPlugin | undefined {
+  return KNOWN_PLUGINS.find((p) => p.commBackends.includes(name));
 }
 
 /** "pnpm add @ds/zero, then initialize({ ..., plugins: [zero()] })" */

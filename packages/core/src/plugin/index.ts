@@ -9,10 +9,12 @@ export type {
   OptimizerFactory,
   OptimizerWrapper,
   CommBackendFactory,
-  AttentionKernel,
+  CommBackendOptions,
+  AttentionKernelContribution,
+  EngineArgs,
   EngineContribution,
   OffloadTierFactory,
-  CheckpointWriter,
+  GradientReducerContribution,
 } from './types.js';
-export { KNOWN_PLUGINS, knownPluginByPackage, knownPluginForSection, knownPluginForOptimizer, registerHint } from './catalogue.js';
+export { KNOWN_PLUGINS, knownPluginByPackage, knownPluginForBackend, knownPluginForSection, knownPluginForOptimizer, registerHint } from './catalogue.js';
 export type { KnownPlugin } from './catalogue.js';

@@ -3,14 +3,19 @@
 // handles this config?") instead of switching on plugin names.
 import type { ZodType } from 'zod';
 
+import type { Module } from '@ds/tensor';
+
 import { DSPluginError } from '../errors.js';
 import { CORE_OPTIMIZER_TYPES } from '../config/core-keys.js';
-import { CORE_SECTION_KEYS } from '../config/core-sections.js';
+import { CORE_SECTION_KEYS, type DSConfig } from '../config/core-sections.js';
+import { corePlugin } from './builtin.js';
 import {
   EXTENSION_POINTS,
+  type AttentionKernelContribution,
   type Contributions,
   type EngineContribution,
   type ExtensionPoint,
+  type GradientReducerContribution,
   type OptimizerFactory,
   type OptimizerWrapper,
   type Plugin,
@@ -21,11 +26,14 @@ type PointValue<P extends ExtensionPoint> = NonNullable<Contributions[P]>[string
 export interface Claim<T> {
   readonly value: T;
   readonly plugin: Plugin;
+  /** The name it is registered under in its extension point (or the section key). */
+  readonly name: string;
 }
 
 export interface Registry {
   /** Registers a plugin; throws DSPluginError when it claims something already claimed. Chainable. */
   use(plugin: Plugin): Registry;
+  /** The plugins the user registered (core's built-in contributions, such as the cpu backend, are not listed). */
   readonly plugins: readonly Plugin[];
   /** True when a plugin with this name or package is registered. */
   has(nameOrPackage: string): boolean;
@@ -37,9 +45,13 @@ export interface Registry {
   get<P extends ExtensionPoint>(point: P, name: string): Claim<PointValue<P>> | undefined;
   names(point: ExtensionPoint): string[];
   /** The one registered wrapper whose `appliesTo(config)` holds; two that apply is a DSPluginError. */
-  optimizerWrapperFor(config: Readonly<Record<string, unknown>>): Claim<OptimizerWrapper> | undefined;
+  optimizerWrapperFor(config: DSConfig): Claim<OptimizerWrapper> | undefined;
   /** The one registered engine whose `appliesTo(model, config)` holds; two is a DSPluginError. */
-  engineFor(model: unknown, config: Readonly<Record<string, unknown>>): Claim<EngineContribution> | undefined;
+  engineFor(model: Module, config: DSConfig): Claim<EngineContribution> | undefined;
+  /** The one attention kernel whose `appliesTo(config)` holds (its config section is on); two is a DSPluginError. */
+  attentionKernelFor(config: DSConfig): Claim<AttentionKernelContribution> | undefined;
+  /** The one gradient reducer whose `appliesTo(config)` holds; two is a DSPluginError. */
+  gradientReducerFor(config: DSConfig): Claim<GradientReducerContribution> | undefined;
 }
 
 function describe(plugin: Plugin): string {
@@ -115,17 +127,17 @@ export function createRegistry(plugins: readonly Plugin[] = []): Registry {
       validatePlugin(plugin);
       const found = conflicts(plugin);
       if (found.length > 0) throw new DSPluginError(`cannot register plugin ${describe(plugin)}: ${found.join('; ')}`);
-      for (const [key, schema] of Object.entries(plugin.configSections ?? {})) sections.set(key, { value: schema, plugin });
+      for (const [key, schema] of Object.entries(plugin.configSections ?? {})) sections.set(key, { value: schema, plugin, name: key });
       for (const point of EXTENSION_POINTS) {
         for (const [name, value] of Object.entries(plugin.contributes[point] ?? {})) {
-          points.get(point)!.set(claimKey(point, name), { value, plugin });
+          points.get(point)!.set(claimKey(point, name), { value, plugin, name });
         }
       }
       registered.push(plugin);
       return registry;
     },
     get plugins() {
-      return [...registered];
+      return registered.filter((p) => p !== corePlugin);
     },
     has(nameOrPackage) {
       return registered.some((p) => p.name === nameOrPackage || p.package === nameOrPackage);
@@ -154,7 +166,14 @@ export function createRegistry(plugins: readonly Plugin[] = []): Registry {
     engineFor(model, config) {
       return pickOne<EngineContribution>('engines', (e) => e.appliesTo(model, config));
     },
+    attentionKernelFor(config) {
+      return pickOne<AttentionKernelContribution>('attentionKernels', (k) => k.appliesTo?.(config) ?? false);
+    },
+    gradientReducerFor(config) {
+      return pickOne<GradientReducerContribution>('gradientReducers', (r) => r.appliesTo(config));
+    },
   };
+  registry.use(corePlugin);
   for (const plugin of plugins) registry.use(plugin);
   return registry;
 }

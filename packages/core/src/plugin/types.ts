@@ -1,57 +1,97 @@
-// The shapes a plugin contributes. The engine, optimizers and tensors these talk about are built
-// later; until then every contribution is typed with the narrowest generic interface that lets the
-// registry store it and the engine call it. The engine refines them (by declaration merging or by
-// narrowing the `unknown`s) without changing a plugin's outward shape.
+// The shapes a plugin contributes, and the context every contribution receives. Each extension point
+// here is consumed by initialize() (engine/initialize.ts) or by the model-state managers it builds;
+// one that nothing consumes is removed, not left declared.
+import type { AttentionKernel, Module, Runtime } from '@ds/tensor';
 import type { ZodType } from 'zod';
 
+import type { Distributed } from '../comm/init.js';
+import type { ParallelGroups } from '../comm/topology.js';
+import type { CommBackend } from '../comm/types.js';
+import type { DSConfig } from '../config/core-sections.js';
+import type { CoreEnv } from '../env.js';
+import type { Engine, EngineParts } from '../engine/engine.js';
+import type { ReducerSpec, UnitReduce } from '../engine/reduction.js';
 import type { ModelStateManager, StateManagerArgs } from '../engine/types.js';
+import type { OffloadTier, OffloadTierOptions } from '../offload/tier.js';
+import type { Optimizer, OptimizerContext } from '../optim/types.js';
+import type { Registry } from './registry.js';
 
-/** What every contribution receives when the engine calls it: the world, the device and the config. */
+/** What every contribution receives when initialize() calls it: the config, the process groups, the device. */
 export interface PluginContext {
-  /** The validated ds_config (snake_case keys, defaults filled in). */
-  readonly config: Readonly<Record<string, unknown>>;
+  /** The validated ds_config (snake_case keys, defaults filled in, plugin sections included). */
+  readonly config: DSConfig;
+  /** Global rank and world size. */
   readonly rank: number;
   readonly worldSize: number;
+  /** The device the model trains on ('cpu'). */
   readonly device: string;
-  /** Logs from the caller's logger; plugins never print directly. */
+  readonly runtime: Runtime;
+  /** The job's comm context; null in a single-process run. */
+  readonly dist: Distributed | null;
+  /** The pipe x data x model topology and this rank's group on each axis. */
+  readonly groups: ParallelGroups;
+  /** The registry, for contributions that need another (a ZeRO state asks for its offload tier). */
+  readonly registry: Registry;
+  /** Logs through the caller's logger (rank 0); plugins never print directly. */
   readonly log: (level: 'debug' | 'info' | 'warn', message: string) => void;
 }
 
-/** Builds an optimizer from the config's `optimizer.params` (e.g. OneBitAdam). */
-export type OptimizerFactory = (params: readonly unknown[], options: Readonly<Record<string, unknown>>, ctx: PluginContext) => unknown;
+/** Builds an optimizer from the config's `optimizer.params` (e.g. OneBitAdam). `params` are validated by the plugin. */
+export type OptimizerFactory = (params: Readonly<Record<string, unknown>>, optimizerCtx: OptimizerContext, ctx: PluginContext) => Optimizer;
 
 /**
- * Wraps the base optimizer (ZeRO). `appliesTo` reads the config so the engine asks the registry
- * which wrapper handles this config instead of switching on plugin names.
+ * Replaces core's stage-0 model-state manager (ZeRO). `appliesTo` reads the config so the engine
+ * asks the registry which wrapper handles this config instead of switching on plugin names.
  */
 export interface OptimizerWrapper {
-  appliesTo(config: Readonly<Record<string, unknown>>): boolean;
+  appliesTo(config: DSConfig): boolean;
   /** Builds the model-state manager that replaces stage 0 (flat buffers, reductions, the step). */
   wrap(args: StateManagerArgs, ctx: PluginContext): ModelStateManager | Promise<ModelStateManager>;
 }
 
-/** Creates a process group for a communication backend (`cpu`, `nccl`, ...). */
-export type CommBackendFactory = (options: Readonly<Record<string, unknown>>, ctx: PluginContext) => unknown | Promise<unknown>;
+/** What a comm backend factory is given: the environment settings core read (timeouts, transports). */
+export interface CommBackendOptions {
+  readonly env: CoreEnv;
+}
 
-/** An attention implementation selectable by name (e.g. block-sparse attention). */
-export interface AttentionKernel {
-  readonly devices: readonly string[];
-  create(options: Readonly<Record<string, unknown>>, ctx: PluginContext): unknown;
+/**
+ * Makes the CommBackend of a name (`cpu` is core's own, `mpi`, `nccl` come from plugins). Called
+ * before the process group exists, so it gets the environment, not a PluginContext. A backend that
+ * cannot run here (no library, no device) throws one sentence saying what is missing.
+ */
+export type CommBackendFactory = (options: CommBackendOptions) => CommBackend | Promise<CommBackend>;
+
+/**
+ * An attention implementation selectable by name: a module built with `kernel: 'name'` gets it, and
+ * when `appliesTo(config)` holds (its config section is on) every attention module of the model does.
+ */
+export interface AttentionKernelContribution {
+  appliesTo?(config: DSConfig): boolean;
+  create(ctx: PluginContext): AttentionKernel;
+}
+
+/** Everything initialize() built for an engine: the parts, plus the model it was given. */
+export interface EngineArgs {
+  readonly parts: EngineParts;
 }
 
 /** An engine that takes over for some models (the pipeline engine for a PipelineModule). */
 export interface EngineContribution {
-  appliesTo(model: unknown, config: Readonly<Record<string, unknown>>): boolean;
-  create(args: Readonly<Record<string, unknown>>, ctx: PluginContext): unknown;
+  appliesTo(model: Module, config: DSConfig): boolean;
+  /** Returns an Engine (a subclass adds its own entry points, e.g. trainBatch()). */
+  create(args: EngineArgs, ctx: PluginContext): Engine | Promise<Engine>;
 }
 
-/** A place to move optimizer state or parameters to (`cpu`, `nvme`). */
-export type OffloadTierFactory = (options: Readonly<Record<string, unknown>>, ctx: PluginContext) => unknown;
+/** Makes an offload tier (`cpu`, `nvme`) for an `offload_optimizer` / `offload_param` section. */
+export type OffloadTierFactory = (options: OffloadTierOptions, ctx: PluginContext) => OffloadTier | Promise<OffloadTier>;
 
-/** Writes (and reads back) one kind of checkpoint state, e.g. partitioned ZeRO shards. */
-export interface CheckpointWriter {
-  save(dir: string, state: unknown, ctx: PluginContext): Promise<void>;
-  load(dir: string, ctx: PluginContext): Promise<unknown>;
+/**
+ * Replaces the gradient reduction of every stage (1-bit Adam's compressed all-reduce; a pipeline's
+ * tied-weight reduction). `appliesTo` reads the config; the reducer gets the same spec core's own would.
+ */
+export interface GradientReducerContribution {
+  appliesTo(config: DSConfig): boolean;
+  create(spec: ReducerSpec, ctx: PluginContext): UnitReduce;
 }
 
 /** Extension points, each a map from a name (the key the config or the engine asks for) to a value. */
@@ -60,10 +100,10 @@ export interface Contributions {
   optimizers?: Readonly<Record<string, OptimizerFactory>>;
   optimizerWrappers?: Readonly<Record<string, OptimizerWrapper>>;
   commBackends?: Readonly<Record<string, CommBackendFactory>>;
-  attentionKernels?: Readonly<Record<string, AttentionKernel>>;
+  attentionKernels?: Readonly<Record<string, AttentionKernelContribution>>;
   engines?: Readonly<Record<string, EngineContribution>>;
   offloadTiers?: Readonly<Record<string, OffloadTierFactory>>;
-  checkpointWriters?: Readonly<Record<string, CheckpointWriter>>;
+  gradientReducers?: Readonly<Record<string, GradientReducerContribution>>;
 }
 
 export type ExtensionPoint = keyof Contributions;
@@ -75,7 +115,7 @@ export const EXTENSION_POINTS: readonly ExtensionPoint[] = [
   'attentionKernels',
   'engines',
   'offloadTiers',
-  'checkpointWriters',
+  'gradientReducers',
 ];
 
 /** A plugin as the user registers it: `registry.use(zero())`. */

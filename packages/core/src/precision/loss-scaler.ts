@@ -13,6 +13,23 @@
 // logic without hysteresis; here one scaler serves every optimizer path, so `hysteresis` always applies.
 import { DSError } from '@ds/tensor';
 
+import { DSConfigError } from '../errors.js';
+
+/** The ds_config key a scaler option comes from (precision.ts), named in errors. */
+const CONFIG_KEY: Record<string, string> = {
+  initScale: 'fp16.initial_scale_power',
+  minScale: 'fp16.min_loss_scale',
+  scaleWindow: 'fp16.loss_scale_window',
+  hysteresis: 'fp16.hysteresis',
+  lossScale: 'fp16.loss_scale',
+};
+
+function badOption(scaler: string, name: string, value: number, must: string): DSConfigError {
+  const key = CONFIG_KEY[name];
+  const message = `${name} must be ${must}, got ${value}`;
+  return new DSConfigError(`${scaler}: ${message}${key ? ` (set by ${key} in a ds_config)` : ''}`, [{ path: key ?? `${scaler}.${name}`, message, value }]);
+}
+
 export interface LossScaler {
   readonly dynamic: boolean;
   /** The factor the loss is multiplied by before backward. */
@@ -71,10 +88,10 @@ export class DynamicLossScaler implements LossScaler {
     this.log = options.log ?? (() => {});
     this.curHysteresis = this.hysteresis;
     for (const [name, v] of [['initScale', this.curScale], ['scaleFactor', this.scaleFactor], ['minScale', this.minScale]] as const) {
-      if (!(v > 0) || !Number.isFinite(v)) throw new RangeError(`DynamicLossScaler: ${name} must be a positive finite number, got ${v}`);
+      if (!(v > 0) || !Number.isFinite(v)) throw badOption('DynamicLossScaler', name, v, 'a positive finite number');
     }
-    if (!Number.isInteger(this.scaleWindow) || this.scaleWindow < 1) throw new RangeError(`DynamicLossScaler: scaleWindow must be an integer >= 1, got ${this.scaleWindow}`);
-    if (!Number.isInteger(this.hysteresis) || this.hysteresis < 1) throw new RangeError(`DynamicLossScaler: hysteresis must be an integer >= 1, got ${this.hysteresis}`);
+    if (!Number.isInteger(this.scaleWindow) || this.scaleWindow < 1) throw badOption('DynamicLossScaler', 'scaleWindow', this.scaleWindow, 'an integer >= 1');
+    if (!Number.isInteger(this.hysteresis) || this.hysteresis < 1) throw badOption('DynamicLossScaler', 'hysteresis', this.hysteresis, 'an integer >= 1');
   }
 
   get lossScale(): number {
@@ -141,7 +158,7 @@ export class StaticLossScaler implements LossScaler {
   private curIter = 0;
 
   constructor(readonly lossScale: number = 1) {
-    if (!(lossScale > 0) || !Number.isFinite(lossScale)) throw new RangeError(`StaticLossScaler: scale must be a positive finite number, got ${lossScale}`);
+    if (!(lossScale > 0) || !Number.isFinite(lossScale)) throw badOption('StaticLossScaler', 'lossScale', lossScale, 'a positive finite number');
   }
 
   update(overflow: boolean): boolean {

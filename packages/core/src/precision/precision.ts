@@ -3,6 +3,7 @@
 // fp16 with loss_scale 0 scales dynamically from 2 ** initial_scale_power; fp16 with loss_scale > 0
 // uses that static scale; bf16 and fp32 use a static scale of 1.
 import type { Bf16Config, Fp16Config } from '../config/core-sections.js';
+import { DSConfigError } from '../errors.js';
 import { DynamicLossScaler, StaticLossScaler, type LossScaler } from './loss-scaler.js';
 
 export type TrainingDtype = 'fp16' | 'bf16' | 'fp32';
@@ -23,7 +24,8 @@ export interface Precision {
 export function resolvePrecision(config: PrecisionConfig): Precision {
   if (config.fp16?.enabled && config.bf16?.enabled) {
     // validateConfig reports this as a config problem; this guards direct callers.
-    throw new RangeError('bfloat16 and fp16 modes cannot be simultaneously enabled');
+    const message = 'bfloat16 and fp16 modes cannot be simultaneously enabled';
+    throw new DSConfigError(`${message}; set bf16.enabled or fp16.enabled to false`, [{ path: 'bf16.enabled', message, value: true }]);
   }
   if (config.fp16?.enabled) return { dtype: 'fp16', autoCast: config.fp16.auto_cast ?? false, immediateGradUpdate: false };
   if (config.bf16?.enabled) return { dtype: 'bf16', autoCast: false, immediateGradUpdate: config.bf16.immediate_grad_update ?? false };

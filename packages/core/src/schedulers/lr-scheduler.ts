@@ -1,6 +1,8 @@
 // What every LR schedule shares: DeepSpeed's iteration counter (`last_batch_iteration`, -1 before
 // the first step), stepping once per applied optimizer step, and writing the new rates into the
 // optimizer's param groups.
+import { DSError } from '@ds/tensor';
+
 import { configError } from '../config/problems.js';
 
 /** One optimizer param group as a scheduler sees it. */
@@ -53,7 +55,7 @@ export abstract class BaseLRScheduler implements LRScheduler {
   abstract getLr(): number[];
 
   getLastLr(): number[] {
-    if (this.lastLr === undefined) throw new Error('getLastLr(): call step() first');
+    if (this.lastLr === undefined) throw new DSError(`${this.constructor.name}.getLastLr(): no learning rate yet; call step() first (engine.step() does after each optimizer step)`, { code: 'DS_SCHEDULER_NOT_STEPPED' });
     return [...this.lastLr];
   }
 

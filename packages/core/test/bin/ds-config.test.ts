@@ -62,6 +62,16 @@ describe('ds-config check (process)', () => {
 });
 
 describe('ds-config check (in process)', () => {
+  it('--help prints the usage and exits 0; no command is a usage error', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
+    expect(await main(['--help'], io, () => discovered)).toBe(0);
+    expect([out.join('\n'), err]).toEqual([expect.stringMatching(/^usage: ds-config check FILE/), []]);
+    expect(await main([], io, () => discovered)).toBe(2);
+    expect(err.join('\n')).toMatch(/^ds-config: missing command \(check\)\nusage:/);
+  });
+
   it('reports the batch triad problem and still resolves nothing it cannot', async () => {
     const path = write('triad.json', 'train_batch_size: 30\ntrain_micro_batch_size_per_gpu: 4\ngradient_accumulation_steps: 2\n');
     const r = await runMain(['check', path, '--world-size=4']);

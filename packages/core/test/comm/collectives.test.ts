@@ -5,9 +5,9 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, withWorld, workerPath } from '../helpers/world.js';
+import { describeWorld, withWorld } from '@ds-internal/test-kit';
 
-const script = workerPath('comm/workers/collectives.ts');
+const script = new URL('./workers/collectives.ts', import.meta.url);
 
 function leftovers(pids: number[]): string[] {
   return readdirSync('/dev/shm').filter((f) => pids.some((p) => f.startsWith(`ds-${p}-`)));

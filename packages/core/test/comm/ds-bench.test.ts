@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, withWorld } from '../helpers/world.js';
+import { describeWorld, withWorld } from '@ds-internal/test-kit';
 
 const bin = resolve(import.meta.dirname, '../../src/bin/ds-bench.ts');
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { DEFAULT_COMM_TIMEOUT_MS, readCoreEnv, readDistEnv } from '../../src/env.js';
+import { DSConfigError } from '../../src/errors.js';
+import { thrown } from '../helpers/config.js';
 
 describe('env', () => {
   it('reads the launcher variables, deriving local and cross ranks when absent', () => {
@@ -21,11 +23,24 @@ describe('env', () => {
     expect(() => readDistEnv({ RANK: 'x', WORLD_SIZE: '2' })).toThrow(/RANK='x'/);
     expect(() => readDistEnv({ RANK: '0', WORLD_SIZE: '2', MASTER_PORT: '70000' })).toThrow(/MASTER_PORT/);
     expect(() => readCoreEnv({ DS_COMM_TIMEOUT: '-1' })).toThrow(/DS_COMM_TIMEOUT/);
+    expect(() => readCoreEnv({ DS_COMM_CHUNK: '4 pages' })).toThrow(/DS_COMM_CHUNK='4 pages' is not a byte size/);
+  });
+
+  it('throws DSConfigError naming the variable as the problem path', () => {
+    const err = thrown(() => readDistEnv({ WORLD_SIZE: '2' }), DSConfigError);
+    expect(err.code).toBe('DS_CONFIG');
+    expect(err.message).toMatch(/WORLD_SIZE is set, the other is not; start the job with the `ds` launcher/);
+    expect(err.problems.map((p) => p.path)).toEqual(['RANK']);
+    expect(thrown(() => readCoreEnv({ DS_COMM_TRANSPORT: 'ib' }), DSConfigError).problems).toEqual([
+      { path: 'DS_COMM_TRANSPORT', message: 'must be auto, shm or tcp', value: 'ib' },
+    ]);
+    expect(thrown(() => readDistEnv({ RANK: '0', WORLD_SIZE: '1', LOCAL_RANK: '3', LOCAL_SIZE: '1' }), DSConfigError).problems[0]!.path).toBe('LOCAL_RANK');
   });
 
   it('comm timeout, chunk and spin settings', () => {
     expect(readCoreEnv({}).commTimeoutMs).toBe(DEFAULT_COMM_TIMEOUT_MS);
     const e = readCoreEnv({ DS_COMM_TIMEOUT: '2.5', DS_COMM_CHUNK: '256k', DS_COMM_SPIN: '0' });
+    expect(readCoreEnv({ DS_COMM_CHUNK: '4MiB' }).commChunkBytes).toBe(4 * 2 ** 20);
     expect(e.commTimeoutMs).toBe(2500);
     expect(e.commChunkBytes).toBe(256 * 1024);
     expect(e.commSpin).toBe(0);

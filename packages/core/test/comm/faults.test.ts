@@ -5,9 +5,9 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, withWorld, workerPath, type WorldResult } from '../helpers/world.js';
+import { describeWorld, withWorld, type WorldResult } from '@ds-internal/test-kit';
 
-const script = workerPath('comm/workers/faults.ts');
+const script = new URL('./workers/faults.ts', import.meta.url);
 
 interface Result {
   rank: number;

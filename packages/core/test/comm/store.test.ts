@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 
+import { freePort } from '@ds-internal/test-kit';
+
 import { DSCommError, DSTimeoutError } from '../../src/errors.js';
 import { PrefixStore } from '../../src/comm/store/store.js';
 import { TCPStore } from '../../src/comm/store/tcp-store.js';
-import { freePort } from '../helpers/world.js';
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 

@@ -1,13 +1,14 @@
 // Work.waitSync() and isCompleted() from code that never yields to the event loop.
 import { describe, expect, it } from 'vitest';
+
+import { describeWorld, withWorld } from '@ds-internal/test-kit';
 import { DSUnsupportedError } from '@ds/tensor';
 
 import { FakeWorld } from '../../src/comm/backends/fake.js';
-import { describeWorld, withWorld, workerPath } from '../helpers/world.js';
 
 describe('blocking completion', () => {
   it('cpu backend: waitSync returns with the result in place, isCompleted turns true while blocked, errors are thrown', async () => {
-    const w = await withWorld(2, workerPath('comm/workers/sync.ts'), { timeoutMs: 60_000 });
+    const w = await withWorld(2, new URL('./workers/sync.ts', import.meta.url), { timeoutMs: 60_000 });
     const dump = describeWorld(w);
     expect(w.ranks.map((r) => r.code), dump).toEqual([0, 0]);
     expect(w.ranks[0]!.stdout, dump).toMatch(/RESULT DSCommError: allReduce on group 'world' \(seq 2, rank 0 of 2\) failed: rank 1 passed 3 elements/);

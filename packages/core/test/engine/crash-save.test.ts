@@ -5,17 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 
+import { tsNodeArgs } from '@ds-internal/test-kit';
 import { GPT } from '@ds/tensor';
 
 import { initialize } from '../../src/engine/initialize.js';
-import { workerPath } from '../helpers/world.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ds-crash-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Runs the save loop and SIGKILLs it once a save is visibly under way (a .partial directory). */
 async function killMidSave(dir: string, delayMs: number): Promise<boolean> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', workerPath('helpers/src-aliases.mjs'), workerPath('engine/workers/save-loop.ts')], {
+  const child = spawn(process.execPath, tsNodeArgs(new URL('./workers/save-loop.ts', import.meta.url)), {
     env: { ...process.env, DS_TEST_DIR: dir, RANK: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,14 +2,13 @@
 // micro batch 4 on the same global batch (bf16, gradient accumulation 2, clipping).
 import { describe, expect, it } from 'vitest';
 
+import { describeWorld, withWorld } from '@ds-internal/test-kit';
+import { TINY_GPT, tinyConfig, trainSteps } from '@ds-internal/gpt-fixtures';
 import { GPT } from '@ds/tensor';
 
 import { initialize } from '../../src/engine/initialize.js';
-import { describeWorld, withWorld, workerPath } from '../helpers/world.js';
-import { TINY_GPT, tinyConfig, trainSteps } from './fixtures.js';
 
 const STEPS = 6;
-
 
 describe('data parallel (stage 0)', () => {
   it('2 ranks match one process on the same global batch, step by step', async () => {
@@ -18,7 +17,7 @@ describe('data parallel (stage 0)', () => {
     const wantNorm = single.engine.getGlobalGradNorm();
     single.engine.destroy();
 
-    const world = await withWorld(2, workerPath('engine/workers/dp-train.ts'), {
+    const world = await withWorld(2, new URL('./workers/dp-train.ts', import.meta.url), {
       env: { DS_TEST_CONFIG: JSON.stringify({ ...tinyConfig(2), comms_logger: { enabled: true } }), DS_TEST_STEPS: String(STEPS) },
       timeoutMs: 120_000,
     });

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { batch, TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { getRuntime, GPT, tidy, type Tensor } from '@ds/tensor';
 
 import { initialize } from '../../src/engine/initialize.js';
-import { batch, TINY_GPT, trainSteps } from './fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ds-engine-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

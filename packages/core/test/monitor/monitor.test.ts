@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { MonitorMaster, crc32c, maskedCrc } from '../../src/monitor/index.js';
+import { MonitorMaster, TensorBoardMonitor, crc32c, maskedCrc } from '../../src/monitor/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ds-mon-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -54,6 +54,12 @@ describe('crc32c', () => {
 });
 
 describe('monitors', () => {
+  it('a closed TensorBoard monitor refuses events with DS_MONITOR_CLOSED', () => {
+    const tb = new TensorBoardMonitor({ outputPath: dir, jobName: 'closed' });
+    tb.close();
+    expect(() => tb.writeEvents([['Train/Samples/lr', 0.1, 48]])).toThrow(expect.objectContaining({ code: 'DS_MONITOR_CLOSED', message: expect.stringContaining('is already closed') }));
+  });
+
   it('writes csv files per event and a TensorBoard event file with valid records', () => {
     const m = new MonitorMaster(
       {

@@ -1,12 +1,16 @@
 // Each optimizer against its update rule written out independently in float64, over several steps.
 import { describe, expect, it } from 'vitest';
 
-import { f32ToBf16, type KernelTable } from '@ds/tensor';
+import { expectClose } from '@ds-internal/test-kit';
+import { f32ToBf16, getRuntime, type KernelTable } from '@ds/tensor';
 
 import { loadConfig } from '../../src/config/index.js';
+import { DSConfigError } from '../../src/errors.js';
 import { createCoreOptimizer } from '../../src/optim/factory.js';
 import { CORE_OPTIMIZER_SPECS } from '../../src/optim/params.js';
+import { Sgd } from '../../src/optim/sgd.js';
 import type { OptimizerSlot } from '../../src/optim/types.js';
+import { thrown } from '../helpers/config.js';
 
 // The TypeScript optimizers only use the kernel table for the optional 16-bit copy.
 const kernels = {
@@ -27,9 +31,8 @@ function slot(master: Float32Array, grad: number[], out16?: Uint16Array): Optimi
   return { master, grad: Float32Array.from(grad), gradDtype: 'f32', group: 0, ...(out16 ? { out16, out16Dtype: 'bf16' as const } : {}) };
 }
 
-function expectClose(got: Float32Array, want: number[], rel = 1e-5) {
-  want.forEach((w, i) => expect(Math.abs(got[i]! - w), `element ${i}: got ${got[i]}, want ${w}`).toBeLessThanOrEqual(rel * Math.max(1, Math.abs(w))));
-}
+/** f32 parameters against the float64 rule: a few f32 roundings per step. */
+const TOL = { rtol: 1e-5, atol: 1e-5 };
 
 describe('SGD', () => {
   it('momentum + dampening + weight decay match torch.optim.SGD', () => {
@@ -45,7 +48,13 @@ describe('SGD', () => {
         ref[i] = ref[i]! - 0.1 * buf[i];
       }
     });
-    expectClose(p, ref);
+    expectClose(p, ref, TOL);
+  });
+
+  it('constructed directly, nesterov without momentum is a DSConfigError naming the key', () => {
+    const err = thrown(() => new Sgd(ctx, [{ lr: 0.1, weightDecay: 0 }], { momentum: 0, dampening: 0, nesterov: true }), DSConfigError);
+    expect(err.message).toMatch(/^SGD: nesterov momentum requires momentum > 0 and dampening = 0, got momentum 0 and dampening 0; set optimizer.params.momentum/);
+    expect(err.problems.map((p) => p.path)).toEqual(['optimizer.params.nesterov']);
   });
 
   it('nesterov uses the look-ahead gradient', () => {
@@ -60,7 +69,7 @@ describe('SGD', () => {
         ref[i] = ref[i]! - 0.05 * (g[i]! + 0.5 * buf[i]);
       }
     });
-    expectClose(p, ref);
+    expectClose(p, ref, TOL);
   });
 });
 
@@ -79,7 +88,7 @@ describe('Lion', () => {
         m[i] = 0.99 * m[i] + 0.01 * g[i]!;
       }
     }
-    expectClose(p, ref);
+    expectClose(p, ref, TOL);
     expect(Array.from(out16)).toEqual(Array.from(p, (x) => f32ToBf16(x)));
   });
 });
@@ -104,7 +113,7 @@ describe('Lamb', () => {
       const coeff = Math.min(10, Math.max(0.01, wn / un));
       for (let i = 0; i < ref.length; i++) ref[i] = ref[i]! - 0.02 * coeff * u[i]!;
     });
-    expectClose(p, ref, 1e-4);
+    expectClose(p, ref, { rtol: 1e-4, atol: 1e-4 });
   });
 });
 
@@ -189,5 +198,47 @@ describe('createCoreOptimizer', () => {
       expect(configProblems(type, params), type).toEqual([path]);
       expect(factoryProblems(type, params), type).toEqual([path]);
     }
+  });
+});
+
+describe('the sub-group state API (stepping a subrange, adopting state arrays)', () => {
+  // Adam runs on the fused kernel of the real table.
+  const real = { kernels: getRuntime().kernels('cpu') };
+  const split = (type: string, params: Record<string, unknown>) => {
+    // Three slots stepped together, and the same three stepped one at a time with firstSlot.
+    const whole = createCoreOptimizer(real, type, params)!;
+    const parts = createCoreOptimizer(real, type, params)!;
+    const a = [0, 1, 2].map((i) => Float32Array.from(P0.map((x) => x + i)));
+    const b = a.map((m) => m.slice());
+    for (const grads of GRADS) {
+      whole.step(a.map((m, i) => slot(m, grads.map((g) => g * (i + 1)))), { gradScale: 1 });
+      b.forEach((m, i) => parts.step([slot(m, grads.map((g) => g * (i + 1)))], { gradScale: 1, firstSlot: i }));
+    }
+    return { a, b, whole, parts };
+  };
+
+  it.each([
+    ['AdamW', { lr: 0.1, weight_decay: 0.01 }],
+    ['Lamb', { lr: 0.1 }],
+    ['SGD', { lr: 0.1, momentum: 0.9 }],
+    ['Lion', { lr: 0.1 }],
+  ])('%s: each slot keeps its own state when stepped on its own', (type, params) => {
+    const { a, b, whole, parts } = split(type, params);
+    b.forEach((m, i) => expect([...m], `slot ${i}`).toEqual([...a[i]!]));
+    expect(parts.stateDict().slots.map((s) => s.step)).toEqual(whole.stateDict().slots.map((s) => s.step));
+  });
+
+  it('adoptState makes arrays someone else owns the slot state, keeping the step count', () => {
+    const opt = createCoreOptimizer(real, 'AdamW', { lr: 0.1 })!;
+    const m = Float32Array.from(P0);
+    opt.step([slot(m, GRADS[0]!)], { gradScale: 1 });
+    const saved = opt.stateDict().slots[0]!;
+    const owned = { exp_avg: saved.tensors.exp_avg!.slice(), exp_avg_sq: saved.tensors.exp_avg_sq!.slice() };
+    opt.adoptState(0, owned);
+    opt.step([slot(m, GRADS[1]!)], { gradScale: 1 });
+    // The optimizer wrote into the adopted arrays and counted on from step 1.
+    expect(owned.exp_avg).not.toEqual(saved.tensors.exp_avg);
+    expect(opt.stateDict().slots[0]!.step).toBe(2);
+    expect(thrown(() => opt.adoptState(0, { exp_avg: new Float32Array(5) }), DSConfigError).message).toMatch(/needs 'exp_avg_sq' of 5 elements/);
   });
 });

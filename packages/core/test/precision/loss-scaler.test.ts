@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { isDSError } from '@ds/tensor';
 
 import { loadConfig } from '../../src/config/index.js';
+import { DSConfigError } from '../../src/errors.js';
 import { DynamicLossScaler, StaticLossScaler, createLossScaler, resolvePrecision } from '../../src/precision/index.js';
+import { thrown } from '../helpers/config.js';
 
 type Trace = Array<{ scale: number; hysteresis: number; skipped: boolean }>;
 
@@ -95,10 +97,22 @@ describe('StaticLossScaler and createLossScaler', () => {
     const dyn = createLossScaler(loadConfig({ train_batch_size: 1, fp16: { enabled: true, initial_scale_power: 12, hysteresis: 3, loss_scale_window: 50 } }).config);
     expect(dyn).toBeInstanceOf(DynamicLossScaler);
     expect([dyn.lossScale, (dyn as DynamicLossScaler).hysteresis, (dyn as DynamicLossScaler).scaleWindow]).toEqual([4096, 3, 50]);
+    const tuned = createLossScaler(loadConfig({ train_batch_size: 1, fp16: { enabled: true, consecutive_hysteresis: true, min_loss_scale: 8 } }).config) as DynamicLossScaler;
+    expect([tuned.consecutiveHysteresis, tuned.minScale]).toEqual([true, 8]);
     const fixed = createLossScaler(loadConfig({ train_batch_size: 1, fp16: { enabled: true, loss_scale: 256 } }).config);
     expect([fixed.dynamic, fixed.lossScale]).toEqual([false, 256]);
     const bf16 = loadConfig({ train_batch_size: 1, bf16: { enabled: true } }).config;
     expect([createLossScaler(bf16).lossScale, resolvePrecision(bf16).dtype]).toEqual([1, 'bf16']);
     expect(resolvePrecision(loadConfig({ train_batch_size: 1 }).config).dtype).toBe('fp32');
+  });
+
+  it('rejects bad options with a DSConfigError naming the ds_config key they come from', () => {
+    const window = thrown(() => new DynamicLossScaler({ scaleWindow: 0 }), DSConfigError);
+    expect(window.message).toBe('DynamicLossScaler: scaleWindow must be an integer >= 1, got 0 (set by fp16.loss_scale_window in a ds_config)');
+    expect(window.problems.map((p) => p.path)).toEqual(['fp16.loss_scale_window']);
+    expect(thrown(() => new DynamicLossScaler({ scaleFactor: -2 }), DSConfigError).problems[0]!.path).toBe('DynamicLossScaler.scaleFactor');
+    expect(thrown(() => new StaticLossScaler(Infinity), DSConfigError).problems[0]!.path).toBe('fp16.loss_scale');
+    const both = thrown(() => resolvePrecision({ fp16: { enabled: true }, bf16: { enabled: true } }), DSConfigError);
+    expect(both.message).toMatch(/cannot be simultaneously enabled; set bf16.enabled or fp16.enabled to false/);
   });
 });

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { LRRangeTest, OneCycle, createScheduler } from '../../src/schedulers/index.js';
 import { DSConfigError } from '../../src/errors.js';
-import { expectClose, fakeOptimizer } from './helpers.js';
+import { fakeOptimizer, TOL } from './helpers.js';
 
 // Independent statement of DeepSpeed's OneCycle: scale factor from the position in the cycle.
 function oneCycleScale(last: number, first: number, second: number): number {
@@ -55,8 +57,8 @@ describe('OneCycle', () => {
     const expectedMom = Array.from({ length: 30 }, (_, last) =>
       last < 20 ? 0.9 - 0.1 * oneCycleScale(last, 10, 10) : 0.9 * (1 + 0.1 * ((last - 20 + 1) / 5)),
     );
-    expectClose(lr, expectedLr);
-    expectClose(mom, expectedMom);
+    expectClose(lr, expectedLr, TOL);
+    expectClose(mom, expectedMom, TOL);
     expect(s.getMom()).toEqual([[mom[29], 0.99]]);
   });
 
@@ -67,7 +69,7 @@ describe('OneCycle', () => {
       s.step();
       lrs.push(s.getLastLr()[0]!);
     }
-    expectClose(lrs, Array.from({ length: 20 }, (_, last) => (last < 16 ? oneCycleScale(last, 4, 12) : 0)));
+    expectClose(lrs, Array.from({ length: 20 }, (_, last) => (last < 16 ? oneCycleScale(last, 4, 12) : 0)), TOL);
     expect(lrs[3]).toBeCloseTo(1, 15);
     expect(lrs[9]).toBeCloseTo(0.5, 15); // it = 10: 6 of 12 steps down
   });
@@ -107,8 +109,8 @@ describe('LRRangeTest', () => {
       a.push(cont.getLastLr()[0]!);
       b.push(stairs.getLastLr()[0]!);
     }
-    expectClose(a, Array.from({ length: 25 }, (_, it) => 1e-3 * (1 + (2 * (it + 1)) / 10)));
-    expectClose(b, Array.from({ length: 25 }, (_, it) => 1e-3 * (1 + 2 * Math.floor((it + 1) / 10))));
+    expectClose(a, Array.from({ length: 25 }, (_, it) => 1e-3 * (1 + (2 * (it + 1)) / 10)), TOL);
+    expectClose(b, Array.from({ length: 25 }, (_, it) => 1e-3 * (1 + 2 * Math.floor((it + 1) / 10))), TOL);
     expect(a[9]).toBeCloseTo(3e-3, 15);
     expect(b[8]).toBe(1e-3);
     expect(b[9]).toBeCloseTo(3e-3, 15);

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { DSConfigError } from '../../src/errors.js';
-import { WarmupCosineLR, WarmupDecayLR, WarmupLR } from '../../src/schedulers/index.js';
-import { expectClose, fakeOptimizer } from './helpers.js';
+import { BaseLRScheduler, WarmupCosineLR, WarmupDecayLR, WarmupLR } from '../../src/schedulers/index.js';
+import { fakeOptimizer, TOL } from './helpers.js';
 
 // Expected values are written from DeepSpeed's formulas (docs + lr_schedules.py), independently of
 // the implementation: `it` is last_batch_iteration after the k-th step() (it = k - 1).
@@ -20,6 +22,21 @@ function runLrs(s: { step(): void; getLastLr(): number[] }, steps: number): numb
 }
 
 describe('WarmupLR', () => {
+  it('getLastLr of a scheduler that never stepped is a DSError that says to call step()', () => {
+    class Constant extends BaseLRScheduler {
+      constructor() {
+        super(fakeOptimizer(), -1, {});
+      }
+      getLr(): number[] {
+        return [0.1];
+      }
+    }
+    const s = new Constant();
+    expect(() => s.getLastLr()).toThrow(expect.objectContaining({ code: 'DS_SCHEDULER_NOT_STEPPED', message: expect.stringMatching(/^Constant.getLastLr\(\): no learning rate yet; call step\(\) first/) }));
+    s.step();
+    expect(s.getLastLr()).toEqual([0.1]);
+  });
+
   it('starts at warmup_min_lr and follows the log curve to warmup_max_lr (hand-checked points)', () => {
     const opt = fakeOptimizer();
     const s = new WarmupLR(opt, { warmup_min_lr: 0.01, warmup_max_lr: 0.1, warmup_num_steps: 10 });
@@ -35,7 +52,7 @@ describe('WarmupLR', () => {
     const opt = fakeOptimizer();
     const s = new WarmupLR(opt, { warmup_min_lr: 0, warmup_max_lr: 0.5, warmup_num_steps: 8, warmup_type: 'linear' });
     const expected = Array.from({ length: 12 }, (_, it) => (it < 8 ? 0.5 * warmupGamma('linear', it, 8) : 0.5));
-    expectClose(runLrs(s, 12), expected);
+    expectClose(runLrs(s, 12), expected, TOL);
     expect(opt.paramGroups[0]!.lr).toBe(0.5);
   });
 
@@ -45,14 +62,14 @@ describe('WarmupLR', () => {
     expect(s.warmupNumSteps).toBe(2);
     expect(s.warmupType).toBe('log');
     expect(warnings[0]).toMatch(/unknown warmup_type: cubic/);
-    expectClose(runLrs(s, 3), [0, Math.log(2) / Math.log(2), 1]);
+    expectClose(runLrs(s, 3), [0, Math.log(2) / Math.log(2), 1], TOL);
   });
 
   it('takes one value per param group', () => {
     const opt = fakeOptimizer([1, 1]);
     const s = new WarmupLR(opt, { warmup_min_lr: [0, 0.1], warmup_max_lr: [1, 0.2], warmup_num_steps: 4, warmup_type: 'linear' });
     s.step(2);
-    expectClose(s.getLastLr(), [0.5, 0.15]);
+    expectClose(s.getLastLr(), [0.5, 0.15], TOL);
     expect(() => new WarmupLR(opt, { warmup_max_lr: [1, 2, 3] })).toThrow(DSConfigError);
   });
 
@@ -62,7 +79,7 @@ describe('WarmupLR', () => {
     const b = new WarmupLR(fakeOptimizer(), { warmup_max_lr: 0.3, warmup_num_steps: 20 });
     b.loadStateDict(a.stateDict());
     expect(b.stateDict()).toEqual({ last_batch_iteration: 6 });
-    expectClose(runLrs(b, 5), runLrs(a, 5));
+    expectClose(runLrs(b, 5), runLrs(a, 5), TOL);
   });
 });
 
@@ -76,7 +93,7 @@ describe('WarmupDecayLR', () => {
       return min + (max - min) * gamma;
     });
     const lrs = runLrs(s, 25);
-    expectClose(lrs, expected);
+    expectClose(lrs, expected, TOL);
     expect(lrs[15]).toBeCloseTo(0.06, 15); // (20 - 15) / 10 = 0.5
     expect(lrs[24]).toBeCloseTo(min, 15);
   });
@@ -106,7 +123,7 @@ describe('WarmupCosineLR', () => {
       const c = (1 + Math.cos((Math.PI * (it - 10 + 1)) / 90)) / 2;
       return 0.1 * Math.max(0, 0.01 + 0.99 * c);
     });
-    expectClose(lrs, expected);
+    expectClose(lrs, expected, TOL);
   });
 
   it('uses log warmup by default and keeps each group its own base lr', () => {
@@ -114,7 +131,7 @@ describe('WarmupCosineLR', () => {
     const s = new WarmupCosineLR(opt, { total_num_steps: 50 });
     s.step(499);
     const w = Math.log(500) / Math.log(1000);
-    expectClose(s.getLastLr(), [0.1 * w, 0.4 * w]);
+    expectClose(s.getLastLr(), [0.1 * w, 0.4 * w], TOL);
   });
 
   it('rejects a warmup as long as the whole schedule and an unknown warmup_type', () => {

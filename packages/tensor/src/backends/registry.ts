@@ -2,7 +2,7 @@
 // (src/backends/cpu.ts) when its addon loads; the reference table is the fallback, and tests can
 // pick either explicitly with `runtime.useKernels(...)`. A cuda backend will register here.
 
-import { DSNativeError } from '../errors.js';
+import { DSNativeError, DSUnsupportedError } from '../errors.js';
 import type { KernelTable } from '../kernels/table.js';
 import { createReferenceKernels } from '../reference/index.js';
 import { createCpuKernels } from './cpu.js';
@@ -15,7 +15,7 @@ let warned = false;
  * slower, so running on them must never go unnoticed.
  */
 export function defaultKernels(device: string): KernelTable {
-  if (device !== 'cpu') throw new Error(`no default kernels for device '${device}'`);
+  if (device !== 'cpu') throw new DSUnsupportedError(`no default kernels for device '${device}': only 'cpu' has a kernel table here; pass one with runtime.useKernels(...)`);
   return nativeOrReference(createCpuKernels);
 }
 

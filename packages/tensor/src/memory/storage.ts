@@ -5,7 +5,7 @@
 // Lifetime is reference counted by the tensors viewing it: each view retains, each dispose releases,
 // and the last release frees (the buffer is dropped and any later access throws).
 
-import { DSError } from '../errors.js';
+import { DSError, DSShapeError } from '../errors.js';
 import type { MemoryCategory, MemoryHolder, MemoryTracker } from './tracker.js';
 
 export interface StorageOptions {
@@ -55,7 +55,7 @@ export class Storage implements MemoryHolder {
   /** Zero-copy view of an existing (possibly shared) buffer. */
   static wrap(tracker: MemoryTracker, buffer: ArrayBufferLike, byteOffset = 0, byteLength = buffer.byteLength - byteOffset, opts: StorageOptions = {}): Storage {
     if (byteOffset < 0 || byteLength < 0 || byteOffset + byteLength > buffer.byteLength) {
-      throw new RangeError(`Storage.wrap: range [${byteOffset}, ${byteOffset + byteLength}) is outside a buffer of ${buffer.byteLength} bytes`);
+      throw new DSShapeError(`Storage.wrap: range [${byteOffset}, ${byteOffset + byteLength}) is outside a buffer of ${buffer.byteLength} bytes; wrap a range inside it`);
     }
     return new Storage(tracker, buffer, byteOffset, byteLength, true, { category: 'communication', ...opts });
   }

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { DSNativeError } from '../errors.js';
+import { DSConfigError, DSNativeError } from '../errors.js';
 import { readTensorEnv } from '../env.js';
 
 export interface CpuInfo {
@@ -103,7 +103,8 @@ export function loadCpuAddon(): CpuAddon {
   // The environment first: a bad variable is the user's to fix, whatever the binary.
   const env = readTensorEnv();
   if (!CPU_ISAS.includes(env.cpuIsa)) {
-    throw new RangeError(`DS_CPU_ISA='${env.cpuIsa}' is not one of ${CPU_ISAS.join(', ')}; unset it to use the best ISA this CPU has.`);
+    const must = `is not one of ${CPU_ISAS.join(', ')}`;
+    throw new DSConfigError(`DS_CPU_ISA='${env.cpuIsa}' ${must}; unset it to use the best ISA this CPU has.`, [{ path: 'DS_CPU_ISA', message: must, value: env.cpuIsa }]);
   }
   const root = packageRoot();
   const require = createRequire(import.meta.url);

@@ -1,50 +1,105 @@
-// Causal self-attention with a pluggable attention kernel. The kernel sees q, k, v as contiguous
+// Self-attention with a pluggable attention kernel. The kernel sees q, k, v as contiguous
 // [B, H, T, D] tensors and must return a differentiable [B, H, T, D] result; the default is the
-// dense fused kernel of the kernel table. @ds/sparse-attn plugs its block-sparse kernel in here.
+// dense kernel (the table's fused causal kernel when there are no masks). @ds/core's registry
+// selects another by name (a plugin's `attentionKernels`, e.g. @ds/sparse-attn's block-sparse one):
+// a module built with `kernel: 'name'` keeps that name until initialize() resolves it.
 
-import { causalAttention } from '../ops/attention.js';
+import { DSShapeError, DSUnsupportedError } from '../errors.js';
+import { maskedAttention } from '../ops/attention.js';
 import { chunk, contiguous, permute, reshape } from '../ops/shape.js';
 import type { Tensor } from '../tensor.js';
-import { DSShapeError } from '../errors.js';
 import { Dropout, Linear, type InitOptions, type ParamInit } from './layers.js';
 import { Module } from './module.js';
 
-export interface AttentionKernel {
-  readonly name: string;
-  /** q, k, v, result: [B, H, T, D]; query t may attend keys 0..t only. */
-  attend(q: Tensor, k: Tensor, v: Tensor, opts: { scale: number }): Tensor;
+/** What an attention kernel is asked to compute. */
+export interface AttendOptions {
+  /** Multiplier of q k^T (1 / sqrt(D) for the usual scaling). */
+  scale: number;
+  /** True: query t attends keys 0..t only (GPT). False: every key (a BERT-like encoder). */
+  causal: boolean;
+  /** [B, T]: 1 keeps key j of sample b, 0 masks it out (DeepSpeed's key_padding_mask, 'mul' mode). */
+  keyPaddingMask?: Tensor;
+  /** Added to the scores before the softmax: [T, T] or broadcastable to [B, H, T, T] (DeepSpeed's attn_mask, 'add' mode). */
+  attnMask?: Tensor;
 }
 
-export const denseCausalAttention: AttentionKernel = {
-  name: 'dense',
-  attend: (q, k, v, opts) => causalAttention(q, k, v, opts),
+/** One attention implementation: shared by @ds/tensor's modules and @ds/core's registry (`attentionKernels`). */
+export interface AttentionKernel {
+  readonly name: string;
+  /** q, k, v, result: [B, H, T, D]. */
+  attend(q: Tensor, k: Tensor, v: Tensor, opts: AttendOptions): Tensor;
+}
+
+export const DENSE_ATTENTION = 'dense';
+
+export const denseAttention: AttentionKernel = {
+  name: DENSE_ATTENTION,
+  attend: (q, k, v, opts) => maskedAttention(q, k, v, opts),
 };
+
+/** A module whose attention kernel the registry may choose: initialize() visits every such module. */
+export interface AttentionHost {
+  /** The kernel's name: what the module was built with (`kernel: 'name'`), or the resolved kernel's. */
+  readonly attentionKernelName: string;
+  /** Installs a resolved kernel. */
+  setAttentionKernel(kernel: AttentionKernel): void;
+}
+
+export function isAttentionHost(m: unknown): m is AttentionHost {
+  return typeof m === 'object' && m !== null && typeof (m as AttentionHost).attentionKernelName === 'string' && typeof (m as AttentionHost).setAttentionKernel === 'function';
+}
+
+/** Stands in for a kernel known only by name until initialize() resolves it from the registry. */
+function unresolved(name: string): AttentionKernel {
+  return {
+    name,
+    attend: () => {
+      throw new DSUnsupportedError(
+        `attention kernel '${name}' comes from a plugin: pass the model to initialize() with the plugin that provides '${name}' registered (e.g. sparseAttention() from @ds/sparse-attn), or build the module with an AttentionKernel object`,
+      );
+    },
+  };
+}
 
 export interface SelfAttentionOptions extends InitOptions {
   nEmbd: number;
   nHead: number;
   bias?: boolean;
   dropout?: number;
-  kernel?: AttentionKernel;
+  /** An AttentionKernel, or the name of one a registered plugin provides (resolved by initialize()); default dense. */
+  kernel?: AttentionKernel | string;
+  /** Default true (GPT); false attends every key. */
+  causal?: boolean;
   /** Init of the output projection c_proj (GPT-2 scales it down); default `init`. */
   projInit?: ParamInit;
 }
 
-export class CausalSelfAttention extends Module<[Tensor], Tensor> {
+export class CausalSelfAttention extends Module<[Tensor], Tensor> implements AttentionHost {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
   readonly resid_dropout: Dropout;
   readonly nHead: number;
   kernel: AttentionKernel;
+  readonly causal: boolean;
 
   constructor(opts: SelfAttentionOptions) {
     super();
     if (opts.nEmbd % opts.nHead !== 0) throw new DSShapeError(`CausalSelfAttention: nEmbd ${opts.nEmbd} is not a multiple of nHead ${opts.nHead}`);
     this.nHead = opts.nHead;
-    this.kernel = opts.kernel ?? denseCausalAttention;
+    const k = opts.kernel ?? denseAttention;
+    this.kernel = typeof k === 'string' ? (k === DENSE_ATTENTION ? denseAttention : unresolved(k)) : k;
+    this.causal = opts.causal ?? true;
     this.c_attn = this.registerModule('c_attn', new Linear(opts.nEmbd, 3 * opts.nEmbd, opts));
     this.c_proj = this.registerModule('c_proj', new Linear(opts.nEmbd, opts.nEmbd, { ...opts, init: opts.projInit ?? opts.init }));
     this.resid_dropout = this.registerModule('resid_dropout', new Dropout(opts.dropout ?? 0, { generator: opts.generator }));
+  }
+
+  get attentionKernelName(): string {
+    return this.kernel.name;
+  }
+
+  setAttentionKernel(kernel: AttentionKernel): void {
+    this.kernel = kernel;
   }
 
   forward(x: Tensor): Tensor {
@@ -55,7 +110,7 @@ export class CausalSelfAttention extends Module<[Tensor], Tensor> {
     // [B, T, 3, H, D] -> [3, B, H, T, D]: one copy, after which q, k, v are contiguous slices.
     const heads = contiguous(permute(reshape(qkv, [b, t, 3, h, d]), [2, 0, 3, 1, 4]));
     const [q, k, v] = chunk(heads, 3, 0).map((piece) => reshape(piece, [b, h, t, d])) as [Tensor, Tensor, Tensor];
-    const y = this.kernel.attend(q, k, v, { scale: 1 / Math.sqrt(d) }); // [B, H, T, D]
+    const y = this.kernel.attend(q, k, v, { scale: 1 / Math.sqrt(d), causal: this.causal }); // [B, H, T, D]
     const merged = reshape(contiguous(permute(y, [0, 2, 1, 3])), [b, t, c]);
     return this.resid_dropout.call(this.c_proj.call(merged));
   }

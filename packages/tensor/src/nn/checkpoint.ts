@@ -1,58 +1,13 @@
-// Activation checkpointing: run a function without keeping its activations, and recompute them in
-// backward. The forward runs under noGrad in its own tidy scope (only the output survives); the
-// backward restores the random generators to their forward state (so dropout masks repeat),
-// re-runs the function with grad on detached inputs, and backpropagates through the recomputed
-// graph. Parameters passed in `params` are listed as the node's inputs so that the outer pass
-// fires their gradient-ready hooks once their gradients are final.
-
-import { backward } from '../autograd/engine.js';
-import { attach, save } from '../autograd/node.js';
-import { tidy } from '../memory/scope.js';
-import type { Generator } from '../random.js';
-import { autocast, enableGrad, getRuntime, isGradEnabled, noGrad } from '../runtime.js';
+// Activation checkpointing for modules. The function itself (run without keeping activations,
+// recompute them in backward) lives in ../autograd/checkpoint.ts, so that Module.call can use it;
+// here are the module-level forms: the Checkpointed wrapper, and checkpointLayers(), which marks a
+// model's repeated layers (Module.checkpointableLayers()) so that their call() recomputes in backward.
+import { checkpoint } from '../autograd/checkpoint.js';
 import type { Tensor } from '../tensor.js';
 import { Module } from './module.js';
 
-export interface CheckpointOptions {
-  /** Generators the function draws from (dropout); default none. */
-  generators?: Generator[];
-  /** Parameters the function uses; their grads accumulate in the recomputation. */
-  params?: Tensor[];
-}
-
-export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts: CheckpointOptions = {}): Tensor {
-  const params = (opts.params ?? []).filter((p) => p.requiresGrad);
-  if (!isGradEnabled() || ![...inputs, ...params].some((t) => t.requiresGrad)) return fn(...inputs);
-  const gens = opts.generators ?? [];
-  const states = gens.map((g) => g.getState());
-  const cast = getRuntime().autocastDtype;
-  const out = tidy(() => noGrad(() => fn(...inputs)));
-  // A function that hands back one of its inputs computed nothing to recompute.
-  if (inputs.includes(out)) return out;
-  const nodeInputs = [...inputs, ...params];
-  // The inputs are the only activations kept: owned handles, so a scope ending cannot free them.
-  const kept = inputs.map((x) => save(x));
-  return attach(out, 'checkpoint', nodeInputs, (dy) => {
-    const now = gens.map((g) => g.getState());
-    gens.forEach((g, i) => g.setState(states[i]!));
-    try {
-      return tidy(() => {
-        const detached = kept.map((x, i) => {
-          const d = x.detach();
-          d.requiresGrad = inputs[i]!.requiresGrad;
-          return d;
-        });
-        const y = enableGrad(() => autocast(cast, () => fn(...detached)));
-        if (y.requiresGrad) backward(y, dy, { suppressLeafHooks: new Set(params) });
-        const grads: (Tensor | null)[] = detached.map((d) => d.grad);
-        for (const g of grads) g?.keep();
-        return [...grads, ...params.map(() => null)];
-      });
-    } finally {
-      gens.forEach((g, i) => g.setState(now[i]!));
-    }
-  }, kept);
-}
+export { checkpoint } from '../autograd/checkpoint.js';
+export type { CheckpointOptions } from '../autograd/checkpoint.js';
 
 /** A module wrapper whose forward is checkpointed (its parameters are those of the inner module). */
 export class Checkpointed<M extends Module<[Tensor], Tensor>> extends Module<[Tensor], Tensor> {
@@ -63,4 +18,32 @@ export class Checkpointed<M extends Module<[Tensor], Tensor>> extends Module<[Te
   forward(x: Tensor): Tensor {
     return checkpoint((xi) => this.inner.call(xi), [x], { generators: this.inner.generators(), params: this.inner.parameters() });
   }
+}
+
+export interface CheckpointedLayers {
+  /** Full names of the layers whose activations are now recomputed in backward. */
+  names: string[];
+  /** How many checkpointable layers the model has. */
+  available: number;
+  /** Switches the layers back to keeping their activations. */
+  undo(): void;
+}
+
+/**
+ * Marks the first `count` of `model.checkpointableLayers()` (all when count is null) so that their
+ * call() recomputes activations in backward; the earliest layers are taken because their
+ * activations are the ones held longest before backward reaches them.
+ */
+export function checkpointLayers(model: Module, count: number | null): CheckpointedLayers {
+  const layers = model.checkpointableLayers();
+  const names = new Map(model.namedModules().map(([n, m]) => [m, n]));
+  const chosen = layers.slice(0, count === null ? layers.length : Math.max(0, count)).filter((m) => !m.activationCheckpointing);
+  for (const m of chosen) m.activationCheckpointing = true;
+  return {
+    names: chosen.map((m) => names.get(m) ?? m.constructor.name),
+    available: layers.length,
+    undo: () => {
+      for (const m of chosen) m.activationCheckpointing = false;
+    },
+  };
 }

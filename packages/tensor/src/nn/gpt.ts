@@ -5,7 +5,7 @@
 // state dicts load by name.
 
 import { arange, randn, zeros } from '../create.js';
-import { DSShapeError } from '../errors.js';
+import { DSShapeError, DSUnsupportedError } from '../errors.js';
 import { add } from '../ops/elementwise.js';
 import { crossEntropy } from '../ops/cross-entropy.js';
 import { linear } from '../ops/matmul.js';
@@ -13,7 +13,6 @@ import { Generator } from '../random.js';
 import { fmtShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
 import { CausalSelfAttention, type AttentionKernel } from './attention.js';
-import { checkpoint } from './checkpoint.js';
 import { Dropout, Embedding, GELU, LayerNorm, Linear, type ParamInit } from './layers.js';
 import { Module, ModuleList } from './module.js';
 import type { Parameter } from './parameter.js';
@@ -29,7 +28,8 @@ export interface GPTConfig {
   bias?: boolean;
   /** Seed of the init and dropout generator. */
   seed?: number;
-  attentionKernel?: AttentionKernel;
+  /** An AttentionKernel, or the name of a plugin's kernel that initialize() resolves; default dense. */
+  attentionKernel?: AttentionKernel | string;
   /** Recompute each block's activations in backward instead of keeping them. */
   checkpointActivations?: boolean;
 }
@@ -117,7 +117,7 @@ class Transformer extends Module<[], never> {
     this.ln_f = this.registerModule('ln_f', new LayerNorm(cfg.nEmbd));
   }
   forward(): never {
-    throw new Error('Transformer is a container; GPT.forward drives it');
+    throw new DSUnsupportedError('GPT.transformer.forward: the transformer is a container of the GPT\'s layers; call the GPT itself (gpt.call(ids, targets))');
   }
 }
 
@@ -155,14 +155,15 @@ export class GPT extends Module<[Tensor, Tensor?], GPTOutput> {
     const pos = arange(ids.shape[1]!, { dtype: 'i32', device: ids.device });
     let x = tr.drop.call(add(tr.wte.call(ids), tr.wpe.call(pos))); // [B, T, C]
     pos.dispose();
-    for (const block of tr.h.items) {
-      x = this.config.checkpointActivations
-        ? checkpoint((xi) => block.call(xi), [x], { generators: block.generators(), params: block.parameters() })
-        : block.call(x);
-    }
+    for (const block of tr.h.items) x = this.config.checkpointActivations ? block.callCheckpointed(x) : block.call(x);
     x = tr.ln_f.call(x);
     const logits = linear(x, tr.wte.weight); // [B, T, vocab]
     return targets ? { logits, loss: crossEntropy(logits, targets) } : { logits };
+  }
+
+  /** The transformer blocks: what ds_config's activation_checkpointing recomputes. */
+  override checkpointableLayers(): Module[] {
+    return this.transformer.h.items;
   }
 
   /** Number of parameters (the tied embedding counted once). */
@@ -174,6 +175,6 @@ export class GPT extends Module<[Tensor, Tensor?], GPTOutput> {
 /** A parameter holder without forward (lm_head, whose weight is tied to wte). */
 class TiedHead extends Module<[], never> {
   forward(): never {
-    throw new Error('lm_head is applied by GPT.forward');
+    throw new DSUnsupportedError('GPT.lm_head.forward: lm_head (tied to wte) is applied by GPT.forward; call the GPT itself (gpt.call(ids, targets))');
   }
 }

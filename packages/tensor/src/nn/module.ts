@@ -2,6 +2,7 @@
 // kinds ZeRO-3 relies on (forward pre/post to gather and release parameters, backward pre/post to
 // gather them again for the backward and release them after it).
 
+import { checkpoint } from '../autograd/checkpoint.js';
 import { queueBackwardCallback } from '../autograd/engine.js';
 import type { DType } from '../dtype.js';
 import { DSError, DSShapeError } from '../errors.js';
@@ -9,7 +10,7 @@ import { castRaw } from '../ops/util.js';
 import type { Generator } from '../random.js';
 import { isGradEnabled } from '../runtime.js';
 import { fmtShape, sameShape } from '../shape-util.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import { mapGradTensors, passThrough } from './hooks.js';
 import { Parameter } from './parameter.js';
 import { announceParameter } from './parameter-hook.js';
@@ -29,6 +30,11 @@ function addHook<T>(list: T[], fn: T): HookHandle {
 
 export abstract class Module<In extends unknown[] = any[], Out = any> {
   training = true;
+  /**
+   * When true, call() keeps no activations of this module: they are recomputed in backward
+   * (callCheckpointed). Set by checkpointLayers() from ds_config's activation_checkpointing.
+   */
+  activationCheckpointing = false;
   private readonly paramMap = new Map<string, Parameter | null>();
   private readonly bufferMap = new Map<string, Tensor>();
   private readonly childMap = new Map<string, Module>();
@@ -41,7 +47,36 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
 
   /** Runs forward with the hooks around it. Call this, not forward, from a parent module. */
   call(...args: In): Out {
+    if (this.activationCheckpointing) return this.callCheckpointed(...args);
     return this.hooked(args, (a) => this.forward(...(a as In))) as Out;
+  }
+
+  /**
+   * call() without keeping this module's activations: only its inputs are kept, and forward (with
+   * its hooks and the same dropout masks) runs again in backward. Inputs and output must be tensors.
+   */
+  callCheckpointed(...args: In): Out {
+    const name = this.constructor.name;
+    if (!args.every((a) => a instanceof Tensor)) {
+      throw new DSError(`${name}: activation checkpointing needs a forward that takes only tensors; leave this module out of checkpointing`, { code: 'DS_CHECKPOINT_ARGS' });
+    }
+    const run = (...xs: Tensor[]): Tensor => {
+      const y = this.hooked(xs, (a) => this.forward(...(a as In)));
+      if (!(y instanceof Tensor)) throw new DSError(`${name}: activation checkpointing needs a forward that returns one tensor`, { code: 'DS_CHECKPOINT_ARGS' });
+      return y;
+    };
+    return checkpoint(run, args as unknown as Tensor[], { generators: this.generators(), params: this.parameters() }) as Out;
+  }
+
+  /**
+   * The repeated layers activation checkpointing from the config applies to, in forward order. By
+   * default the items of the longest ModuleList in the tree (the first such list when several tie);
+   * a model whose layers live elsewhere overrides this.
+   */
+  checkpointableLayers(): Module[] {
+    let best: Module[] = [];
+    for (const m of this.modules()) if (m instanceof ModuleList && m.items.length > best.length) best = m.items;
+    return best;
   }
 
   /**

@@ -5,7 +5,12 @@ import { attach, needsGrad, save } from '../autograd/node.js';
 import { DSShapeError } from '../errors.js';
 import { fmtShape, sameShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
-import { computeDType } from './matmul.js';
+import { fromArray } from '../create.js';
+import { softmax } from './activation.js';
+import { cast } from './cast.js';
+import { add, affine } from './elementwise.js';
+import { computeDType, matmul } from './matmul.js';
+import { reshape, transpose } from './shape.js';
 import { allocOut, castRaw, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
 
 export interface AttentionOptions {
@@ -50,4 +55,47 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
       return o;
     });
   }, saved);
+}
+
+/** Added to a masked score: exp() of it underflows to 0 in f32 and bf16, and a fully masked row stays finite. */
+const MASKED = -1e9;
+
+export interface MaskedAttentionOptions extends AttentionOptions {
+  /** True: query t attends keys 0..t only. */
+  causal: boolean;
+  /** [B, T]: 1 keeps key j of sample b, 0 masks it out (DeepSpeed's key_padding_mask, 'mul' mode). */
+  keyPaddingMask?: Tensor;
+  /** Added to the scores before the softmax: [T, T] or any shape that broadcasts to [B, H, T, T]. */
+  attnMask?: Tensor;
+}
+
+/**
+ * Dense scaled-dot-product attention with masks, composed of differentiable ops: q, k, v
+ * [B, H, T, D] -> [B, H, T, D]. It materialises the [B, H, T, T] scores, so it is the general path
+ * (bidirectional, padding and additive masks); causal attention without masks takes the fused
+ * kernel (causalAttention), which never does.
+ */
+export function maskedAttention(q: Tensor, k: Tensor, v: Tensor, opts: MaskedAttentionOptions): Tensor {
+  if (opts.causal && !opts.keyPaddingMask && !opts.attnMask) return causalAttention(q, k, v, opts);
+  if (q.rank !== 4 || !sameShape(q.shape, k.shape) || !sameShape(q.shape, v.shape)) {
+    throw new DSShapeError(`maskedAttention: q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)} must share one shape [B, H, T, D]`);
+  }
+  const [b, , t, d] = q.shape as [number, number, number, number];
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  let scores = affine(matmul(q, transpose(k, -2, -1)), scale, 0); // [B, H, T, T]
+  if (opts.causal) {
+    const tri = new Float32Array(t * t);
+    for (let i = 0; i < t; i++) for (let j = i + 1; j < t; j++) tri[i * t + j] = MASKED;
+    scores = add(scores, fromArray(tri, [t, t], { dtype: 'f32', runtime: q.runtime }));
+  }
+  if (opts.attnMask) scores = add(scores, opts.attnMask);
+  if (opts.keyPaddingMask) {
+    const m = opts.keyPaddingMask;
+    if (m.rank !== 2 || m.shape[0] !== b || m.shape[1] !== t) {
+      throw new DSShapeError(`maskedAttention: keyPaddingMask ${fmtShape(m.shape)} must be [B, T] = [${b}, ${t}]`);
+    }
+    // keep 1 -> 0, keep 0 -> MASKED, shaped [B, 1, 1, T] to broadcast over heads and queries.
+    scores = add(scores, reshape(affine(m.dtype === 'f32' ? m : cast(m, 'f32'), -MASKED, MASKED), [b, 1, 1, t]));
+  }
+  return matmul(softmax(scores), v);
 }

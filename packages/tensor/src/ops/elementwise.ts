@@ -4,6 +4,7 @@
 
 import { attach, needsGrad, save } from '../autograd/node.js';
 import type { FloatDType } from '../dtype.js';
+import { DSUnsupportedError } from '../errors.js';
 import type { BinaryOp, UnaryOp } from '../kernels/table.js';
 import { broadcastShapes, numelOf, sameShape, type Shape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
@@ -74,7 +75,7 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
         return [da, db];
       }
       default:
-        throw new Error(`no gradient for ${op}`);
+        throw new DSUnsupportedError(`${op}: no backward for this binary op (add, sub, mul and div have one)`);
     }
   }, [sa, sb].filter((t): t is Tensor => t !== null));
 }

@@ -2,9 +2,11 @@
 // decoupled or L2 decay, bias correction on or off, gradient scale, and the bf16/f16 copy out.
 import { describe, expect, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { createReferenceKernels } from '../../src/reference/index.js';
 import type { AdamWArgs, FloatDType } from '../../src/kernels/table.js';
-import { FLOAT_DTYPES, clone, cpu, expectClose, expectCloseArrays, forEachIsa, randomArray, tol } from './helpers.js';
+import { FLOAT_DTYPES, clone, cpu, expectCloseArrays, forEachIsa, randomArray, tol } from './helpers.js';
 
 const ref = createReferenceKernels();
 
@@ -39,9 +41,9 @@ describe('adamw', () => {
                 const got = { ...base, param: clone(s.param), expAvg: clone(s.expAvg), expAvgSq: clone(s.expAvgSq), out16: base.out16 && clone(base.out16) };
                 cpu.adamw(got);
                 const name = `adamw grad=${gradDtype} n=${n} decoupled=${decoupled} bc=${biasCorrection} out16=${out16Dtype}`;
-                expectClose(`${name} param`, got.param, want.param, { rtol: 1e-6, atol: 1e-7 });
-                expectClose(`${name} expAvg`, got.expAvg, want.expAvg, tol('f32'));
-                expectClose(`${name} expAvgSq`, got.expAvgSq, want.expAvgSq, { rtol: 1e-5, atol: 1e-9 });
+                expectClose(got.param, want.param, { rtol: 1e-6, atol: 1e-7 }, `${name} param`);
+                expectClose(got.expAvg, want.expAvg, tol('f32'), `${name} expAvg`);
+                expectClose(got.expAvgSq, want.expAvgSq, { rtol: 1e-5, atol: 1e-9 }, `${name} expAvgSq`);
                 if (out16Dtype) expectCloseArrays(`${name} out16`, out16Dtype, got.out16!, want.out16!, tol(out16Dtype));
               });
             }
@@ -58,7 +60,7 @@ describe('adamw', () => {
     forEachIsa((isa) => {
       const got = [clone(p), clone(m), clone(v)] as [Float32Array, Float32Array, Float32Array];
       cpu.streamProbe(got[0], g, got[1], got[2], n);
-      got.forEach((x, i) => expectClose(`streamProbe ${isa} ${'pmv'[i]}`, x, want[i]!, { rtol: 0, atol: 0 }));
+      got.forEach((x, i) => expectClose(x, want[i]!, { rtol: 0, atol: 0 }, `streamProbe ${isa} ${'pmv'[i]}`));
     });
     expect(() => cpu.streamProbe(p, g, m, v.subarray(1), n)).toThrow(/v has 40008 elements but n=40009 needs 40009/);
   });

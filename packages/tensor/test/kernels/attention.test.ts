@@ -4,8 +4,10 @@
 // threads on up to 4 threads).
 import { describe, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { createReferenceKernels } from '../../src/reference/index.js';
-import { FLOAT_DTYPES, cpu, expectClose, expectCloseArrays, forEachIsa, randomArray, tol, zeros } from './helpers.js';
+import { FLOAT_DTYPES, cpu, expectCloseArrays, forEachIsa, randomArray, tol, zeros } from './helpers.js';
 
 const ref = createReferenceKernels();
 
@@ -35,7 +37,7 @@ describe('attention', () => {
           const glse = new Float32Array(bh * t);
           cpu.attentionForward(dtype, q, k, v, gout, glse, bh, t, d, scale);
           expectCloseArrays(`attention out ${s}`, dtype, gout, out, tol(dtype, 5));
-          expectClose(`attention lse ${s}`, glse, lse, tol('f32', 10));
+          expectClose(glse, lse, tol('f32', 10), `attention lse ${s}`);
           const gq = zeros(dtype, n);
           const gk = zeros(dtype, n);
           const gv = zeros(dtype, n);

@@ -1,9 +1,11 @@
 // cast, copy, fill and gather against the reference: bit-exact (NaN payloads aside).
 import { describe, expect, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { createReferenceKernels } from '../../src/reference/index.js';
 import type { KArray } from '../../src/kernels/table.js';
-import { cpu, expectBits, expectClose, forEachIsa, rng } from './helpers.js';
+import { cpu, expectBits, forEachIsa, rng } from './helpers.js';
 
 const ref = createReferenceKernels();
 type AnyDType = 'f32' | 'bf16' | 'f16' | 'i32' | 'u8';
@@ -41,8 +43,8 @@ function sameValues(name: string, dtype: AnyDType, got: KArray, want: KArray): v
     const nanBits = (h: number) => (dtype === 'bf16' ? (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0 : (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0);
     const g = Array.from(got, (h) => (nanBits(h) ? NaN : h));
     const w = Array.from(want, (h) => (nanBits(h) ? NaN : h));
-    expectClose(name, g, w, { rtol: 0, atol: 0 });
-  } else expectClose(name, Array.from(got), Array.from(want), { rtol: 0, atol: 0 });
+    expectClose(g, w, { rtol: 0, atol: 0 }, name);
+  } else expectClose(Array.from(got), Array.from(want), { rtol: 0, atol: 0 }, name);
 }
 
 describe('cast', () => {

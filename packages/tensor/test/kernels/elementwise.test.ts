@@ -2,9 +2,11 @@
 // around the vector widths, the 2048-element tile and the per-thread chunk.
 import { describe, expect, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { createReferenceKernels } from '../../src/reference/index.js';
 import type { BinaryOp, FloatDType, UnaryOp } from '../../src/kernels/table.js';
-import { FLOAT_DTYPES, clone, cpu, encode, expectClose, expectCloseArrays, forEachIsa, randomArray, tol, zeros } from './helpers.js';
+import { FLOAT_DTYPES, clone, cpu, encode, expectCloseArrays, forEachIsa, randomArray, tol, zeros } from './helpers.js';
 
 const ref = createReferenceKernels();
 const SIZES = [1, 7, 16, 17, 31, 2053, 40009];
@@ -104,8 +106,8 @@ describe('reductions', () => {
         const s = ref.sum(dtype, x, n);
         const q = ref.sumSquares(dtype, x, n);
         forEachIsa(() => {
-          expectClose(`sum ${dtype} n=${n}`, [cpu.sum(dtype, x, n)], [s], { rtol: 1e-12, atol: 1e-12 });
-          expectClose(`sumSquares ${dtype} n=${n}`, [cpu.sumSquares(dtype, x, n)], [q], { rtol: 1e-12, atol: 1e-12 });
+          expectClose([cpu.sum(dtype, x, n)], [s], { rtol: 1e-12, atol: 1e-12 }, `sum ${dtype} n=${n}`);
+          expectClose([cpu.sumSquares(dtype, x, n)], [q], { rtol: 1e-12, atol: 1e-12 }, `sumSquares ${dtype} n=${n}`);
         });
       }
     }
@@ -144,10 +146,10 @@ describe('reductions', () => {
         forEachIsa(() => {
           const over = new Float32Array(cols).fill(123);
           cpu.sumRows(dtype, x, rows, cols, over, false);
-          expectClose(`sumRows ${dtype} [${rows},${cols}]`, over, wantOver, tol('f32', rows));
+          expectClose(over, wantOver, tol('f32', rows), `sumRows ${dtype} [${rows},${cols}]`);
           const acc = clone(start);
           cpu.sumRows(dtype, x, rows, cols, acc, true);
-          expectClose(`sumRows accumulate ${dtype} [${rows},${cols}]`, acc, wantAcc, tol('f32', rows));
+          expectClose(acc, wantAcc, tol('f32', rows), `sumRows accumulate ${dtype} [${rows},${cols}]`);
           const last = zeros(dtype, rows);
           cpu.sumLastDim(dtype, x, rows, cols, last);
           expectCloseArrays(`sumLastDim ${dtype} [${rows},${cols}]`, dtype, last, wantLast, tol(dtype, Math.sqrt(cols)));

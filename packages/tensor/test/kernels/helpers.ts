@@ -1,6 +1,8 @@
-// Shared by the kernel tests: seeded random inputs, per-dtype tolerances, an element-by-element
-// comparison that reports the first mismatches and the largest difference, and a loop that runs a
+// Shared by the kernel tests: seeded random inputs, per-dtype tolerances for the test kit's
+// expectClose, comparisons of 16-bit arrays after decoding, and a loop that runs a
 // check under every ISA this CPU has (scalar always included).
+import { expectClose, type Tolerance } from '@ds-internal/test-kit';
+
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/dtype.js';
 import { createCpuKernels, type CpuKernels } from '../../src/backends/cpu.js';
 import type { FArray, FloatDType, KArray } from '../../src/kernels/table.js';
@@ -65,11 +67,6 @@ export function clone<T extends KArray>(a: T): T {
   return a.slice() as T;
 }
 
-export interface Tolerance {
-  rtol: number;
-  atol: number;
-}
-
 /** Tolerances by the dtype results are stored in: about one rounding step of it, plus f32 arithmetic. */
 export function tol(dtype: FloatDType, scale = 1): Tolerance {
   if (dtype === 'bf16') return { rtol: 1e-2, atol: 1e-2 * scale };
@@ -77,49 +74,12 @@ export function tol(dtype: FloatDType, scale = 1): Tolerance {
   return { rtol: 1e-5, atol: 1e-6 * scale };
 }
 
-/**
- * Element-by-element comparison: |got - want| <= atol + rtol * |want|, NaN matches NaN and
- * infinities must match exactly. Throws with the first mismatches and the largest difference.
- */
-export function expectClose(name: string, got: ArrayLike<number>, want: ArrayLike<number>, t: Tolerance): void {
-  if (got.length !== want.length) throw new Error(`${name}: length ${got.length} != expected ${want.length}`);
-  const bad: string[] = [];
-  let count = 0;
-  let maxDiff = 0;
-  let maxAt = -1;
-  for (let i = 0; i < want.length; i++) {
-    const g = got[i]!;
-    const w = want[i]!;
-    let ok: boolean;
-    if (Number.isNaN(w) || Number.isNaN(g)) ok = Number.isNaN(w) && Number.isNaN(g);
-    else if (!Number.isFinite(w) || !Number.isFinite(g)) ok = g === w;
-    else {
-      const d = Math.abs(g - w);
-      if (d > maxDiff) {
-        maxDiff = d;
-        maxAt = i;
-      }
-      ok = d <= t.atol + t.rtol * Math.abs(w);
-    }
-    if (!ok) {
-      count++;
-      if (bad.length < 6) bad.push(`[${i}] got ${g} want ${w}`);
-    }
-  }
-  if (count > 0) {
-    throw new Error(
-      `${name}: ${count}/${want.length} elements differ beyond rtol ${t.rtol} atol ${t.atol}; first: ${bad.join('; ')}; ` +
-        `max |diff| ${maxDiff} at [${maxAt}]`,
-    );
-  }
-}
-
 /** Compares two arrays of a float dtype after decoding. */
 export function expectCloseArrays(name: string, dtype: FloatDType, got: FArray, want: FArray, t: Tolerance = tol(dtype)): void {
-  expectClose(name, decode(dtype, got), decode(dtype, want), t);
+  expectClose(decode(dtype, got), decode(dtype, want), t, name);
 }
 
 /** Bitwise equality for integer/raw arrays, reporting the first differences. */
 export function expectBits(name: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
-  expectClose(name, got, want, { rtol: 0, atol: 0 });
+  expectClose(got, want, { rtol: 0, atol: 0 }, name);
 }

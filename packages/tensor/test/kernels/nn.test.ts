@@ -2,8 +2,10 @@
 // under every ISA, for every float dtype, at row lengths around the vector widths and the tile.
 import { describe, expect, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { createReferenceKernels } from '../../src/reference/index.js';
-import { FLOAT_DTYPES, clone, cpu, expectBits, expectClose, expectCloseArrays, forEachIsa, randomArray, rng, tol, zeros } from './helpers.js';
+import { FLOAT_DTYPES, clone, cpu, expectBits, expectCloseArrays, forEachIsa, randomArray, rng, tol, zeros } from './helpers.js';
 
 const ref = createReferenceKernels();
 
@@ -33,15 +35,15 @@ describe('layerNorm', () => {
           cpu.layerNormForward(dtype, x, w, b, gy, gm, gr, rows, cols, 1e-5);
           const s = `${dtype} [${rows},${cols}]`;
           expectCloseArrays(`layerNorm y ${s}`, dtype, gy, y, tol(dtype, 10));
-          expectClose(`layerNorm mean ${s}`, gm, mean, tol('f32'));
-          expectClose(`layerNorm rstd ${s}`, gr, rstd, { rtol: 1e-5, atol: 0 });
+          expectClose(gm, mean, tol('f32'), `layerNorm mean ${s}`);
+          expectClose(gr, rstd, { rtol: 1e-5, atol: 0 }, `layerNorm rstd ${s}`);
           const gdx = zeros(dtype, n);
           const gdw = clone(dw0);
           const gdb = clone(db0);
           cpu.layerNormBackward(dtype, dy, x, w, mean, rstd, gdx, gdw, gdb, rows, cols);
           expectCloseArrays(`layerNorm dx ${s}`, dtype, gdx, dx, tol(dtype, 100));
-          expectClose(`layerNorm dweight ${s}`, gdw, dw, tol('f32', 10 * rows));
-          expectClose(`layerNorm dbias ${s}`, gdb, db, tol('f32', 10 * rows));
+          expectClose(gdw, dw, tol('f32', 10 * rows), `layerNorm dweight ${s}`);
+          expectClose(gdb, db, tol('f32', 10 * rows), `layerNorm dbias ${s}`);
         });
       }
     }
@@ -71,8 +73,8 @@ describe('layerNorm with a residual add', () => {
           const s = `${dtype} [${rows},${cols}]`;
           expectCloseArrays(`layerNormResidual sum ${s}`, dtype, gs, sum, { rtol: 0, atol: 0 });
           expectCloseArrays(`layerNormResidual y ${s}`, dtype, gy, y, tol(dtype, 10));
-          expectClose(`layerNormResidual mean ${s}`, gm, mean, tol('f32'));
-          expectClose(`layerNormResidual rstd ${s}`, gr, rstd, { rtol: 1e-5, atol: 0 });
+          expectClose(gm, mean, tol('f32'), `layerNormResidual mean ${s}`);
+          expectClose(gr, rstd, { rtol: 1e-5, atol: 0 }, `layerNormResidual rstd ${s}`);
           // And y is the plain layer norm of the stored sum.
           const py = zeros(dtype, n);
           cpu.layerNormForward(dtype, gs, w, b, py, new Float32Array(rows), new Float32Array(rows), rows, cols, 1e-5);
@@ -153,7 +155,7 @@ describe('embedding', () => {
           expectBits(`embedding out ${dtype}`, got, out);
           const gdt = clone(dt0);
           cpu.embeddingBackward(dtype, dout, ids, gdt, n, vocab, dim);
-          expectClose(`embedding dtable ${dtype} n=${n}`, gdt, dtable, tol('f32', n / vocab + 1));
+          expectClose(gdt, dtable, tol('f32', n / vocab + 1), `embedding dtable ${dtype} n=${n}`);
         });
       }
     }
@@ -178,8 +180,8 @@ describe('crossEntropy', () => {
           const gl = new Float32Array(rows).fill(9);
           const glse = new Float32Array(rows);
           cpu.crossEntropyForward(dtype, logits, targets, gl, glse, rows, vocab);
-          expectClose(`ce losses ${s}`, gl, losses, tol('f32', 10));
-          expectClose(`ce lse ${s}`, glse, lse, tol('f32', 10));
+          expectClose(gl, losses, tol('f32', 10), `ce losses ${s}`);
+          expectClose(glse, lse, tol('f32', 10), `ce lse ${s}`);
           const gd = zeros(dtype, rows * vocab);
           cpu.crossEntropyBackward(dtype, logits, targets, lse, dloss, gd, rows, vocab);
           expectCloseArrays(`ce dlogits ${s}`, dtype, gd, dlogits, tol(dtype));

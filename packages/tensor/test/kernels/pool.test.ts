@@ -5,8 +5,10 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
+import { expectClose } from '@ds-internal/test-kit';
+
 import { loadCpuAddon } from '../../src/native/load.js';
-import { clone, cpu, expectBits, expectClose, randomArray } from './helpers.js';
+import { clone, cpu, expectBits, randomArray } from './helpers.js';
 
 function withThreads<T>(n: number, fn: () => T): T {
   const before = cpu.getNumThreads();
@@ -74,7 +76,7 @@ describe('thread pool', () => {
       const many = withThreads(t, run);
       for (const key of ['y', 'sm', 'mask', 'd', 'p', 'sr'] as const) expectBits(`${key} on ${t} threads`, many[key], one[key]);
       // The sum's per-thread partials are added in a different grouping: equal to f64 rounding.
-      expectClose(`sum on ${t} threads`, [many.s], [one.s], { rtol: 1e-12, atol: 1e-12 });
+      expectClose([many.s], [one.s], { rtol: 1e-12, atol: 1e-12 }, `sum on ${t} threads`);
     }
   });
 

@@ -3,11 +3,12 @@
 import { describe, expect, it } from 'vitest';
 
 import { defaultKernels, nativeOrReference } from '../../src/backends/registry.js';
-import { DSNativeError } from '../../src/errors.js';
+import { DSConfigError, DSNativeError, DSUnsupportedError } from '../../src/errors.js';
 
 describe('default kernels', () => {
   it('the cpu device gets the native table here', () => {
     expect(defaultKernels('cpu').name).not.toBe('reference');
+    expect(() => defaultKernels('cuda')).toThrow(DSUnsupportedError);
     expect(() => defaultKernels('cuda')).toThrow(/no default kernels for device 'cuda'/);
   });
 
@@ -32,7 +33,7 @@ describe('default kernels', () => {
 
   it('any other error is thrown, not hidden behind the fallback', () => {
     expect(() => nativeOrReference(() => {
-      throw new RangeError("DS_CPU_ISA='avx1024' is not one of auto, scalar");
-    })).toThrow(RangeError);
+      throw new DSConfigError("DS_CPU_ISA='avx1024' is not one of auto, scalar");
+    })).toThrow(DSConfigError);
   });
 });

@@ -3,7 +3,7 @@ import { runInNewContext } from 'node:vm';
 
 import { describe, expect, it } from 'vitest';
 import { empty, zeros } from '../../src/create.js';
-import { DSOutOfMemoryError } from '../../src/errors.js';
+import { DSConfigError, DSOutOfMemoryError } from '../../src/errors.js';
 import { readTensorEnv } from '../../src/env.js';
 import { BufferCache, MIN_CACHED_BYTES } from '../../src/memory/cache.js';
 import { Storage } from '../../src/memory/storage.js';
@@ -169,7 +169,9 @@ describe('buffer cache', () => {
     expect(readTensorEnv({ LOCAL_SIZE: 'x' }).allocCache).toBe(one);
     expect(readTensorEnv({ DS_POISON_UNINIT: '1' }).poisonUninit).toBe(true);
     expect(readTensorEnv({}).poisonUninit).toBe(false);
-    expect(() => readTensorEnv({ DS_ALLOC_CACHE: 'lots' })).toThrow(/DS_ALLOC_CACHE='lots'/);
+    expect(() => readTensorEnv({ DS_ALLOC_CACHE: 'lots' })).toThrow(DSConfigError);
+    expect(() => readTensorEnv({ DS_ALLOC_CACHE: 'lots' })).toThrow(/DS_ALLOC_CACHE='lots' is not a byte size/);
+    expect(() => readTensorEnv({ DS_POISON_UNINIT: 'yes' })).toThrow(DSConfigError);
     expect(() => readTensorEnv({ DS_POISON_UNINIT: 'yes' })).toThrow(/DS_POISON_UNINIT='yes' must be 0 or 1/);
   });
 });

@@ -1,7 +1,11 @@
 // Our GPT against PyTorch (scripts/golden/make_gpt_fixture.py): same weights and tokens, loss and
 // every parameter gradient compared element by element. f32 within 1e-4, bf16 autocast within 2e-2.
-import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+import { closeReport } from '@ds-internal/test-kit';
+
 import { fromArray } from '../../src/create.js';
 import { tidy } from '../../src/memory/scope.js';
 import { GPT } from '../../src/nn/gpt.js';
@@ -9,7 +13,6 @@ import { createReferenceKernels } from '../../src/reference/index.js';
 import { autocast, Runtime, withRuntime } from '../../src/runtime.js';
 import { defaultKernels } from '../../src/backends/registry.js';
 import type { KernelTable } from '../../src/kernels/table.js';
-import { compareArrays } from '../helpers/compare.js';
 import { readSafetensors } from '../helpers/safetensors.js';
 
 const fixture = readSafetensors(fileURLToPath(new URL('../fixtures/gpt_tiny.safetensors', import.meta.url)));
@@ -37,16 +40,16 @@ function runParity(kernels: KernelTable, mixed: 'bf16' | null): { loss: number; 
 function check(result: { loss: number; grads: Map<string, number[]> }, tol: number, floor: number): void {
   expect(Math.abs(result.loss - refLoss) / refLoss).toBeLessThan(tol);
   const failures: string[] = [];
-  let worst = 0;
   for (const [name, t] of fixture.tensors) {
     if (!name.startsWith('grad.')) continue;
     const got = result.grads.get(name.slice(5));
     expect(got, name).toBeDefined();
-    const r = compareArrays(name, got!, t.values, tol, floor);
-    worst = Math.max(worst, r.maxErr);
-    failures.push(...r.mismatches);
+    // Each element within tol of itself plus `floor` times the tensor's largest magnitude.
+    const scale = t.values.reduce((m: number, v: number) => Math.max(m, Math.abs(v)), 0);
+    const r = closeReport(got!, t.values, { rtol: tol, atol: tol * floor * scale }, name);
+    if (!r.ok) failures.push(r.message);
   }
-  expect(failures.slice(0, 10), `worst rel err ${worst}`).toEqual([]);
+  expect(failures.join('\n')).toBe('');
 }
 
 const tables: [string, () => KernelTable][] = [['reference', createReferenceKernels]];

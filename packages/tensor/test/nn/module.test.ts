@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fromArray, randint, randn, zeros } from '../../src/create.js';
-import { DSError } from '../../src/errors.js';
+import { DSError, DSUnsupportedError } from '../../src/errors.js';
 import { tidy } from '../../src/memory/scope.js';
 import { Dropout, Linear } from '../../src/nn/layers.js';
 import { GPT } from '../../src/nn/gpt.js';
@@ -25,6 +25,14 @@ describe('Module', () => {
       const std = Math.sqrt(proj.reduce((s, v) => s + v * v, 0) / proj.length);
       expect(std).toBeGreaterThan(0.006);
       expect(std).toBeLessThan(0.014);
+    }));
+
+  it('the transformer container and the tied lm_head point to GPT.forward instead of running alone', () =>
+    inReference(() => {
+      const gpt = new GPT(tiny);
+      expect(() => gpt.transformer.forward()).toThrow(DSUnsupportedError);
+      const head = new Map(gpt.namedChildren()).get('lm_head')!;
+      expect(() => head.forward()).toThrow(/lm_head \(tied to wte\) is applied by GPT.forward; call the GPT itself/);
     }));
 
   it('round-trips a state dict and rejects bad keys and shapes', () =>

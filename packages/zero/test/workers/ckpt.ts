@@ -3,11 +3,11 @@
 // the losses. DS_TEST_MODE=load: load DS_TEST_DIR, train DS_TEST_FROM..DS_TEST_TO, print the losses.
 import { writeFileSync } from 'node:fs';
 
+import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { initialize, writeSafetensors } from '@ds/core';
 import { GPT } from '@ds/tensor';
 
 import { ShardedState, zero } from '../../src/index.js';
-import { TINY_GPT, trainSteps } from '../helpers.js';
 
 const config = JSON.parse(process.env.DS_TEST_CONFIG!) as Record<string, unknown>;
 const dir = process.env.DS_TEST_DIR!;
@@ -20,7 +20,7 @@ if (process.env.DS_TEST_MODE === 'save') {
   await trainSteps(engine, 0, from, engine.rank);
   await engine.saveCheckpoint(dir, { tag: 'ck', clientState: { at: from } });
   if (state instanceof ShardedState) {
-    const masters = await state.fullMasters();
+    const masters = await state.masterWeights();
     if (engine.rank === 0) writeSafetensors(`${dir}.masters.safetensors`, [...masters].map(([n, d]) => [n, { dtype: 'f32', shape: [d.length], data: d }]));
   }
   losses = await trainSteps(engine, from, to, engine.rank);

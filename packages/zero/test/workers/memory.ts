@@ -2,11 +2,11 @@
 // DS_TEST_STEPS steps and reports the tracker's live bytes per model-state category that the run
 // added (measured from before the model was built), its peak, and any error (an out-of-memory under
 // DS_MEMORY_LIMIT ends the run on every rank at the same point, so each rank reports and exits).
+import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { initialize } from '@ds/core';
 import { getRuntime, GPT, isDSError, Tensor } from '@ds/tensor';
 
 import { zero, zeroInit } from '../../src/index.js';
-import { TINY_GPT, trainSteps } from '../helpers.js';
 
 const configs = JSON.parse(process.env.DS_TEST_CONFIGS!) as Record<string, unknown>[];
 const steps = Number(process.env.DS_TEST_STEPS ?? 1);

@@ -3,11 +3,11 @@
 // DS_TEST_ROOT }): the root writes 0.25, the others -7 (their writes must be dropped). A step with lr 0
 // follows (the 16-bit weights are recomputed from the fp32 masters, so masters that missed the change
 // would undo it), then a read-only gather. Prints {"runs": [{stage, row0}]}.
+import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { initialize } from '@ds/core';
 import { f32ToBf16, GPT, bf16ToF32 } from '@ds/tensor';
 
 import { gatheredParameters, zero } from '../../src/index.js';
-import { TINY_GPT, trainSteps } from '../helpers.js';
 
 const configs = JSON.parse(process.env.DS_TEST_CONFIGS!) as Record<string, unknown>[];
 const root = Number(process.env.DS_TEST_ROOT ?? 0);

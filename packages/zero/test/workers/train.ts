@@ -1,11 +1,11 @@
 // One rank: trains the tiny GPT under each ds_config in DS_TEST_CONFIGS (a JSON array) for
-// DS_TEST_STEPS steps and prints {"runs": [{losses, gradNorm, stage, bytes}]}: the losses are this
-// rank's, so the caller averages over ranks to get the global curve.
+// DS_TEST_STEPS steps and prints {"runs": [{losses, gradNorm, stage, bytes, masters?}]}: the losses
+// are this rank's, so the caller averages over ranks to get the global curve.
+import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { initialize } from '@ds/core';
 import { GPT } from '@ds/tensor';
 
 import { zero } from '../../src/index.js';
-import { TINY_GPT, trainSteps } from '../helpers.js';
 
 const configs = JSON.parse(process.env.DS_TEST_CONFIGS!) as Record<string, unknown>[];
 const steps = Number(process.env.DS_TEST_STEPS ?? 6);
@@ -19,7 +19,9 @@ for (const config of configs) {
   const { engine } = await initialize({ model: new GPT(gpt), config, plugins: [zero()], log: () => {}, ...(dist !== undefined ? { dist } : {}) });
   dist = engine.dist;
   const losses = await trainSteps(engine, 0, steps, engine.rank);
-  runs.push({ stage: engine.zeroStage, losses, gradNorm: engine.getGlobalGradNorm(), bytes: engine.stateManager.modelStateBytes() });
+  // DS_TEST_MASTERS=1: the whole fp32 masters too (collective), on rank 0 only.
+  const masters = process.env.DS_TEST_MASTERS === '1' ? Object.fromEntries([...(await engine.stateManager.masterWeights())].map(([k, v]) => [k, [...v]])) : undefined;
+  runs.push({ stage: engine.zeroStage, losses, gradNorm: engine.getGlobalGradNorm(), bytes: engine.stateManager.modelStateBytes(), ...(masters && engine.rank === 0 ? { masters } : {}) });
   engine.destroy();
 }
 console.log(JSON.stringify({ runs }));

@@ -3,11 +3,11 @@
 // from it with one made from a plainly built GPT: whole weights (gathered), 'parameters' bytes
 // after initialize, and the losses of a few steps. Also reports the error of reusing the model and
 // the error of a model each rank built under zeroInit with its own seed.
+import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { initialize, type Engine } from '@ds/core';
 import { getRuntime, GPT } from '@ds/tensor';
 
 import { gatheredParameters, zero, zeroInit } from '../../src/index.js';
-import { TINY_GPT, trainSteps } from '../helpers.js';
 
 const config = JSON.parse(process.env.DS_TEST_CONFIGS!) as Record<string, unknown>;
 const gpt = { ...TINY_GPT, ...(JSON.parse(process.env.DS_TEST_GPT ?? '{}') as object) };

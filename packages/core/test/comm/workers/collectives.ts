@@ -3,7 +3,7 @@
 import { DTYPES, type DType } from '@ds/tensor';
 
 import { initDistributed, referenceReduce, type ProcessGroup, type ReduceOp } from '../../../src/comm/index.js';
-import { alloc, expectClose, expectEqual, input } from './inputs.js';
+import { alloc, expectCloseAs, expectEqual, input } from './inputs.js';
 
 const d = await initDistributed();
 const n = d.size;
@@ -27,7 +27,7 @@ async function checkGroup(g: ProcessGroup, label: string): Promise<void> {
         const want = alloc(dtype, count);
         referenceReduce(dtype, op, g.ranks.map((r) => input(dtype, count, r, t).array), want.array);
         const what = `${label} allReduce ${op} ${dtype} x${count}`;
-        if (tolerant && label === 'world' && (op === 'sum' || op === 'avg') && dtype !== 'i32' && dtype !== 'u8') expectClose(what, dtype, buf.array, want.array);
+        if (tolerant && label === 'world' && (op === 'sum' || op === 'avg') && dtype !== 'i32' && dtype !== 'u8') expectCloseAs(what, dtype, buf.array, want.array);
         else expectEqual(what, buf.array, want.array);
       }
       log(`${label} allReduce ${dtype} x${count}`);
@@ -117,7 +117,7 @@ async function checkRegistered(g: ProcessGroup): Promise<void> {
       const want = alloc(dtype, count);
       referenceReduce(dtype, 'sum', g.ranks.map((r) => input(dtype, count, r, t).array), want.array);
       const what = `registered allReduce ${dtype} @${offset}`;
-      if (tolerant && dtype !== 'i32') expectClose(what, dtype, view.array, want.array);
+      if (tolerant && dtype !== 'i32') expectCloseAs(what, dtype, view.array, want.array);
       else expectEqual(what, view.array, want.array);
     }
   }
@@ -133,7 +133,7 @@ async function checkRegistered(g: ProcessGroup): Promise<void> {
     await g.allReduce({ dtype: 'f32', array });
     const want = alloc('f32', count);
     referenceReduce('f32', 'sum', g.ranks.map((r) => input('f32', count, r, t).array), want.array);
-    if (tolerant) expectClose(`registered ${mode}`, 'f32', array, want.array);
+    if (tolerant) expectCloseAs(`registered ${mode}`, 'f32', array, want.array);
     else expectEqual(`registered ${mode}`, array, want.array);
   }
   log('registered allReduce');

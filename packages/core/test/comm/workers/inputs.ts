@@ -1,5 +1,6 @@
 // Deterministic per-rank inputs and element-wise comparison shared by the comm workers: every rank
 // can rebuild every other rank's input, so each checks its own result against src/comm/reference.ts.
+import { expectClose } from '@ds-internal/test-kit';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type DType } from '@ds/tensor';
 
 import type { CommArray, CommBuffer } from '../../../src/comm/index.js';
@@ -60,21 +61,10 @@ export function expectEqual(what: string, got: CommArray, want: CommArray): void
   if (count) throw new Error(`${what}: ${count} of ${got.length} elements differ: ${bad.join('; ')}`);
 }
 
-/** Like expectEqual for float dtypes, allowing a difference of a few units in the last place. */
-export function expectClose(what: string, dtype: DType, got: CommArray, want: CommArray): void {
-  const value = (v: number): number => (dtype === 'bf16' ? bf16ToF32(v) : dtype === 'f16' ? f16ToF32(v) : v);
+/** Like expectEqual for float dtypes (decoded), allowing a difference of a few units in the last place. */
+export function expectCloseAs(what: string, dtype: DType, got: CommArray, want: CommArray): void {
+  const decode = (a: CommArray): number[] => Array.from(a, (v) => (dtype === 'bf16' ? bf16ToF32(v) : dtype === 'f16' ? f16ToF32(v) : v));
   const eps = dtype === 'bf16' ? 2 ** -7 : dtype === 'f16' ? 2 ** -10 : 2 ** -21;
-  const bad: string[] = [];
-  let count = 0;
-  let maxDiff = 0;
-  for (let i = 0; i < got.length; i++) {
-    const g = value(got[i]!), w = value(want[i]!);
-    const diff = Math.abs(g - w);
-    maxDiff = Math.max(maxDiff, diff);
-    // Inputs lie in [-8, 8): intermediate sums of up to 4 ranks stay below 32.
-    if (diff <= 32 * eps) continue;
-    count++;
-    if (bad.length < 5) bad.push(`[${i}] got ${g} want ${w}`);
-  }
-  if (count) throw new Error(`${what}: ${count} of ${got.length} elements differ beyond tolerance (max diff ${maxDiff}): ${bad.join('; ')}`);
+  // Inputs lie in [-8, 8): intermediate sums of up to 4 ranks stay below 32.
+  expectClose(decode(got), decode(want), { rtol: 0, atol: 32 * eps }, what);
 }

@@ -1,8 +1,8 @@
 // One rank of a data-parallel run of the tiny GPT: prints its per-step losses as JSON.
+import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { GPT } from '@ds/tensor';
 
 import { initialize } from '../../../src/engine/initialize.js';
-import { TINY_GPT, trainSteps } from '../fixtures.js';
 
 const config = JSON.parse(process.env.DS_TEST_CONFIG!) as Record<string, unknown>;
 const steps = Number(process.env.DS_TEST_STEPS ?? 6);

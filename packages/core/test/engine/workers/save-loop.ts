@@ -1,8 +1,8 @@
 // Trains a little, then saves checkpoints in a loop until killed (the crash-during-save test).
+import { trainSteps } from '@ds-internal/gpt-fixtures';
 import { GPT } from '@ds/tensor';
 
 import { initialize } from '../../../src/engine/initialize.js';
-import { trainSteps } from '../fixtures.js';
 
 const dir = process.env.DS_TEST_DIR!;
 const model = new GPT({ vocabSize: 256, blockSize: 16, nLayer: 2, nHead: 4, nEmbd: 128, seed: 5 });

@@ -1,8 +1,9 @@
-// Module resolve hook for src-aliases.mjs.
+// Module resolve hook for src-aliases.mjs: @ds/<name> -> <repo>/packages/<name>/src/index.ts when
+// that file exists; every other specifier (and @ds/<name>/<subpath>) resolves as usual.
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const packagesDir = fileURLToPath(new URL('../../../', import.meta.url));
+const packagesDir = fileURLToPath(new URL('../../../packages/', import.meta.url));
 
 export async function resolve(specifier, context, next) {
   const m = /^@ds\/([a-z0-9-]+)$/.exec(specifier);

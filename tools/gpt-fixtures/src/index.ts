@@ -1,7 +1,10 @@
-// A tiny GPT, deterministic batches and a training loop shared by the engine tests and workers.
+// The tiny GPT of the engine tests, shared by @ds/core's and @ds/zero's tests and their workers: its
+// config, a ds_config for it, deterministic batches (the same numbers whatever the rank split) and a
+// training loop. Imports @ds/tensor (an optional peer of this kit), so it is a subpath of its own:
+// @ds-internal/gpt-fixtures; @ds/tensor's own tests use only the kit's root.
 import { fromArray, tidy, type Tensor } from '@ds/tensor';
 
-/** What the training loop needs of an engine (structural, so @ds/zero's tests can pass theirs). */
+/** What the training loop needs of an engine (structural, so any technique's engine fits). */
 export interface TrainableEngine {
   trainMicroBatchSizePerGpu(): number;
   gradientAccumulationSteps(): number;

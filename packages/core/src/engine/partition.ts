@@ -1,4 +1,5 @@
-// Partition units: how ZeRO cuts model states into equal per-rank pieces.
+// Partition units: how model states are cut into contiguous runs and, under ZeRO, into equal per-rank
+// pieces. Stage 0 uses the same units (with a world of one) as its gradient buckets.
 //
 // A unit is a run of parameters laid out contiguously (a gradient bucket in stages 1 and 2, a
 // module's parameters in stage 3), padded with zeros to a multiple of 2 x world so that it splits
@@ -44,9 +45,10 @@ export function alignTo(n: number, multiple: number): number {
 
 /**
  * Builds a plan from groups of parameter indices (each group one unit, in order). `sizes[i]` is
- * parameter i's element count.
+ * parameter i's element count. `align` pads each unit (default 2 x world, see above; 1 for an
+ * unpartitioned layout, which then equals flat.ts's reverseLayout when the groups run back to front).
  */
-export function planUnits(groups: readonly (readonly number[])[], sizes: readonly number[], world: number, rank: number): PartitionPlan {
+export function planUnits(groups: readonly (readonly number[])[], sizes: readonly number[], world: number, rank: number, align = 2 * world): PartitionPlan {
   const units: Unit[] = [];
   const unitOf = new Array<number>(sizes.length).fill(-1);
   const flatOffset = new Array<number>(sizes.length).fill(-1);
@@ -61,7 +63,7 @@ export function planUnits(groups: readonly (readonly number[])[], sizes: readonl
       flatOffset[i] = flat + at;
       at += sizes[i]!;
     }
-    const padded = alignTo(Math.max(at, 1), 2 * world);
+    const padded = alignTo(Math.max(at, 1), align);
     units.push({ params: [...group], offsets, numel: at, padded, block: padded / world, flatStart: flat, shardStart: shard });
     flat += padded;
     shard += padded / world;

@@ -1,10 +1,12 @@
 // The hook-side wait. The real blocking path (cpu backend, several processes) runs in every
 // equivalence and checkpoint test; here: the groups that cannot block, and errors passing through.
-import { DSCommError, FakeWorld, type Work } from '@ds/core';
+import { DSCommError } from '../../src/errors.js';
+import { FakeWorld } from '../../src/comm/backends/fake.js';
+import type { Work } from '../../src/comm/types.js';
 import { DSUnsupportedError } from '@ds/tensor';
 import { describe, expect, it } from 'vitest';
 
-import { waitSync } from '../src/sync-wait.js';
+import { waitSync } from '../../src/comm/sync-wait.js';
 
 function gather(world: FakeWorld, rank: number, out: Int32Array): Work {
   return world.groups[rank]!.allGather({ dtype: 'i32', array: out }, { dtype: 'i32', array: Int32Array.of(rank + 10) });
@@ -24,7 +26,7 @@ describe('waitSync', () => {
     expect(thrown).toBeInstanceOf(DSUnsupportedError);
     const e = thrown as DSUnsupportedError;
     expect(e.code).toBe('DS_UNSUPPORTED');
-    expect(e.message).toMatch(/^ZeRO: the parameter all-gather of unit 3 \(allGather, seq 0\) must be waited for inside a hook, but group 'world' on the 'fake' backend cannot block on it/);
+    expect(e.message).toMatch(/^the parameter all-gather of unit 3 \(allGather, seq 0\) must be waited for inside a hook, but group 'world' on the 'fake' backend cannot block on it/);
     expect(e.cause).toBeInstanceOf(DSUnsupportedError);
     // The op itself is untouched: once the peer arrives it completes, and then waiting is allowed.
     const out1 = new Int32Array(2);
@@ -40,7 +42,7 @@ describe('waitSync', () => {
     const bare: Work = { op: 'reduceScatter', seq: 7, wait: () => Promise.resolve(), isCompleted: () => false, then: (ok) => Promise.resolve().then(ok) };
     expect(() => waitSync(bare, world.groups[0]!, 'the gradient reduction of unit 1')).toThrow(
       new DSUnsupportedError(
-        "ZeRO: the gradient reduction of unit 1 (reduceScatter, seq 7) must be waited for inside a hook, but group 'world' on the 'fake' backend cannot block on it (its reduceScatter completes only on the event loop); use a backend that can (cpu, nccl), and on a group spanning several hosts set zero_optimization.reduce_scatter to true (the multi-host allReduce is event-loop only)",
+        "the gradient reduction of unit 1 (reduceScatter, seq 7) must be waited for inside a hook, but group 'world' on the 'fake' backend cannot block on it (its reduceScatter completes only on the event loop); use a backend that can (cpu, nccl), and on a group spanning several hosts set zero_optimization.reduce_scatter to true (the multi-host allReduce is event-loop only)",
       ),
     );
   });

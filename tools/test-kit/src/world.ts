@@ -1,15 +1,16 @@
 // withWorld(n, script): runs a TypeScript worker script in n real node processes wired like the
 // `ds` launcher wires them (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, MASTER_ADDR, MASTER_PORT),
 // with a hard timeout that kills every one of them. Workers run under tsx, with a resolve hook
-// (src-aliases.mjs) that maps @ds/* to the packages' sources, since vitest's aliases do not reach
-// child processes.
+// (src-aliases.mjs) that maps each @ds/<name> to packages/<name>/src/index.ts, since vitest's aliases
+// do not reach child processes. Works for any package of the repository.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const packageDir = resolve(here, '../..');
+/** tsx's loader, resolved from this kit so a package need not depend on tsx itself. */
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+const SRC_ALIASES = new URL('./src-aliases.mjs', import.meta.url).href;
 
 export interface RankResult {
   rank: number;
@@ -35,6 +36,8 @@ export interface WorldOptions {
   timeoutMs?: number;
   /** Command-line arguments after the script. */
   args?: string[];
+  /** Working directory of the ranks; default this process's. */
+  cwd?: string;
 }
 
 /** A TCP port that was free a moment ago (the store's listen uses it exclusively; races are rare). */
@@ -50,12 +53,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Resolves a worker script path relative to test/. */
-export function workerPath(relative: string): string {
-  return resolve(packageDir, 'test', relative);
+/**
+ * The node arguments that run a TypeScript script the way withWorld's ranks run it (tsx, @ds/* from
+ * sources), for a test that spawns one process itself: spawn(process.execPath, tsNodeArgs(script)).
+ */
+export function tsNodeArgs(script: string | URL, args: readonly string[] = []): string[] {
+  const path = script instanceof URL ? fileURLToPath(script) : script;
+  return ['--import', TSX, '--import', SRC_ALIASES, path, ...args];
 }
 
-export async function withWorld(n: number, scriptPath: string, opts: WorldOptions = {}): Promise<WorldResult> {
+/**
+ * Runs `script` (a path, or a URL such as new URL('./workers/x.ts', import.meta.url)) in n ranks and
+ * waits for all of them, or for the hard timeout, which SIGKILLs the survivors.
+ */
+export async function withWorld(n: number, script: string | URL, opts: WorldOptions = {}): Promise<WorldResult> {
   const port = await freePort();
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const started = Date.now();
@@ -64,8 +75,8 @@ export async function withWorld(n: number, scriptPath: string, opts: WorldOption
   let timedOut = false;
   const exits = Array.from({ length: n }, (_, rank) => {
     const extra = typeof opts.env === 'function' ? opts.env(rank) : (opts.env ?? {});
-    const child = spawn(process.execPath, ['--import', 'tsx', '--import', join(here, 'src-aliases.mjs'), scriptPath, ...(opts.args ?? [])], {
-      cwd: packageDir,
+    const child = spawn(process.execPath, tsNodeArgs(script, opts.args), {
+      cwd: opts.cwd ?? process.cwd(),
       env: {
         ...process.env,
         RANK: String(rank),
@@ -108,4 +119,11 @@ export function describeWorld(w: WorldResult): string {
   return w.ranks
     .map((r) => `--- rank ${r.rank} (pid ${r.pid}) code=${r.code} signal=${r.signal}\n${r.stdout}${r.stderr}`)
     .join('\n');
+}
+
+/** The last JSON line a rank printed (workers report their results as one JSON line). */
+export function lastJson<T>(stdout: string): T {
+  const lines = stdout.trim().split('\n').filter((l) => l.startsWith('{'));
+  if (lines.length === 0) throw new SyntaxError(`no JSON line in the rank's output:\n${stdout}`);
+  return JSON.parse(lines[lines.length - 1]!) as T;
 }

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The installed `ds-bench` command: loads the built entry (see load-built.js).
+import { loadBuilt } from './load-built.js';
+
+await loadBuilt('ds-bench');

@@ -1,0 +1,103 @@
+// initialize()'s contracts with plugins and the reduction path, each asserted by its effect: comm
+// backends and attention kernels by name (unknown names fail naming what is registered), the
+// topology's data degree (data_parallel_size is checked against it), the communication dtype, and
+// the gradient-accumulation dtype at stage 0.
+import { describe, expect, it } from 'vitest';
+
+import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
+import { fromArray, GPT } from '@ds/tensor';
+
+import { DSConfigError } from '../../src/errors.js';
+import { initialize, resolveCommBackend } from '../../src/engine/initialize.js';
+import { readCoreEnv } from '../../src/env.js';
+import { createRegistry } from '../../src/plugin/registry.js';
+import { thrown } from '../helpers/config.js';
+
+const base = { train_micro_batch_size_per_gpu: 1, gradient_accumulation_steps: 2, optimizer: { type: 'AdamW', params: { lr: 1e-2 } } };
+
+async function rejected(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('comm backends by name', () => {
+  it('registers core\'s cpu backend like a plugin\'s and names the package of an unregistered one', async () => {
+    const registry = createRegistry();
+    expect(registry.names('commBackends')).toEqual(['cpu']);
+    expect(registry.plugins).toEqual([]);
+    const env = readCoreEnv({});
+    expect((await resolveCommBackend(registry, 'cpu', env)).name).toBe('cpu');
+    const err = await rejected(resolveCommBackend(registry, 'mpi', env));
+    expect(err).toBeInstanceOf(DSConfigError);
+    expect(err.message).toBe("comm backend 'mpi' is not registered (registered: cpu); 'mpi' comes from @ds/comm-mpi: pnpm add @ds/comm-mpi, then initialize({ ..., plugins: [mpi()] })");
+  });
+
+  it('reads DS_COMM_BACKEND when initialize() joins the job, before any rendezvous', async () => {
+    const env = { RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '1', DS_COMM_BACKEND: 'nccl' };
+    const err = await rejected(initialize({ model: new GPT(TINY_GPT), config: base, env, log: () => {} }));
+    expect(err.message).toMatch(/^comm backend 'nccl' is not registered \(registered: cpu\); 'nccl' comes from @ds\/comm-nccl/);
+  });
+});
+
+describe('attention kernels by name', () => {
+  it('fails naming the registered kernels when a module asks for one nobody registered', async () => {
+    const err = await rejected(initialize({ model: new GPT({ ...TINY_GPT, attentionKernel: 'sparse' }), config: base, dist: null, log: () => {} }));
+    expect(err).toBeInstanceOf(DSConfigError);
+    expect(err.message).toMatch(/^attention kernel 'sparse' is not registered \(registered: dense\)/);
+  });
+
+  it('refuses to run a module whose named kernel was never resolved', () => {
+    const gpt = new GPT({ ...TINY_GPT, attentionKernel: 'sparse' });
+    const ids = fromArray([0, 1], [1, 2], { dtype: 'i32' });
+    expect(() => gpt.call(ids)).toThrow(/attention kernel 'sparse' comes from a plugin: pass the model to initialize\(\)/);
+  });
+});
+
+describe('topology', () => {
+  it('data_parallel_size must equal the data-parallel degree', async () => {
+    const err = await rejected(initialize({ model: new GPT(TINY_GPT), config: { ...base, data_parallel_size: 2 }, dist: null, log: () => {} }));
+    expect(thrown(() => {
+      throw err;
+    }, DSConfigError).message).toBe('data_parallel_size is 2, but the topology (pipe 1 x data 1 x model 1) over 1 rank(s) has a data-parallel degree of 1; remove the key or make it match');
+    const ok = await initialize({ model: new GPT(TINY_GPT), config: { ...base, data_parallel_size: 1 }, dist: null, log: () => {} });
+    expect(ok.engine.groups.topology.degrees).toEqual({ pipe: 1, data: 1, model: 1 });
+    ok.engine.destroy();
+  });
+});
+
+describe('data_types.grad_accum_dtype at stage 0', () => {
+  it('bf16 keeps a bf16 gradient buffer (half the bytes of the fp32 default) and still trains', async () => {
+    const bf16 = { ...base, bf16: { enabled: true } };
+    const a = await initialize({ model: new GPT(TINY_GPT), config: bf16, dist: null, log: () => {} });
+    const b = await initialize({ model: new GPT(TINY_GPT), config: { ...bf16, data_types: { grad_accum_dtype: 'bf16' } }, dist: null, log: () => {} });
+    expect(b.engine.stateManager.modelStateBytes().gradients * 2).toBe(a.engine.stateManager.modelStateBytes().gradients);
+    const [la, lb] = [await trainSteps(a.engine, 0, 6), await trainSteps(b.engine, 0, 6)];
+    expect(lb[5]!).toBeLessThan(lb[0]!);
+    // Not the same numbers: the accumulation rounds to bf16 between micro steps.
+    expect(lb).not.toEqual(la);
+    a.engine.destroy();
+    b.engine.destroy();
+    const err = await rejected(initialize({ model: new GPT(TINY_GPT), config: { ...base, data_types: { grad_accum_dtype: 'bf16' } }, dist: null, log: () => {} }));
+    expect(err.message).toMatch(/grad_accum_dtype 'bf16' with fp32 parameters would round every gradient to 16 bits/);
+  });
+});
+
+describe('communication_data_type on 2 ranks', () => {
+  it('bf16 rounds the reduced gradients to bf16; the default keeps fp32', async () => {
+    const w = await withWorld(2, new URL('./workers/comm-dtype.ts', import.meta.url), { timeoutMs: 60_000 });
+    expect(w.timedOut, describeWorld(w)).toBe(false);
+    for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
+    for (const r of w.ranks) {
+      const out = lastJson<{ fp32: { bf16Exact: boolean }; bf16: { bf16Exact: boolean }; close: boolean }>(r.stdout);
+      expect(out.fp32.bf16Exact).toBe(false);
+      expect(out.bf16.bf16Exact).toBe(true);
+      // The same average, to bf16's precision.
+      expect(out.close).toBe(true);
+    }
+  }, 90_000);
+});
