@@ -26,6 +26,15 @@ export class Distributed {
   private readonly groupCounts = new Map<string, number>();
   private readonly groups = new Set<ProcessGroup>();
   private closed = false;
+  /**
+   * A script ends when it ends, as a Python DeepSpeed script does: nothing of the comm layer keeps
+   * the event loop alive while idle, so when the script's own work is over Node emits 'beforeExit'
+   * and the job's exit handshake runs here (rank 0 serves the store until every rank has left).
+   * An explicit destroy() removes this listener.
+   */
+  private readonly exitHandshake = (): void => {
+    this.destroy().catch((err: unknown) => process.stderr.write(`ds: rank ${this.rank}: closing the process group at exit failed: ${String(err)}\n`));
+  };
 
   constructor(
     readonly dist: DistEnv,
@@ -35,6 +44,7 @@ export class Distributed {
     readonly timeoutMs: number,
   ) {
     this.groups.add(world);
+    process.once('beforeExit', this.exitHandshake);
   }
 
   get rank(): number {
@@ -88,6 +98,7 @@ export class Distributed {
   async destroy(opts: { timeoutMs?: number } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    process.removeListener('beforeExit', this.exitHandshake);
     for (const g of this.groups) await g.destroy();
     try {
       await this.store.set(`exit/${this.rank}`, '1');

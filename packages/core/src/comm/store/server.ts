@@ -37,11 +37,15 @@ export class StoreServer {
     const address = server.address();
     const s = new StoreServer(server, typeof address === 'object' && address ? address.port : port);
     server.on('connection', (socket) => s.accept(socket));
+    // The store never keeps the process alive by itself: a job that ended exits (its ranks' exit
+    // handshake, Distributed.destroy, holds the process while others still need the store).
+    server.unref();
     return s;
   }
 
   private accept(socket: Socket): void {
     socket.setNoDelay(true);
+    socket.unref();
     this.sockets.add(socket);
     const reader = new FrameReader();
     socket.on('data', (chunk) => {

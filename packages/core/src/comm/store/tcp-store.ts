@@ -37,6 +37,8 @@ export class TCPStore implements Store {
     readonly port: number,
     readonly timeoutMs: number,
   ) {
+    // Idle, the connection does not keep the process alive; a request in flight does (see request()).
+    socket.unref();
     const reader = new FrameReader();
     socket.on('data', (chunk) => {
       for (const f of reader.push(chunk)) this.onReply(f.header as ReplyHeader, f.blobs);
@@ -64,6 +66,7 @@ export class TCPStore implements Store {
     const p = this.pending.get(header.id);
     if (!p) return;
     this.pending.delete(header.id);
+    if (this.pending.size === 0) this.socket.unref();
     if (p.timer) clearTimeout(p.timer);
     if (header.ok) p.resolve({ header, blobs });
     else if (header.error === 'timeout') p.reject(new DSTimeoutError(`rendezvous store: ${p.what} timed out (${header.message ?? ''})`));
@@ -89,9 +92,11 @@ export class TCPStore implements Store {
         // The server answers timeouts itself; this guards against a server that stopped answering.
         p.timer = setTimeout(() => {
           this.pending.delete(id);
+          if (this.pending.size === 0) this.socket.unref();
           reject(new DSTimeoutError(`rendezvous store: ${what} got no answer from ${this.host}:${this.port} within ${extra.timeoutMs! + 5000} ms`));
         }, extra.timeoutMs + 5000);
       }
+      if (this.pending.size === 0) this.socket.ref();
       this.pending.set(id, p);
       this.socket.write(encodeFrame(header, blobs));
     });
