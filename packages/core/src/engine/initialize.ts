@@ -29,8 +29,17 @@ import type { ModelStateManager, ParamDtype, StateManagerArgs } from './types.js
 
 export interface InitializeOptions {
   model: Module;
-  /** A ds_config object, a path to a JSON/hjson file, or DeepSpeed's base64 JSON string. */
-  config: ConfigInput;
+  /**
+   * A ds_config object, a path to a JSON/hjson file, or DeepSpeed's base64 JSON string. May be left
+   * out when `args` names the file (`--deepspeed_config`); giving both is an error, as in DeepSpeed.
+   */
+  config?: ConfigInput;
+  /**
+   * DeepSpeed's `args`: the script's command line (e.g. `process.argv.slice(2)`) or an object with
+   * `deepspeed_config`. `--deepspeed_config FILE` (also `=FILE`, and the deprecated
+   * `--deepscale_config`) supplies the config; `--deepspeed` and `--deepscale` are accepted flags.
+   */
+  args?: readonly string[] | { readonly deepspeed_config?: string; readonly deepscale_config?: string };
   /** Overrides the config's optimizer: an instance, or a factory given the optimizer context. */
   optimizer?: Optimizer | ((ctx: OptimizerContext) => Optimizer);
   /** Overrides the config's scheduler: an instance, or a factory given the optimizer. */
@@ -99,6 +108,36 @@ export async function resolveCommBackend(registry: Registry, name: string, env: 
   return claim.value({ env });
 }
 
+/** The config: `config`, else the one `args` names; both, or neither, is a DSConfigError with DeepSpeed's reason. */
+function configFrom(opts: InitializeOptions): ConfigInput {
+  const fromArgs = opts.args === undefined ? undefined : configArg(opts.args);
+  if (fromArgs !== undefined && opts.config !== undefined) {
+    throw new DSConfigError(`initialize: a config was given twice, as config and as --deepspeed_config ${fromArgs} in args; pass one of them (DeepSpeed refuses both too)`);
+  }
+  const config = opts.config ?? fromArgs;
+  if (config === undefined) throw new DSConfigError('initialize: no ds_config: pass config (an object, a file path or base64 JSON) or args with --deepspeed_config FILE, as DeepSpeed requires');
+  return config;
+}
+
+/** `--deepspeed_config FILE` / `--deepspeed_config=FILE` (or deepscale_config) from a command line or an args object. */
+function configArg(args: NonNullable<InitializeOptions['args']>): string | undefined {
+  if (!Array.isArray(args)) {
+    const o = args as { deepspeed_config?: string; deepscale_config?: string };
+    return o.deepspeed_config ?? o.deepscale_config;
+  }
+  const list = args as readonly string[];
+  for (let i = 0; i < list.length; i++) {
+    const m = /^--(?:deepspeed|deepscale)_config(?:=(.*))?$/.exec(list[i]!);
+    if (!m) continue;
+    const value = m[1] ?? list[i + 1];
+    if (value === undefined || value === '' || (m[1] === undefined && value.startsWith('--'))) {
+      throw new DSConfigError(`initialize: ${list[i]} in args needs a file (--deepspeed_config ds_config.json)`);
+    }
+    return value;
+  }
+  return undefined;
+}
+
 /** Degrees the topology needs: the data degree is what the world leaves after pipe x model. */
 function dataDegree(worldSize: number, topology: InitializeOptions['topology']): number {
   const rest = (topology?.pipe ?? 1) * (topology?.model ?? 1);
@@ -110,7 +149,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   const registry = opts.registry ?? createRegistry();
   for (const p of opts.plugins ?? []) registry.use(p);
   const env = readCoreEnv(opts.env ?? process.env);
-  const { raw } = readConfigInput(opts.config);
+  const { raw } = readConfigInput(configFrom(opts));
   const worldSize = opts.dist !== undefined ? (opts.dist?.size ?? 1) : (env.dist?.worldSize ?? 1);
   // Validated before any rendezvous, so a bad config fails alike on every rank without waiting for the others.
   const loaded = loadConfig(raw, { registry, worldSize: dataDegree(worldSize, opts.topology), strict: opts.strict ?? false });

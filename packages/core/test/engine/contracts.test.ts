@@ -101,3 +101,21 @@ describe('communication_data_type on 2 ranks', () => {
     }
   }, 90_000);
 });
+
+describe("DeepSpeed's args", () => {
+  it('--deepspeed_config in the command line names the config; both or neither fail with the reason', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const file = join(mkdtempSync(join(tmpdir(), 'ds-args-')), 'ds_config.json');
+    writeFileSync(file, JSON.stringify({ ...base, gradient_accumulation_steps: 3 }));
+    for (const args of [['--deepspeed', '--deepspeed_config', file], [`--deepspeed_config=${file}`, '--lr', '1'], { deepspeed_config: file }]) {
+      const { engine } = await initialize({ model: new GPT(TINY_GPT), args, dist: null, log: () => {} });
+      expect(engine.gradientAccumulationSteps()).toBe(3);
+      engine.destroy();
+    }
+    expect((await rejected(initialize({ model: new GPT(TINY_GPT), config: base, args: ['--deepspeed_config', file], dist: null, log: () => {} }))).message).toMatch(/a config was given twice, as config and as --deepspeed_config/);
+    expect((await rejected(initialize({ model: new GPT(TINY_GPT), args: ['--lr', '1'], dist: null, log: () => {} }))).message).toMatch(/no ds_config: pass config .* or args with --deepspeed_config FILE/);
+    expect((await rejected(initialize({ model: new GPT(TINY_GPT), args: ['--deepspeed_config'], dist: null, log: () => {} }))).message).toMatch(/--deepspeed_config in args needs a file/);
+  });
+});
