@@ -12,6 +12,8 @@ export * from './schedulers/index.js';
 export * from './precision/index.js';
 export * from './comm/index.js';
 export * from './engine/index.js';
+export { DistributedDataLoader } from './data/loader.js';
+export type { Dataset, DataLoaderOptions } from './data/loader.js';
 export { bytesOf } from './offload/tier.js';
 export type { OffloadTier, OffloadTierOptions, OffloadRegion, OffloadWork, OffloadStats } from './offload/tier.js';
 export { checkTag, optimStatesFile, resolveLoadTag, MODEL_STATES, META, LATEST } from './checkpoint/layout.js';

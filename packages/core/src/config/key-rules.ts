@@ -134,14 +134,6 @@ export const KEY_RULES: readonly KeyRule[] = [
     applies: isFalse,
     why: 'has no effect on the cpu device: kernels are synchronous, so the throughput timer never waits for the device',
   },
-  {
-    path: 'dataloader_drop_last',
-    kind: 'unbuilt',
-    applies: isTrue,
-    why:
-      "applies to the data loader DeepSpeed's initialize() builds from training_data; this port's initialize() takes no training data, " +
-      'so drop the last incomplete batch in your own loader and remove the key',
-  },
 ];
 
 /** Problems (unbuilt keys set) and warnings (inert keys set) of a parsed config. */

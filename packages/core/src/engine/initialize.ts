@@ -14,6 +14,7 @@ import { readCoreEnv, type CoreEnv } from '../env.js';
 import { formatWarnings, loadConfig } from '../config/load.js';
 import { readConfigInput, type ConfigInput, type ConfigObject } from '../config/read.js';
 import type { DSConfig } from '../config/core-sections.js';
+import { DistributedDataLoader, type Dataset } from '../data/loader.js';
 import { DSConfigError } from '../errors.js';
 import { MonitorMaster } from '../monitor/index.js';
 import { createCoreOptimizer } from '../optim/factory.js';
@@ -40,6 +41,13 @@ export interface InitializeOptions {
    * `--deepscale_config`) supplies the config; `--deepspeed` and `--deepscale` are accepted flags.
    */
   args?: readonly string[] | { readonly deepspeed_config?: string; readonly deepscale_config?: string };
+  /**
+   * DeepSpeed's training_data: a dataset (an array, or `{ length, get(i) }`). initialize() returns a
+   * DistributedDataLoader giving this data-parallel rank its micro batches (`dataloader_drop_last`).
+   */
+  trainingData?: Dataset<unknown>;
+  /** DeepSpeed's collate_fn: turns a list of samples into a batch; default the list itself. */
+  collateFn?: (samples: unknown[]) => unknown;
   /** Overrides the config's optimizer: an instance, or a factory given the optimizer context. */
   optimizer?: Optimizer | ((ctx: OptimizerContext) => Optimizer);
   /** Overrides the config's scheduler: an instance, or a factory given the optimizer. */
@@ -69,6 +77,8 @@ export interface Initialized {
   engine: Engine;
   optimizer: Optimizer;
   lrScheduler: LRScheduler | null;
+  /** The loader of `trainingData` (DeepSpeed's training_dataloader); null without training data. */
+  trainingDataLoader: DistributedDataLoader<unknown, unknown> | null;
 }
 
 function paramDtypeOf(dtype: 'fp16' | 'bf16' | 'fp32'): ParamDtype {
@@ -229,7 +239,16 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   };
   const custom = registry.engineFor(opts.model, config);
   const engine = custom ? await custom.value.create({ parts }, ctx) : new Engine(parts);
-  return { engine, optimizer, lrScheduler };
+  const trainingDataLoader = opts.trainingData
+    ? new DistributedDataLoader<unknown, unknown>(opts.trainingData, {
+        batchSize: batch.trainMicroBatchSizePerGpu,
+        rank: groups.data?.rank ?? 0,
+        worldSize: groups.topology.degrees.data,
+        dropLast: config.dataloader_drop_last,
+        ...(opts.collateFn ? { collate: opts.collateFn } : {}),
+      })
+    : null;
+  return { engine, optimizer, lrScheduler, trainingDataLoader };
 }
 
 /**

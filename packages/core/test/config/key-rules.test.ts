@@ -22,7 +22,6 @@ function withKey(path: string, value: unknown, extra: Record<string, unknown> = 
 const REJECTED: [string, unknown, RegExp][] = [
   ['checkpoint.load_universal', true, /universal format .* is not built; checkpoints of this port load on any number of data-parallel ranks/],
   ['checkpoint.use_node_local_storage', true, /node-local disk, which is not built: .* must be shared by all nodes; remove the key/],
-  ['dataloader_drop_last', true, /initialize\(\) takes no training data, so drop the last incomplete batch in your own loader/],
   ['activation_checkpointing.partition_activations', true, /tensor parallelism is not built in this port; set it to false/],
   ['activation_checkpointing.contiguous_memory_optimization', true, /activation partitioning is not built; set it to false/],
   ['activation_checkpointing.profile', true, /profiling is not built/],
