@@ -88,19 +88,44 @@ export abstract class ShardedState implements ModelStateManager {
       const master = this.masterBlock(ui);
       const grad = this.gradBlock(ui);
       const p16 = this.master ? (this.paramBlock(ui) as Uint16Array) : null;
-      for (let at = 0; at < u.block; at += sub) {
-        const end = Math.min(u.block, at + sub);
+      const runs = this.groupRuns(ui);
+      for (let at = 0; at < u.block; ) {
+        const run = runs.find((r) => r.end > at)!;
+        const end = Math.min(u.block, at + sub, run.end);
         this.slots.push({
           master: master.subarray(at, end),
           grad: grad.subarray(at, end),
           gradDtype: this.gradDtype,
-          group: 0,
+          group: run.group,
           ...(p16 ? { out16: p16.subarray(at, end), out16Dtype } : {}),
         });
         this.slotUnit.push(ui);
+        at = end;
       }
     });
     this.offload = await OptimizerStateOffload.create(this.args, this.zc, this.slots.map((s) => s.master.length));
+  }
+
+  /**
+   * This rank's block of unit u cut where the parameter group changes (modelParameters groups): runs
+   * [.., end) in block coordinates, each with its group. Padding takes the last parameter's group.
+   */
+  private groupRuns(u: number): { end: number; group: number }[] {
+    const unit = this.plan.units[u]!;
+    const from = this.rank * unit.block;
+    const runs: { end: number; group: number }[] = [];
+    unit.params.forEach((i, k) => {
+      const group = this.args.groupOf[i] ?? 0;
+      const end = Math.min(unit.block, Math.max(0, unit.offsets[k]! + this.sizes[i]! - from));
+      if (end <= 0) return;
+      const last = runs[runs.length - 1];
+      if (last && last.group === group) last.end = end;
+      else if (!last || end > last.end) runs.push({ end, group });
+    });
+    const last = runs[runs.length - 1];
+    if (last) last.end = unit.block;
+    else runs.push({ end: unit.block, group: this.args.groupOf[unit.params[unit.params.length - 1]!] ?? 0 });
+    return runs;
   }
 
   protected masterBlock(u: number): Float32Array {

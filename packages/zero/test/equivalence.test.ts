@@ -95,6 +95,30 @@ describe.each([2, 4])('one gradient path on %i ranks', (world) => {
   }, 240_000);
 });
 
+describe('modelParameters groups', () => {
+  it('stages 1, 2 and 3 split their sub-groups at group boundaries and end with stage 0\'s masters (2 ranks)', async () => {
+    const fp32 = (zero?: Record<string, unknown>) => {
+      const { bf16: _bf16, ...rest } = tinyConfig(MICRO, zero);
+      return rest;
+    };
+    const configs = [fp32(), fp32({ stage: 1, reduce_bucket_size: 700 }), fp32({ stage: 2, reduce_bucket_size: 700, sub_group_size: 100 }), fp32({ stage: 3, reduce_bucket_size: 700, stage3_param_persistence_threshold: 20 })];
+    const w = await withWorld(2, new URL('./workers/train.ts', import.meta.url), {
+      env: { DS_TEST_CONFIGS: JSON.stringify(configs), DS_TEST_STEPS: '8', DS_TEST_MASTERS: '1', DS_TEST_GROUPS: '1', DS_TEST_GPT: JSON.stringify({ bias: false }) },
+      timeoutMs: 120_000,
+    });
+    expect(w.timedOut, describeWorld(w)).toBe(false);
+    for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
+    const runs = lastJson<{ runs: (Run & { masters: Record<string, number[]> })[] }>(w.ranks[0]!.stdout).runs;
+    const want = runs[0]!.masters;
+    for (const run of runs.slice(1)) {
+      for (const [name, values] of Object.entries(want)) {
+        const scale = Math.max(...values.map(Math.abs));
+        expectClose(run.masters[name]!, values, { rtol: 1e-5, atol: 1e-5 * scale }, `stage ${run.stage} ${name}`);
+      }
+    }
+  }, 150_000);
+});
+
 describe('initial weights', () => {
   it('every stage starts all ranks from rank 0\'s weights when the ranks build different ones', async () => {
     const world = 2;

@@ -86,15 +86,27 @@ export class DataParallelState implements ModelStateManager {
     const grad = flatArray(this.grads);
     const out16 = this.master ? (flatArray(this.params) as Uint16Array) : undefined;
     const out16Dtype = this.args.paramDtype === 'f16' ? ('f16' as const) : ('bf16' as const);
-    const slot = (start: number, n: number): OptimizerSlot => ({
+    const slot = (start: number, n: number, group: number): OptimizerSlot => ({
       master: master.subarray(start, start + n),
       grad: grad.subarray(start, start + n),
       gradDtype: this.gradDtype,
-      group: 0,
+      group,
       ...(out16 ? { out16: out16.subarray(start, start + n), out16Dtype } : {}),
     });
-    if (this.args.optimizer.elementwise) return [slot(0, this.layout.numel)];
-    return this.args.params.map((_, i) => slot(this.layout.offsets[i]!, this.layout.sizes[i]!));
+    const { groupOf } = this.args;
+    if (!this.args.optimizer.elementwise) return this.args.params.map((_, i) => slot(this.layout.offsets[i]!, this.layout.sizes[i]!, groupOf[i]!));
+    // Elementwise: one slot per run of parameters of one group, in layout order (one slot without groups).
+    const order = this.args.params.map((_, i) => i).sort((a, b) => this.layout.offsets[a]! - this.layout.offsets[b]!);
+    const slots: OptimizerSlot[] = [];
+    let start = 0;
+    order.forEach((i, k) => {
+      const next = order[k + 1];
+      if (next !== undefined && groupOf[next] === groupOf[i]) return;
+      const end = next === undefined ? this.layout.numel : this.layout.offsets[next]!;
+      slots.push(slot(start, end - start, groupOf[i]!));
+      start = end;
+    });
+    return slots;
   }
 
   beforeBackward(boundary: boolean): void {

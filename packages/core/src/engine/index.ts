@@ -1,5 +1,5 @@
 export { initialize } from './initialize.js';
-export type { InitializeOptions, Initialized } from './initialize.js';
+export type { InitializeOptions, Initialized, ParamGroupSpec } from './initialize.js';
 export { Engine } from './engine.js';
 export type { BatchInfo, EngineParts } from './engine.js';
 export { resolveCommBackend } from './initialize.js';

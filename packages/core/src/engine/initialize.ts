@@ -18,7 +18,7 @@ import { DistributedDataLoader, type Dataset } from '../data/loader.js';
 import { DSConfigError } from '../errors.js';
 import { MonitorMaster } from '../monitor/index.js';
 import { createCoreOptimizer } from '../optim/factory.js';
-import type { Optimizer, OptimizerContext } from '../optim/types.js';
+import type { Optimizer, OptimizerContext, ParamGroup } from '../optim/types.js';
 import { knownPluginForBackend, registerHint } from '../plugin/catalogue.js';
 import { createRegistry, type Registry } from '../plugin/registry.js';
 import type { Plugin, PluginContext } from '../plugin/types.js';
@@ -48,6 +48,13 @@ export interface InitializeOptions {
   trainingData?: Dataset<unknown>;
   /** DeepSpeed's collate_fn: turns a list of samples into a batch; default the list itself. */
   collateFn?: (samples: unknown[]) => unknown;
+  /**
+   * DeepSpeed's model_parameters: the parameters to train, as one list or as groups with their own
+   * `lr` / `weightDecay` (e.g. no decay on biases and norms). Every trainable parameter of the model
+   * must be in exactly one group (DeepSpeed would leave the others out of the optimizer; here that
+   * is an error naming them: set requiresGrad false to freeze a parameter).
+   */
+  modelParameters?: readonly Tensor[] | readonly ParamGroupSpec[];
   /** Overrides the config's optimizer: an instance, or a factory given the optimizer context. */
   optimizer?: Optimizer | ((ctx: OptimizerContext) => Optimizer);
   /** Overrides the config's scheduler: an instance, or a factory given the optimizer. */
@@ -71,6 +78,13 @@ export interface InitializeOptions {
   strict?: boolean;
   /** The environment to read (RANK, DS_COMM_BACKEND, ...); default process.env. */
   env?: NodeJS.ProcessEnv;
+}
+
+/** One group of modelParameters: its parameters and what it overrides of the optimizer's params. */
+export interface ParamGroupSpec {
+  params: readonly Tensor[];
+  lr?: number;
+  weightDecay?: number;
 }
 
 export interface Initialized {
@@ -209,10 +223,14 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
     commsLogger.attach(groups.data);
   }
 
-  const optimizer = buildOptimizer(opts, optCtx, config, ctx);
   const { params, names } = trainable(opts.model);
   if (params.length === 0) throw new DSConfigError('initialize: the model has no trainable parameters (requiresGrad)');
-  const args: StateManagerArgs = { module: opts.model, params, names, optimizer, group: groups.data, runtime, kernels, paramDtype, config, ctx };
+  const { groupOf, overrides } = paramGroups(opts.modelParameters, params, names);
+  const optimizer = buildOptimizer(opts, optCtx, config, ctx, overrides);
+  if (optimizer.paramGroups.length < overrides.length) {
+    throw new DSConfigError(`initialize: modelParameters has ${overrides.length} groups but the ${optimizer.type} optimizer has ${optimizer.paramGroups.length} parameter group(s); build it with one group per modelParameters group`);
+  }
+  const args: StateManagerArgs = { module: opts.model, params, names, groupOf, optimizer, group: groups.data, runtime, kernels, paramDtype, config, ctx };
   const wrapper = registry.optimizerWrapperFor(config);
   const state: ModelStateManager = wrapper ? await wrapper.value.wrap(args, ctx) : await DataParallelState.create(args);
 
@@ -273,13 +291,34 @@ function resolveAttentionKernels(model: Module, ctx: PluginContext): void {
   }
 }
 
-function buildOptimizer(opts: InitializeOptions, optCtx: OptimizerContext, config: DSConfig, ctx: PluginContext): Optimizer {
+/** Each trainable parameter's group index and the groups' overrides (one empty group without modelParameters). */
+function paramGroups(spec: InitializeOptions['modelParameters'], params: readonly Tensor[], names: readonly string[]): { groupOf: number[]; overrides: Partial<ParamGroup>[] } {
+  if (spec === undefined) return { groupOf: params.map(() => 0), overrides: [{}] };
+  const groups: readonly ParamGroupSpec[] = spec.length > 0 && !('params' in (spec[0] as object)) ? [{ params: spec as readonly Tensor[] }] : (spec as readonly ParamGroupSpec[]);
+  const groupOf = new Map<Tensor, number>();
+  groups.forEach((g, gi) => {
+    for (const p of g.params) {
+      const before = groupOf.get(p);
+      if (before !== undefined && before !== gi) throw new DSConfigError(`initialize: parameter '${p.name ?? '?'}' is in modelParameters groups ${before} and ${gi}; put each parameter in one group`);
+      groupOf.set(p, gi);
+    }
+  });
+  const missing = names.filter((_, i) => !groupOf.has(params[i]!));
+  if (missing.length > 0) {
+    throw new DSConfigError(`initialize: ${missing.length} trainable parameter(s) are in no modelParameters group (${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', ...' : ''}); add them to a group or set requiresGrad = false to freeze them`);
+  }
+  const overrides = groups.map((g): Partial<ParamGroup> => ({ ...(g.lr !== undefined ? { lr: g.lr } : {}), ...(g.weightDecay !== undefined ? { weightDecay: g.weightDecay } : {}) }));
+  return { groupOf: params.map((p) => groupOf.get(p)!), overrides };
+}
+
+function buildOptimizer(opts: InitializeOptions, optCtx: OptimizerContext, config: DSConfig, ctx: PluginContext, overrides: Partial<ParamGroup>[]): Optimizer {
   if (opts.optimizer) return typeof opts.optimizer === 'function' ? opts.optimizer(optCtx) : opts.optimizer;
   const section = config.optimizer;
   if (!section) throw new DSConfigError("initialize: no optimizer: add an 'optimizer' section ({\"type\": \"AdamW\", \"params\": {...}}) to the ds_config or pass one to initialize()");
-  const core = createCoreOptimizer(optCtx, section.type, section.params);
+  const core = createCoreOptimizer(optCtx, section.type, section.params, overrides);
   if (core) return core;
   const claim = ctx.registry.optimizer(section.type);
   if (!claim) throw new DSConfigError(`optimizer type '${section.type}' is neither one of core's (Adam, AdamW, SGD, Lion, Lamb) nor provided by a registered plugin`);
+  if (overrides.length > 1) throw new DSConfigError(`initialize: modelParameters groups work with core's optimizers; ${section.type} from ${claim.plugin.package} takes one group`);
   return claim.value(section.params, optCtx, ctx);
 }

@@ -21,6 +21,8 @@ export interface StateManagerArgs {
   params: readonly Tensor[];
   /** Their names in the module tree, same order. */
   names: readonly string[];
+  /** Each parameter's index into the optimizer's paramGroups (all 0 without modelParameters groups). */
+  groupOf: readonly number[];
   optimizer: Optimizer;
   /** Data-parallel group; null in a single-process run. */
   group: ProcessGroup | null;

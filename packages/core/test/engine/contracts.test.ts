@@ -119,3 +119,23 @@ describe("DeepSpeed's args", () => {
     expect((await rejected(initialize({ model: new GPT(TINY_GPT), args: ['--deepspeed_config'], dist: null, log: () => {} }))).message).toMatch(/--deepspeed_config in args needs a file/);
   });
 });
+
+describe('modelParameters (DeepSpeed model_parameters)', () => {
+  it('gives each group its lr and weight decay; a parameter outside every group is named', async () => {
+    const model = new GPT(TINY_GPT);
+    const named = model.namedParameters();
+    const frozenByLr = named.filter(([n]) => /bias|ln_/.test(n)).map(([, p]) => p);
+    const rest = named.filter(([n]) => !/bias|ln_/.test(n)).map(([, p]) => p);
+    const before = frozenByLr.map((p) => [...(p.data() as Float32Array)]);
+    const { engine, optimizer } = await initialize({ model, config: base, modelParameters: [{ params: [...new Set(rest)] }, { params: frozenByLr, lr: 0, weightDecay: 0 }], dist: null, log: () => {} });
+    expect(optimizer.paramGroups.map((g) => [g.lr, g.weightDecay])).toEqual([[1e-2, 0], [0, 0]]);
+    const restBefore = [...(rest[0]!.data() as Float32Array)];
+    await trainSteps(engine, 0, 3);
+    // lr 0: biases and norms did not move; the others did.
+    frozenByLr.forEach((p, i) => expect([...(p.data() as Float32Array)]).toEqual(before[i]));
+    expect([...(rest[0]!.data() as Float32Array)]).not.toEqual(restBefore);
+    engine.destroy();
+    const err = await rejected(initialize({ model: new GPT(TINY_GPT), config: base, modelParameters: [{ params: [] }], dist: null, log: () => {} }));
+    expect(err.message).toMatch(/trainable parameter\(s\) are in no modelParameters group \(.*\); add them to a group or set requiresGrad = false/);
+  });
+});
