@@ -10,10 +10,13 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { pythonWithTorch, table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { machineState, pythonWithTorch, table, writeResults, type Row } from '@ds-internal/bench-kit';
 import { describeWorld, withWorld } from '@ds-internal/test-kit';
 
 import type { PerfRow } from '../src/comm/perf.js';
+
+// The machine before anything is measured: a run on a busy machine is written as noisy, not as results.
+const before = machineState();
 
 const here = dirname(fileURLToPath(import.meta.url));
 const smoke = process.argv.includes('--smoke');
@@ -105,7 +108,7 @@ async function main(): Promise<void> {
     });
   }
   console.log(table(out));
-  console.log(writeResults(here, out, { smoke }));
+  console.log(writeResults(here, out, { before, smoke }));
 }
 
 await main();

@@ -12,9 +12,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
 
-import { median, table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { machineState, median, table, writeResults, type Row } from '@ds-internal/bench-kit';
 
 import { launch } from '../src/api.js';
+
+// The machine before anything is measured: a run on a busy machine is written as noisy, not as results.
+const before = machineState();
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DS = join(HERE, '..', 'dist', 'bin', 'ds.js');
@@ -96,7 +99,7 @@ async function main(): Promise<void> {
 
   console.log('ds start-up: launcher start -> all ranks running user code (ratio = anchor / value, above 1 is better)');
   console.log(table(rows));
-  console.log(writeResults(HERE, rows, { smoke }));
+  console.log(writeResults(HERE, rows, { before, smoke }));
 }
 
 main().catch((err: unknown) => {

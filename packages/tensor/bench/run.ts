@@ -7,7 +7,10 @@ import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { machineState, table, writeResults, type Row } from '@ds-internal/bench-kit';
+
+// The machine before anything is measured: a run on a busy machine is written as noisy, not as results.
+const before = machineState();
 
 type BenchModule = { run(opts: { smoke: boolean }): Promise<Row[]> };
 
@@ -25,7 +28,7 @@ async function main(): Promise<void> {
     rows.push(...got);
   }
   console.log(table(rows));
-  console.log(`\n${writeResults(dir, rows, { smoke, merge: only !== undefined })}`);
+  console.log(`\n${writeResults(dir, rows, { before, smoke, merge: only !== undefined })}`);
 }
 
 main().catch((err: unknown) => {

@@ -6,10 +6,13 @@
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { machineState, table, writeResults, type Row } from '@ds-internal/bench-kit';
 import { describeWorld, withWorld } from '@ds-internal/test-kit';
 
 import { modelStateBytes } from '../src/estimate.js';
+
+// The machine before anything is measured: a run on a busy machine is written as noisy, not as results.
+const before = machineState();
 
 const smoke = process.argv.includes('--smoke');
 const WORLD = 2;
@@ -112,4 +115,4 @@ const rows: Row[] = results.flatMap((r): Row[] => {
 console.log(`ZeRO on ${WORLD} ranks, GPT ${JSON.stringify(GPT_CFG)}, psi = ${psi}, global batch ${GLOBAL_BATCH}${smoke ? ' (smoke)' : ''}`);
 console.log(table(rows));
 console.log('phases (median s): ' + results.map((r) => `stage ${r.stage} ${Object.entries(r.breakdown).map(([k, v]) => `${k}=${v.toFixed(3)}`).join(' ')}`).join('; '));
-console.log(writeResults(dirname(fileURLToPath(import.meta.url)), rows, { smoke }));
+console.log(writeResults(dirname(fileURLToPath(import.meta.url)), rows, { before, smoke }));

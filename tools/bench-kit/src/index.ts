@@ -4,6 +4,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 
 /**
@@ -20,6 +21,54 @@ export interface Row {
   anchorValue: number | null;
   ratio: number | null;
   config: Record<string, unknown>;
+}
+
+/**
+ * What the machine was doing around a measurement. Load flatters us (PyTorch's OpenMP threads lose
+ * far more than our pool on a busy machine), so every result records it: the load averages, and the
+ * CPU time other processes used over a short window sampled from /proc/stat while the bench itself
+ * is idle (before it measures, and again after), which, unlike the load average, sees a busy loop
+ * at once.
+ */
+export interface MachineState {
+  cpuModel: string;
+  cpus: number;
+  /** os.loadavg(): 1, 5 and 15 minutes. */
+  loadavg: [number, number, number];
+  /** Busy CPUs (0 .. cpus) over the sampling window, from /proc/stat; null where it cannot be read. */
+  busyCpus: number | null;
+  at: string;
+}
+
+/** Above this many busy CPUs per core (others' work, sampled while the bench is idle) a run is noisy. */
+export const NOISY_BUSY_PER_CORE = 0.5;
+
+function cpuTimes(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (v[3] ?? 0) + (v[4] ?? 0);
+    const total = v.reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
+/** Samples the machine for `sampleMs` (blocking: call it while nothing of the bench runs). */
+export function machineState(sampleMs = 1000): MachineState {
+  const n = cpus().length;
+  const a = cpuTimes();
+  if (sampleMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, sampleMs);
+  const b = cpuTimes();
+  const busyCpus = a && b && b.total > a.total ? ((b.busy - a.busy) / (b.total - a.total)) * n : null;
+  const [l1, l5, l15] = loadavg() as [number, number, number];
+  return { cpuModel: cpus()[0]?.model ?? 'unknown', cpus: n, loadavg: [l1, l5, l15], busyCpus, at: new Date().toISOString() };
+}
+
+/** Noisy: other work kept NOISY_BUSY_PER_CORE of the cores or more busy before or after the run. */
+export function isNoisy(states: readonly MachineState[]): boolean {
+  return states.some((m) => m.busyCpus !== null && m.busyCpus >= NOISY_BUSY_PER_CORE * m.cpus);
 }
 
 /** A number for the table: 4 significant digits, one decimal from 100 on, exponent from 1e6 on. */
@@ -39,7 +88,7 @@ export function table(rows: readonly Row[]): string {
     formatValue(r.anchorValue),
     r.ratio === null ? '-' : r.ratio.toFixed(2),
     r.anchor ?? `none: ${String(r.config.anchorMissing ?? 'no anchor')}`,
-    typeof r.config.note === 'string' ? r.config.note : '',
+    [r.config.noisy === true ? 'NOISY' : '', typeof r.config.note === 'string' ? r.config.note : ''].filter(Boolean).join(': '),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
@@ -51,10 +100,29 @@ export interface WriteOptions {
   smoke: boolean;
   /** A partial run (say `--only=<file>`): replace the rows of the same metrics and keep the others. */
   merge?: boolean;
+  /**
+   * The machine before the bench measured (machineState() at its start). The writer samples it again
+   * (the bench is idle by then); each row records both, and a noisy run goes to results.noisy.json,
+   * never over results.json, so figures from a busy machine are not committed as results.
+   */
+  before?: MachineState;
+  /** The state after the run; default: sampled now. (Tests pass one.) */
+  after?: MachineState;
 }
 
-/** Writes the rows to `<benchDir>/results.json` (or results.smoke.json) and returns a line saying what it did. */
-export function writeResults(benchDir: string, rows: readonly Row[], opts: WriteOptions): string {
+/** Writes the rows to `<benchDir>/results.json` (results.smoke.json, results.noisy.json) and returns a line saying what it did. */
+export function writeResults(benchDir: string, inputRows: readonly Row[], opts: WriteOptions): string {
+  const after = opts.after ?? machineState();
+  const states = opts.before ? [opts.before, after] : [after];
+  const noisy = !opts.smoke && isNoisy(states);
+  const machine = { cpuModel: after.cpuModel, cpus: after.cpus, before: opts.before ?? null, after };
+  const rows = inputRows.map((r) => ({ ...r, config: { ...r.config, machine, ...(noisy ? { noisy: true } : {}) } }));
+  if (noisy) {
+    const out = join(benchDir, 'results.noisy.json');
+    writeFileSync(out, `${JSON.stringify(rows, null, 2)}\n`);
+    const busy = states.map((m) => (m.busyCpus === null ? '?' : m.busyCpus.toFixed(2))).join(' then ');
+    return `NOISY run: other work kept ${busy} of ${after.cpus} CPUs busy (above ${NOISY_BUSY_PER_CORE} per core); wrote ${out}, results.json untouched: rerun on a quiet machine`;
+  }
   const out = join(benchDir, opts.smoke ? 'results.smoke.json' : 'results.json');
   let kept: Row[] = [];
   if (opts.merge && !opts.smoke && existsSync(out)) {

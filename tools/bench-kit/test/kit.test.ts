@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { formatValue, median, pythonWithTorch, table, writeResults, type Row } from '../src/index.js';
+import { spawn } from 'node:child_process';
+
+import { formatValue, isNoisy, machineState, median, pythonWithTorch, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
 
 const row = (metric: string, value: number, extra: Partial<Row> = {}): Row => ({
   metric, value, unit: 'GB/s', anchor: 'memcpy', anchorValue: 2, ratio: value / 2, config: {}, ...extra,
@@ -36,31 +38,48 @@ describe('table', () => {
   });
 });
 
+/** A machine state, by how many of its 2 CPUs others kept busy. */
+const state = (busyCpus: number): MachineState => ({ cpuModel: 'test cpu', cpus: 2, loadavg: [busyCpus, busyCpus, busyCpus], busyCpus, at: '2026-01-01T00:00:00.000Z' });
+const QUIET = { before: state(0.1), after: state(0.2) };
+
 describe('writeResults', () => {
   const dir = () => mkdtempSync(join(tmpdir(), 'bench-kit-'));
+  const write = (d: string, rows: Row[], opts: WriteOptions) => writeResults(d, rows, { ...QUIET, ...opts });
   const read = (d: string, f: string) => JSON.parse(readFileSync(join(d, f), 'utf8')) as Row[];
 
   it('a smoke run writes results.smoke.json and leaves results.json alone', () => {
     const d = dir();
-    writeResults(d, [row('a', 1)], { smoke: false });
-    expect(writeResults(d, [row('a', 9)], { smoke: true })).toMatch(/results\.smoke\.json \(smoke run/);
+    write(d, [row('a', 1)], { smoke: false });
+    expect(write(d, [row('a', 9)], { smoke: true })).toMatch(/results\.smoke\.json \(smoke run/);
     expect(read(d, 'results.json').map((r) => r.value)).toEqual([1]);
     expect(read(d, 'results.smoke.json').map((r) => r.value)).toEqual([9]);
   });
 
   it('a merging run replaces its own metrics and keeps the others in order', () => {
     const d = dir();
-    writeResults(d, [row('a', 1), row('b', 2), row('c', 3)], { smoke: false });
-    expect(writeResults(d, [row('b', 20)], { smoke: false, merge: true })).toMatch(/1 rows replaced, 2 kept/);
+    write(d, [row('a', 1), row('b', 2), row('c', 3)], { smoke: false });
+    expect(write(d, [row('b', 20)], { smoke: false, merge: true })).toMatch(/1 rows replaced, 2 kept/);
     expect(read(d, 'results.json').map((r) => [r.metric, r.value])).toEqual([['a', 1], ['c', 3], ['b', 20]]);
-    writeResults(d, [row('z', 5)], { smoke: false });
+    write(d, [row('z', 5)], { smoke: false });
     expect(read(d, 'results.json').map((r) => r.metric)).toEqual(['z']);
+  });
+
+  it('records the machine in every row; a noisy run goes to results.noisy.json, marked, and leaves results.json alone', () => {
+    const d = dir();
+    write(d, [row('a', 1)], { smoke: false });
+    expect(read(d, 'results.json')[0]!.config.machine).toMatchObject({ cpuModel: 'test cpu', cpus: 2, before: { busyCpus: 0.1 }, after: { busyCpus: 0.2 } });
+    const line = write(d, [row('a', 7)], { smoke: false, after: state(1.2) });
+    expect(line).toMatch(/^NOISY run: other work kept 0\.10 then 1\.20 of 2 CPUs busy \(above 0\.5 per core\); wrote .*results\.noisy\.json, results\.json untouched/);
+    expect(read(d, 'results.json').map((r) => r.value)).toEqual([1]);
+    const noisy = read(d, 'results.noisy.json');
+    expect(noisy.map((r) => [r.value, r.config.noisy])).toEqual([[7, true]]);
+    expect(table(noisy).split('\n')[2]).toMatch(/NOISY$/);
   });
 
   it('refuses to merge into a file that is not a list of rows', () => {
     const d = dir();
     writeFileSync(join(d, 'results.json'), '{"rows": []}');
-    expect(() => writeResults(d, [row('a', 1)], { smoke: false, merge: true })).toThrow(/does not hold an array of rows/);
+    expect(() => write(d, [row('a', 1)], { smoke: false, merge: true })).toThrow(/does not hold an array of rows/);
   });
 });
 
@@ -81,5 +100,23 @@ describe('pythonWithTorch', () => {
   it('returns the first candidate that imports torch', () => {
     // `true` exits 0 whatever its arguments, so it stands for a python that imports torch.
     expect(pythonWithTorch(['false', 'true', 'python3'])).toEqual({ python: 'true' });
+  });
+});
+
+describe('machineState', () => {
+  it('sees a busy loop on one core at once (the load average would take a minute)', async () => {
+    const quietish = machineState(300);
+    expect(quietish.cpus).toBeGreaterThan(0);
+    expect(quietish.busyCpus).not.toBeNull();
+    const loops = Array.from({ length: quietish.cpus }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const busy = machineState(500);
+      // One busy loop per core: every core is busy, far above half of them.
+      expect(busy.busyCpus!).toBeGreaterThan(0.8 * busy.cpus);
+      expect(isNoisy([busy])).toBe(true);
+    } finally {
+      for (const l of loops) l.kill('SIGKILL');
+    }
   });
 });
