@@ -5,8 +5,11 @@
 //                                        for bf16; the median round);
 //                                        bf16 is bf16 inputs with f32 accumulation and a bf16 output,
 //                                        as torch.matmul's (its config also gives ours with an f32
-//                                        output, timed in the same rounds).
-//   adamw_params_per_s                   fused AdamW over 50M f32 parameters on 2 threads; its config
+//                                        output, timed in the same rounds). The f32 anchor is
+//                                        OpenBLAS through numpy (installed when missing and root),
+//                                        torch.matmul's figure in the config; bf16's is oneDNN (torch).
+//   adamw_params_per_s                   fused AdamW over 50M f32 parameters on 2 threads, against
+//                                        torch.optim.AdamW(foreach=True) (the default loop in the config); its config
 //                                        also gives the bytes it moves per second and their fraction
 //                                        of the streaming bandwidth measured on 2 threads in the same run
 //                                        (streamBandwidth below).
@@ -26,7 +29,26 @@ interface TorchAnchor {
   torch: string;
   gemm_f32_gflops?: number;
   gemm_bf16_gflops?: number;
+  numpy_f32_gflops?: number;
+  numpy_blas?: string;
+  numpy?: string;
   adamw_params_per_s?: number;
+  adamw_foreach_params_per_s?: number;
+}
+
+/**
+ * The f32 GEMM anchor is OpenBLAS through numpy (the strongest f32 GEMM that runs here; Debian's
+ * torch has a generic BLAS). Debian's numpy runs on whatever libblas.so.3 the alternatives system
+ * points at; installing libopenblas0-pthread makes that OpenBLAS. Installed here when missing and
+ * this process may (root with apt-get); otherwise the row says why its anchor is not OpenBLAS.
+ */
+function ensureOpenBlas(): string | null {
+  const have = spawnSync('sh', ['-c', 'ldconfig -p | grep -q libopenblas'], { encoding: 'utf8' });
+  if (have.status === 0) return null;
+  if (process.getuid?.() !== 0) return 'libopenblas0-pthread is not installed and this bench is not root (apt-get install libopenblas0-pthread)';
+  console.log('installing libopenblas0-pthread (Debian) for the OpenBLAS f32 GEMM anchor ...');
+  const r = spawnSync('sh', ['-c', 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null 2>&1)'], { encoding: 'utf8', timeout: 600_000 });
+  return r.status === 0 ? null : 'apt-get could not install libopenblas0-pthread';
 }
 
 /** Asks the PyTorch worker for one request's figures; a string says why there are none. */
@@ -149,10 +171,13 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   // median over rounds of each side, and its config keeps every round and how many ours won. bf16
   // rounds are short (~0.1 s), so there are more of them: the figure moves less with bursts of load
   // from other tenants.
-  type Round = { cpu: number | null; ours: { cpu: number; wall: number }; f32Out: number | null; torch: number | null; why: string | null; version: string | null };
+  type Round = { cpu: number | null; ours: { cpu: number; wall: number }; f32Out: number | null; torch: number | null; numpy: number | null; blas: string | null; why: string | null; version: string | null };
   const aff = affinity();
   const rounds: Record<'f32' | 'bf16', Round[]> = { f32: [], bf16: [] };
-  const worker = TorchWorker.start(fileURLToPath(new URL('./torch_anchor.py', import.meta.url)));
+  const noOpenBlas = ensureOpenBlas();
+  // One BLAS thread for numpy's one-thread row; the env's OpenBLAS core-type overrides (set on some
+  // processors for old OpenBLAS builds) slow a current one, so the worker runs without them.
+  const worker = TorchWorker.start(fileURLToPath(new URL('./torch_anchor.py', import.meta.url)), { OPENBLAS_NUM_THREADS: '1' }, ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE']);
   try {
     for (const dtype of ['f32', 'bf16'] as const) {
       const ours = gemm(dtype);
@@ -167,6 +192,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
         const t = await torchAnchor(worker, { gemm: { n, reps, dtypes: [dtype], cpu: on } });
         const theirs = typeof t === 'string' ? undefined : t[dtype === 'f32' ? 'gemm_f32_gflops' : 'gemm_bf16_gflops'];
         rounds[dtype].push({ cpu: on, ours: mine, f32Out, torch: theirs ?? null, why: typeof t === 'string' ? t : theirs === undefined ? 'no anchor figure' : null,
+          numpy: typeof t === 'string' ? null : t.numpy_f32_gflops ?? null, blas: typeof t === 'string' ? null : t.numpy_blas ?? null,
           version: typeof t === 'string' ? null : t.torch });
       }
     }
@@ -184,6 +210,8 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
     return {
       ours: { cpu: medianOf(rs.map((r) => r.ours.cpu))!, wall: medianOf(rs.map((r) => r.ours.wall))! },
       torch: medianOf(rs.map((r) => r.torch)),
+      numpy: medianOf(rs.map((r) => r.numpy)),
+      blas: rs.find((r) => r.blas !== null)?.blas ?? null,
       f32Out: medianOf(rs.map((r) => r.f32Out)),
       why: rs.find((r) => r.why !== null)?.why ?? null,
       perRound: rs.map((r) => ({ cpu: r.cpu, ours: r.ours.cpu, torch: r.torch, ratio: r.torch ? r.ours.cpu / r.torch : null })),
@@ -248,16 +276,27 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       ? `${pct(g.cpu / probe.f32FmaGflops)} of measured f32 FMA peak (${probe.f32FmaGflops.toFixed(0)} GFLOP/s)`
       : `${pct(g.cpu / probe.bf16DotGflops)} of measured bf16 dot peak (${probe.bf16DotGflops.toFixed(0)} GFLOP/s)`,
   });
+  // f32: OpenBLAS (numpy) when numpy runs on it, else torch.matmul with the reason; both in the config.
+  const openBlas = f32.blas !== null && /openblas/i.test(f32.blas) && f32.numpy !== null;
+  const f32Anchor = openBlas ? { name: `OpenBLAS (numpy.matmul f32, ${f32.blas}), 1 thread, same run`, value: f32.numpy } : { name: 'torch.matmul f32, 1 thread, same run', value: f32.torch };
+  const f32Rounds = f32.perRound.map((r, i) => ({ ...r, numpy: rounds.f32[i]!.numpy, ratio: openBlas ? (rounds.f32[i]!.numpy ? r.ours / rounds.f32[i]!.numpy! : null) : r.ratio }));
+  const foreach = typeof torch === 'string' ? null : torch.adamw_foreach_params_per_s ?? null;
   return [
-    row('gemm_f32_1024_1t', f32.ours.cpu, 'GFLOP/s', 'torch.matmul f32, 1 thread, same run', f32.torch, f32.why,
-      gemmConfig('f32', f32.ours, f32.perRound)),
+    row('gemm_f32_1024_1t', f32.ours.cpu, 'GFLOP/s', f32Anchor.name, f32Anchor.value, f32.why, {
+      ...gemmConfig('f32', f32.ours, f32Rounds),
+      torchMatmulGflops: f32.torch,
+      numpyGflops: f32.numpy,
+      numpyBlas: f32.blas,
+      ...(openBlas ? {} : { anchorNote: `not OpenBLAS: ${noOpenBlas ?? `numpy runs on ${f32.blas ?? 'an unknown BLAS'}`}; the anchor is torch.matmul` }),
+    }),
     row('gemm_bf16_1024_1t', bf16.ours.cpu, 'GFLOP/s', 'torch.matmul bf16 (bf16 out), 1 thread, same run', bf16.torch, bf16.why, {
       ...gemmConfig('bf16 in, f32 accumulate, bf16 out (as the anchor)', bf16.ours, bf16.perRound),
       f32OutGflops: bf16.f32Out,
       f32OutNote: 'the same product with an f32 C (4 MiB written instead of 2), timed in the same rounds just before',
     }),
-    row('adamw_params_per_s', adamw, 'params/s', 'torch.optim.AdamW, 2 threads, same run',
-      typeof torch === 'string' ? null : torch.adamw_params_per_s ?? null, typeof torch === 'string' ? torch : null, {
+    row('adamw_params_per_s', adamw, 'params/s', 'torch.optim.AdamW(foreach=True), 2 threads, same run',
+      foreach, typeof torch === 'string' ? torch : null, {
+      torchSingleTensorAdamWParamsPerS: typeof torch === 'string' ? null : torch.adamw_params_per_s ?? null,
       params: adamwN, threads: adamwThreads, steps: adamwSteps, statistic: 'median of wall time', gradDtype: 'f32',
       bytesPerParam: ADAMW_BYTES_PER_PARAM, bytesAssumed: 'f32 param, grad, exp_avg, exp_avg_sq read; param, exp_avg, exp_avg_sq written (no bf16 copy in this row)',
       gbPerS: adamwGbs,

@@ -18,11 +18,13 @@ export class TorchWorker {
     });
   }
 
-  /** Starts `script` under the first python that imports torch; a string says why there is none. */
-  static start(script: string, env: NodeJS.ProcessEnv = {}): TorchWorker | string {
+  /** Starts `script` under the first python that imports torch (with `env` added and `unset` removed); a string says why there is none. */
+  static start(script: string, env: NodeJS.ProcessEnv = {}, unset: readonly string[] = []): TorchWorker | string {
     const found = pythonWithTorch();
     if (typeof found === 'string') return found;
-    const child = spawn(found.python, [script], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const full: NodeJS.ProcessEnv = { ...process.env, ...env };
+    for (const name of unset) delete full[name];
+    const child = spawn(found.python, [script], { env: full, stdio: ['pipe', 'pipe', 'pipe'] });
     return new TorchWorker(child, createInterface({ input: child.stdout }));
   }
 

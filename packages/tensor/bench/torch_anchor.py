@@ -4,11 +4,15 @@ A worker kept for the bench's run (bench/torch-worker.ts): one JSON request per 
 answer per line on stdout, so the bench can alternate its GEMM rounds with these without paying the
 torch import per round.
   {"gemm": {"n": 1024, "reps": 7}}  ->  torch.matmul f32 and bf16 GFLOP/s at n^3 on one thread
-                                        (median process CPU time of reps, after a warm-up call);
+                                        (median process CPU time of reps, after a warm-up call),
+                                        and for f32 numpy.matmul too (the BLAS numpy links, named:
+                                        OpenBLAS where Debian's libopenblas0-pthread is installed;
+                                        the bench starts this worker with OPENBLAS_NUM_THREADS=1);
                                         "dtypes": ["bf16"] (say) measures only those, "cpu": 1 runs
                                         pinned to that CPU (the bench pins itself to the same one)
   {"adamw": {"params": 50000000, "steps": 5, "threads": 2}}  ->  torch.optim.AdamW parameters per
-                                        second on `threads` threads (median wall time)
+                                        second on `threads` threads (median wall time), both the
+                                        default single-tensor loop and foreach=True
 """
 import json
 import os
@@ -16,6 +20,7 @@ import statistics
 import sys
 import time
 
+import numpy
 import torch
 
 
@@ -40,11 +45,23 @@ def gemm_gflops(n, dtype, reps):
     return 2.0 * n * n * n / secs / 1e9
 
 
-def adamw_params_per_s(n, steps, threads):
+def numpy_gemm(n, reps):
+    """numpy.matmul f32 GFLOP/s on one thread, and the BLAS library it ran on (from this process's maps)."""
+    rng = numpy.random.default_rng(0)
+    a = rng.random((n, n), dtype=numpy.float32)
+    b = rng.random((n, n), dtype=numpy.float32)
+    c = numpy.empty((n, n), dtype=numpy.float32)
+    secs = median_seconds(lambda: numpy.matmul(a, b, out=c), reps, time.process_time)
+    with open("/proc/self/maps") as f:
+        libs = sorted({line.split()[-1].rsplit("/", 1)[-1] for line in f if "blas" in line.lower() and line.split()[-1].startswith("/")})
+    return 2.0 * n * n * n / secs / 1e9, ", ".join(libs) or "unknown"
+
+
+def adamw_params_per_s(n, steps, threads, foreach):
     torch.set_num_threads(threads)
     p = torch.nn.Parameter(torch.rand(n))
     p.grad = torch.rand(n)
-    opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, foreach=foreach)
     secs = median_seconds(opt.step, steps)
     return n / secs
 
@@ -63,13 +80,16 @@ def main():
                 with torch.no_grad():
                     if "f32" in dtypes:
                         out["gemm_f32_gflops"] = gemm_gflops(cfg["n"], torch.float32, cfg["reps"])
+                        out["numpy_f32_gflops"], out["numpy_blas"] = numpy_gemm(cfg["n"], cfg["reps"])
+                        out["numpy"] = numpy.__version__
                     if "bf16" in dtypes:
                         out["gemm_bf16_gflops"] = gemm_gflops(cfg["n"], torch.bfloat16, cfg["reps"])
             finally:
                 os.sched_setaffinity(0, allowed)
         if "adamw" in req:
             cfg = req["adamw"]
-            out["adamw_params_per_s"] = adamw_params_per_s(cfg["params"], cfg["steps"], cfg["threads"])
+            out["adamw_params_per_s"] = adamw_params_per_s(cfg["params"], cfg["steps"], cfg["threads"], False)
+            out["adamw_foreach_params_per_s"] = adamw_params_per_s(cfg["params"], cfg["steps"], cfg["threads"], True)
         print(json.dumps(out), flush=True)
 
 
