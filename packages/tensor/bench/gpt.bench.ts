@@ -8,6 +8,7 @@
 // of PyTorch's alternate, and each side reports the median of its rounds. `--smoke` runs one step of a tiny model per row.
 
 import { fileURLToPath } from 'node:url';
+import type { CpuKernels } from '../src/backends/cpu.js';
 import { randint, zeros } from '../src/create.js';
 import { tidy } from '../src/memory/scope.js';
 import { GPT } from '../src/nn/gpt.js';
@@ -42,9 +43,11 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   kernels.setNumThreads(THREADS);
   // A smoke run's figures mean nothing, so it skips the (slow) PyTorch anchor.
   const worker = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
+  // The bf16 dot peak of one core, measured now (not derived from the nominal clock), for MFU.
+  const bf16PeakPerCore = 'probePeak' in kernels ? (kernels as CpuKernels).probePeak(opts.smoke ? 0.01 : 0.5).bf16DotGflops : null;
   try {
     const rows: Row[] = [];
-    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker));
+    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, bf16PeakPerCore));
     return rows;
   } finally {
     if (typeof worker !== 'string') worker.close();
@@ -53,7 +56,15 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
 }
 
 /** One shape; `worker` is the PyTorch worker (each shape sends it a fresh setup), or why there is none. */
-async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string): Promise<Row> {
+/** Training FLOPs per token (PaLM's count): 6 per parameter (forward 2, backward 4) plus attention's 12 x layers x seq x d. */
+export function trainFlopsPerToken(parameters: number, model: Shape['model'], seq: number): number {
+  return 6 * parameters + 12 * model.nLayer * seq * model.nEmbd;
+}
+
+/** In-run and standalone PyTorch figures further apart than this mark a row noisy (load moved the anchor). */
+const ANCHOR_DRIFT = 0.15;
+
+async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, bf16PeakPerCore: number | null): Promise<Row> {
   const { model, batch, seq } = shape;
   const warmup = opts.smoke ? 0 : 1;
   const rounds = opts.smoke ? 1 : ROUNDS;
@@ -118,6 +129,16 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   }
   const value = median(perRound.map((r) => r.ours));
   const anchorValue = anchorMissing === null ? median(perRound.map((r) => r.torch!)) : null;
+  // PyTorch alone (ours idle), as many rounds: a load that came and went during the alternating
+  // rounds shows as a gap between the two figures, and then the row is not a result.
+  let standalone: number | null = null;
+  if (typeof worker !== 'string' && anchorMissing === null && !opts.smoke) {
+    const alone: number[] = [];
+    for (let r = 0; r < rounds; r++) alone.push(tokens / (await worker.request<{ seconds: number }>({ steps })).seconds);
+    standalone = median(alone);
+  }
+  const drift = standalone !== null && anchorValue !== null ? Math.abs(anchorValue - standalone) / standalone : null;
+  const noisy = drift !== null && drift > ANCHOR_DRIFT;
 
   for (const [m, v] of moments.values()) {
     m.dispose();
@@ -145,7 +166,13 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       peakActivationBytes: rt.tracker.peakBytes('cpu', 'activations'),
       parameters,
       lastLoss,
-      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${rounds} x ${steps} steps after ${warmup} warm-up`,
+      torchStandaloneTokensPerS: standalone,
+      anchorDrift: drift,
+      ...(noisy ? { noisy: true, noisyReason: `PyTorch in the run ${anchorValue!.toFixed(0)} vs alone ${standalone!.toFixed(0)} tokens/s (${(100 * drift!).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)` } : {}),
+      flopsPerToken: trainFlopsPerToken(parameters, model, seq),
+      bf16DotPeakGflopsPerCore: bf16PeakPerCore,
+      mfu: bf16PeakPerCore ? (value * trainFlopsPerToken(parameters, model, seq)) / (bf16PeakPerCore * 1e9 * THREADS) : null,
+      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${rounds} x ${steps} steps after ${warmup} warm-up${bf16PeakPerCore ? `; MFU ${(100 * (value * trainFlopsPerToken(parameters, model, seq)) / (bf16PeakPerCore * 1e9 * THREADS)).toFixed(0)}% of the measured bf16 dot peak of ${THREADS} cores` : ''}`,
       ...(anchorMissing !== null ? { anchorMissing } : { torch: torchVersion }),
     },
   };

@@ -114,14 +114,17 @@ export interface WriteOptions {
 export function writeResults(benchDir: string, inputRows: readonly Row[], opts: WriteOptions): string {
   const after = opts.after ?? machineState();
   const states = opts.before ? [opts.before, after] : [after];
-  const noisy = !opts.smoke && isNoisy(states);
+  // A bench may mark a row noisy itself (e.g. its anchor measured alone differs from the in-run figure).
+  const markedRows = inputRows.filter((r) => r.config.noisy === true).map((r) => r.metric);
+  const noisy = !opts.smoke && (isNoisy(states) || markedRows.length > 0);
   const machine = { cpuModel: after.cpuModel, cpus: after.cpus, before: opts.before ?? null, after };
   const rows = inputRows.map((r) => ({ ...r, config: { ...r.config, machine, ...(noisy ? { noisy: true } : {}) } }));
   if (noisy) {
     const out = join(benchDir, 'results.noisy.json');
     writeFileSync(out, `${JSON.stringify(rows, null, 2)}\n`);
     const busy = states.map((m) => (m.busyCpus === null ? '?' : m.busyCpus.toFixed(2))).join(' then ');
-    return `NOISY run: other work kept ${busy} of ${after.cpus} CPUs busy (above ${NOISY_BUSY_PER_CORE} per core); wrote ${out}, results.json untouched: rerun on a quiet machine`;
+    const why = isNoisy(states) ? `other work kept ${busy} of ${after.cpus} CPUs busy (${NOISY_BUSY_PER_CORE} per core or more)` : `the bench marked ${markedRows.join(', ')} noisy`;
+    return `NOISY run: ${why}; wrote ${out}, results.json untouched: rerun on a quiet machine`;
   }
   const out = join(benchDir, opts.smoke ? 'results.smoke.json' : 'results.json');
   let kept: Row[] = [];

@@ -69,11 +69,14 @@ describe('writeResults', () => {
     write(d, [row('a', 1)], { smoke: false });
     expect(read(d, 'results.json')[0]!.config.machine).toMatchObject({ cpuModel: 'test cpu', cpus: 2, before: { busyCpus: 0.1 }, after: { busyCpus: 0.2 } });
     const line = write(d, [row('a', 7)], { smoke: false, after: state(1.2) });
-    expect(line).toMatch(/^NOISY run: other work kept 0\.10 then 1\.20 of 2 CPUs busy \(above 0\.5 per core\); wrote .*results\.noisy\.json, results\.json untouched/);
+    expect(line).toMatch(/^NOISY run: other work kept 0\.10 then 1\.20 of 2 CPUs busy \(0\.5 per core or more\); wrote .*results\.noisy\.json, results\.json untouched/);
     expect(read(d, 'results.json').map((r) => r.value)).toEqual([1]);
     const noisy = read(d, 'results.noisy.json');
     expect(noisy.map((r) => [r.value, r.config.noisy])).toEqual([[7, true]]);
     expect(table(noisy).split('\n')[2]).toMatch(/NOISY$/);
+    // A row the bench marked itself (its anchor drifted) makes the run noisy on a quiet machine too.
+    expect(write(d, [row('b', 3, { config: { noisy: true } })], { smoke: false })).toMatch(/^NOISY run: the bench marked b noisy/);
+    expect(read(d, 'results.json').map((r) => r.value)).toEqual([1]);
   });
 
   it('refuses to merge into a file that is not a list of rows', () => {
