@@ -1,17 +1,5 @@
-// Train/validation split and batch sampling over a token stream.
-import { mulberry32 } from './corpus.js';
-
-export interface Split {
-  train: Int32Array;
-  val: Int32Array;
-}
-
-/** The last `valFraction` of the stream is validation (a contiguous tail, so no text leaks across). */
-export function splitTokens(ids: Int32Array, valFraction = 0.1): Split {
-  if (!(valFraction > 0 && valFraction < 1)) throw new RangeError(`valFraction must be in (0, 1), got ${valFraction}`);
-  const cut = Math.floor(ids.length * (1 - valFraction));
-  return { train: ids.subarray(0, cut), val: ids.subarray(cut) };
-}
+// Batch sampling over a token stream (the train/validation split is by document: src/text.ts).
+import { mulberry32 } from './rng.js';
 
 export interface Batch {
   /** [batch, seq] input ids, row-major. */

@@ -36,6 +36,7 @@ function escapeXml(s: string): string {
 export function lossCurveSvg(
   series: ReadonlyArray<{ name: string; color: string; points: readonly CurvePoint[]; dashed?: boolean; markers?: boolean }>,
   title: string,
+  yLabel = 'loss (nats/token)',
 ): string {
   const W = 720;
   const H = 420;
@@ -58,7 +59,7 @@ export function lossCurveSvg(
     `<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="black"/>`,
     `<line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="black"/>`,
     `<text x="${(m.l + W - m.r) / 2}" y="${H - 10}" text-anchor="middle">step</text>`,
-    `<text x="15" y="${(m.t + H - m.b) / 2}" text-anchor="middle" transform="rotate(-90 15 ${(m.t + H - m.b) / 2})">loss (nats/token)</text>`,
+    `<text x="15" y="${(m.t + H - m.b) / 2}" text-anchor="middle" transform="rotate(-90 15 ${(m.t + H - m.b) / 2})">${escapeXml(yLabel)}</text>`,
   ];
   for (let i = 0; i <= 5; i++) {
     const yv = y0 + ((y1 - y0) * i) / 5;

@@ -1,7 +1,7 @@
 // Text generation from a trained GPT: temperature sampling over the last position's logits.
 import { fromArray, noGrad, tidy, type Module, type Tensor } from '@ds/tensor';
 
-import { mulberry32 } from './corpus.js';
+import { mulberry32 } from './rng.js';
 
 export interface SampleOptions {
   maxNewTokens: number;
@@ -9,6 +9,12 @@ export interface SampleOptions {
   /** Context window of the model (its block size). */
   blockSize: number;
   seed: number;
+  /**
+   * Pad the context on the right to a multiple of this many tokens (block-sparse attention takes
+   * whole blocks only). The model is causal, so tokens after the last real one change nothing
+   * before it: the next token is read at the last real position. Default 1 (no padding).
+   */
+  padTo?: number;
 }
 
 /** Draws an index from softmax(logits / temperature). */
@@ -35,9 +41,12 @@ export function generate(forward: (ids: Tensor) => Tensor, prompt: readonly numb
   const out = [...prompt];
   for (let n = 0; n < opts.maxNewTokens; n++) {
     const ctx = out.slice(-opts.blockSize);
+    const pad = opts.padTo ?? 1;
+    const padded = Math.min(Math.ceil(ctx.length / pad) * pad, Math.max(ctx.length, opts.blockSize));
+    const input = padded > ctx.length ? [...ctx, ...new Array<number>(padded - ctx.length).fill(0)] : ctx;
     const next = noGrad(() =>
       tidy(() => {
-        const ids = fromArray(ctx, [1, ctx.length], { dtype: 'i32' });
+        const ids = fromArray(input, [1, input.length], { dtype: 'i32' });
         const logits = forward(ids); // [1, T, vocab]
         const vocab = logits.shape[2]!;
         const all = logits.toArray();

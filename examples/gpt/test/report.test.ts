@@ -43,6 +43,8 @@ describe('report', () => {
     expect(svg.match(/<circle /g)).toHaveLength(1);
     expect(svg).toContain('GPT &amp; loss');
     expect(svg).toContain('val &lt;held out&gt;');
+    expect(svg).toContain('>loss (nats/token)</text>');
+    expect(lossCurveSvg([{ name: 'v', color: 'red', points: [{ step: 1, value: 3 }] }], 't', 'bits <per> byte')).toContain('>bits &lt;per&gt; byte</text>');
     expect(() => lossCurveSvg([], 'x')).toThrow(RangeError);
   });
 });

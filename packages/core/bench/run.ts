@@ -2,7 +2,7 @@
 // bench/results.json (ARCHITECTURE.md section 6). `--smoke` runs one tiny iteration of each row.
 //
 // Anchor: PyTorch's gloo backend, 2 ranks on this host, measured in the same run by
-// bench/gloo_anchor.py the way src/comm/perf.ts measures ours, once before our ranks and once after
+// bench-kit's gloo_anchor.py the way src/comm/perf.ts measures ours, once before our ranks and once after
 // (the faster of the two counts; both are in the config). Without an importable torch the rows
 // report the anchor missing. A single-thread memcpy is measured in the same run and each row also
 // reports its fraction of the copy-bandwidth bound derived from it (see bound()).
@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { machineState, pythonWithTorch, table, writeResults, type Row } from '@ds-internal/bench-kit';
+import { glooAnchor, machineState, table, writeResults, type GlooRun, type Row } from '@ds-internal/bench-kit';
 import { describeWorld, withWorld } from '@ds-internal/test-kit';
 
 import type { PerfRow } from '../src/comm/perf.js';
@@ -25,20 +25,9 @@ const MiB = 1024 * 1024;
 /** Each row's gloo counterpart: the registered row is judged against gloo at the same size. */
 const GLOO_SIZE: Record<string, string> = { allreduce_64MiB: 'allreduce_64MiB', allreduce_1MiB: 'allreduce_1MiB', allreduce_64MiB_registered: 'allreduce_64MiB' };
 
-interface GlooRun {
-  torch: string;
-  rows: Record<string, { bytes: number; timeUs: number; algbw: number; busbw: number }>;
-}
-
-/** One run of bench/gloo_anchor.py, or a string saying why there is none. */
-function glooAnchor(): GlooRun | string {
-  const found = pythonWithTorch();
-  if (typeof found === 'string') return found;
+function glooRun(): GlooRun | string {
   const size = (bytes: number) => (smoke ? Math.min(bytes, 256 * 1024) : bytes);
-  const cfg = { sizes: { allreduce_64MiB: size(64 * MiB), allreduce_1MiB: size(MiB) }, reps: smoke ? 1 : 5, warmup: smoke ? 0 : 2, smoke };
-  const r = spawnSync(found.python, [join(here, 'gloo_anchor.py'), JSON.stringify(cfg)], { encoding: 'utf8', timeout: 300_000 });
-  if (r.status !== 0) return `the gloo anchor failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr.trim().split('\n').pop() ?? ''}`;
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as GlooRun;
+  return glooAnchor({ sizes: { allreduce_64MiB: size(64 * MiB), allreduce_1MiB: size(MiB) }, reps: smoke ? 1 : 5, warmup: smoke ? 0 : 2, smoke });
 }
 
 /**
@@ -53,7 +42,7 @@ function bound(copyGBs: number, registered: boolean): number {
 }
 
 async function main(): Promise<void> {
-  const glooBefore = glooAnchor();
+  const glooBefore = glooRun();
   const w = await withWorld(2, join(here, 'worker.ts'), { env: { BENCH_SMOKE: smoke ? '1' : '0' }, timeoutMs: smoke ? 60_000 : 300_000 });
   const line = w.ranks[0]?.stdout.split('\n').find((l) => l.startsWith('BENCH '));
   if (w.timedOut || w.ranks.some((r) => r.code !== 0) || !line) {
@@ -61,7 +50,7 @@ async function main(): Promise<void> {
     throw new Error('bench ranks failed');
   }
   const { memcpyGBs, memcpySamples, rows } = JSON.parse(line.slice(6)) as { memcpyGBs: number; memcpySamples: number[]; rows: Record<string, PerfRow> };
-  const glooAfter = glooAnchor();
+  const glooAfter = glooRun();
   const glooRuns = [glooBefore, glooAfter].filter((g): g is GlooRun => typeof g !== 'string');
   const glooWhy = [glooBefore, glooAfter].find((g): g is string => typeof g === 'string') ?? 'no gloo figure';
   const out: Row[] = [

@@ -36,7 +36,7 @@ export interface CoreEnv {
   commSpin: number | undefined;
   /** DS_COMM_TRANSPORT: auto (shared memory on one host, TCP across hosts), shm or tcp. */
   commTransport: 'auto' | 'shm' | 'tcp';
-  /** DS_COMM_IFADDR: the address other hosts reach this rank's TCP listener at; default the first non-internal IPv4. */
+  /** DS_COMM_IFADDR: the address TCP peers reach this rank's listener at, on one host too (ranks in network namespaces); default the first non-internal IPv4 across hosts, 127.0.0.1 on one. */
   commIfAddr: string | undefined;
   /** DS_HOST_ID: replaces the host identity (hostname + boot id) that decides who shares memory; for tests. */
   hostId: string | undefined;
@@ -80,8 +80,29 @@ function transportVar(env: NodeJS.ProcessEnv): 'auto' | 'shm' | 'tcp' {
   return raw;
 }
 
-/** Reads the distributed variables; undefined when RANK and WORLD_SIZE are both absent. */
-export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | undefined {
+/**
+ * A process started by mpirun directly has no RANK/WORLD_SIZE but its MPI launcher's own variables
+ * (Open MPI: OMPI_COMM_WORLD_*; MPICH/Intel MPI hydra: PMI_RANK/PMI_SIZE, MPI_LOCALRANKID/MPI_LOCALNRANKS),
+ * read as DeepSpeed's mpi_discovery does. Explicit RANK/WORLD_SIZE/LOCAL_* always win.
+ */
+function withMpiDiscovery(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if ((env.RANK ?? '') !== '' || (env.WORLD_SIZE ?? '') !== '') return env;
+  const pick = (...names: string[]) => names.map((n) => env[n]).find((v) => v !== undefined && v !== '');
+  const rank = pick('OMPI_COMM_WORLD_RANK', 'PMI_RANK');
+  const size = pick('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE');
+  if (rank === undefined && size === undefined) return env;
+  return {
+    ...env,
+    RANK: rank,
+    WORLD_SIZE: size,
+    LOCAL_RANK: env.LOCAL_RANK || pick('OMPI_COMM_WORLD_LOCAL_RANK', 'MPI_LOCALRANKID'),
+    LOCAL_SIZE: env.LOCAL_SIZE || pick('OMPI_COMM_WORLD_LOCAL_SIZE', 'MPI_LOCALNRANKS'),
+  };
+}
+
+/** Reads the distributed variables; undefined when RANK and WORLD_SIZE are both absent (and no MPI launcher set its own). */
+export function readDistEnv(rawEnv: NodeJS.ProcessEnv = process.env): DistEnv | undefined {
+  const env = withMpiDiscovery(rawEnv);
   const rank = intVar(env, 'RANK', 0);
   const worldSize = intVar(env, 'WORLD_SIZE', 1);
   if (rank === undefined && worldSize === undefined) return undefined;

@@ -179,7 +179,9 @@ export function rankFromSchedulerEnv(env: Env): { rank: number; worldSize: numbe
     return {
       rank: num('OMPI_COMM_WORLD_RANK')!, worldSize,
       localRank: num('OMPI_COMM_WORLD_LOCAL_RANK') ?? 0, localSize,
-      nodeRank: num('OMPI_COMM_WORLD_NODE_RANK') ?? 0, nnodes: Math.max(1, Math.round(worldSize / localSize)),
+      // OMPI_COMM_WORLD_NODE_RANK numbers processes within a node, not nodes; mpirun maps by slot,
+      // so with the hostfile's equal slot counts the node is the rank over the local size.
+      nodeRank: Math.floor(num('OMPI_COMM_WORLD_RANK')! / localSize), nnodes: Math.max(1, Math.round(worldSize / localSize)),
     };
   }
   if (num('SLURM_PROCID') !== undefined) {

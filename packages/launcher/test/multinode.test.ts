@@ -92,7 +92,7 @@ describe('slurm', () => {
   it('the agent finds its rank from Slurm or Open MPI variables', () => {
     expect(rankFromSchedulerEnv({ SLURM_PROCID: '3', SLURM_NTASKS: '4', SLURM_LOCALID: '1', SLURM_NODEID: '1', SLURM_NNODES: '2', SLURM_TASKS_PER_NODE: '2(x2)' }))
       .toEqual({ rank: 3, worldSize: 4, localRank: 1, localSize: 2, nodeRank: 1, nnodes: 2 });
-    expect(rankFromSchedulerEnv({ OMPI_COMM_WORLD_RANK: '2', OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_LOCAL_RANK: '0', OMPI_COMM_WORLD_LOCAL_SIZE: '2', OMPI_COMM_WORLD_NODE_RANK: '1' }))
+    expect(rankFromSchedulerEnv({ OMPI_COMM_WORLD_RANK: '2', OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_LOCAL_RANK: '0', OMPI_COMM_WORLD_LOCAL_SIZE: '2', OMPI_COMM_WORLD_NODE_RANK: '0' }))
       .toEqual({ rank: 2, worldSize: 4, localRank: 0, localSize: 2, nodeRank: 1, nnodes: 2 });
     expect(rankFromSchedulerEnv({})).toBeNull();
   });

@@ -1,4 +1,7 @@
 // `ds-zero` subcommands, written as functions that return text and an exit code (the bin prints and exits).
+// Flags are parsed with node:util parseArgs: `--x=y` and `--x y` both work.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
 import { writeFp32 } from './consolidate.js';
 import { estimateZero2, estimateZero3, modelStateBytes, type EstimateRow, type ZeroStage } from './estimate.js';
 
@@ -34,20 +37,35 @@ function rowsTable(rows: EstimateRow[]): string[] {
 
 const FORMULAS: Record<ZeroStage, string> = { 0: '16 Psi', 1: '4 Psi + 12 Psi/N', 2: '2 Psi + 14 Psi/N', 3: '16 Psi/N' };
 
-export function estimateCommand(argv: string[]): CliResult {
-  const opts: Record<string, string> = {};
-  let json = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--json') json = true;
-    else if (a === '-h' || a === '--help') return { code: 0, out: USAGE };
-    else if (a.startsWith('--') && ['--params', '--largest-layer-params', '--gpus-per-node', '--nodes', '--buffer-factor'].includes(a.split('=')[0]!)) {
-      const [k, inline] = a.split('=');
-      const v = inline ?? argv[++i];
-      if (v === undefined) return { code: 2, out: `ds-zero estimate: ${k} needs a value\n\n${USAGE}` };
-      opts[k!.slice(2)] = v;
-    } else return { code: 2, out: `ds-zero estimate: unknown argument '${a}'\n\n${USAGE}` };
+type Parsed<O extends ParseArgsConfig['options']> = ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>;
+
+/** node:util parseArgs (`--x=y` and `--x y`), or the usage problem in one line. */
+function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O): Parsed<O> | string {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    // "Unknown option '--x'", "Option '-t, --tag <value>' argument missing": name the long form.
+    const quoted = /'([^']+)'/.exec(e.message)?.[1] ?? '';
+    const flag = /--[\w-]+/.exec(quoted)?.[0] ?? quoted.split(/[ ,]/)[0];
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown argument '${flag ?? e.message}'`;
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && / argument missing/.test(e.message)) return `${flag} needs a value`;
+    return e.message.split('. ')[0]!;
   }
+}
+
+const ESTIMATE_OPTIONS = {
+  params: { type: 'string' }, 'largest-layer-params': { type: 'string' }, 'gpus-per-node': { type: 'string' }, nodes: { type: 'string' },
+  'buffer-factor': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+} as const;
+
+export function estimateCommand(argv: string[]): CliResult {
+  const parsed = parseFlags(argv, ESTIMATE_OPTIONS);
+  if (typeof parsed === 'string') return { code: 2, out: `ds-zero estimate: ${parsed}\n\n${USAGE}` };
+  const { values: opts, positionals } = parsed;
+  if (opts.help) return { code: 0, out: USAGE };
+  if (positionals.length > 0) return { code: 2, out: `ds-zero estimate: unknown argument '${positionals[0]}'\n\n${USAGE}` };
+  const json = opts.json ?? false;
   if (opts.params === undefined) return { code: 2, out: `ds-zero estimate: --params is required\n\n${USAGE}` };
   const totalParams = parseCount(opts.params);
   const largestLayerParams = opts['largest-layer-params'] === undefined ? 0 : parseCount(opts['largest-layer-params']);
@@ -83,18 +101,11 @@ export function estimateCommand(argv: string[]): CliResult {
 }
 
 export function toFp32Command(argv: string[]): CliResult {
-  const positional: string[] = [];
-  let tag: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-h' || a === '--help') return { code: 0, out: USAGE };
-    if (a === '--tag' || a === '-t') {
-      tag = argv[++i];
-      if (tag === undefined) return { code: 2, out: `ds-zero to-fp32: ${a} needs a value\n\n${USAGE}` };
-    } else if (a.startsWith('--tag=')) tag = a.slice('--tag='.length);
-    else if (a.startsWith('-')) return { code: 2, out: `ds-zero to-fp32: unknown argument '${a}'\n\n${USAGE}` };
-    else positional.push(a);
-  }
+  const parsed = parseFlags(argv, { tag: { type: 'string', short: 't' }, help: { type: 'boolean', short: 'h' } } as const);
+  if (typeof parsed === 'string') return { code: 2, out: `ds-zero to-fp32: ${parsed}\n\n${USAGE}` };
+  if (parsed.values.help) return { code: 0, out: USAGE };
+  const positional = parsed.positionals;
+  const tag = parsed.values.tag;
   if (positional.length !== 2) return { code: 2, out: `ds-zero to-fp32: expected CHECKPOINT_DIR and OUT.safetensors\n\n${USAGE}` };
   try {
     const c = writeFp32(positional[0]!, positional[1]!, tag);

@@ -5,7 +5,8 @@
 // while slot i is stepped, and slot i is written back while slot i+1 is stepped.
 //
 // What this moves today is the optimizer moments; the fp32 master shard stays resident (DeepSpeed's
-// ZeRO-Offload moves both; moving the masters belongs with the tiers themselves, @ds/offload-nvme).
+// ZeRO-Offload moves both). @ds/offload-nvme's cpu and nvme tiers take any byte region, so the
+// masters can follow through the same allocate / swapIn / swapOut calls: not built yet.
 import {
   allocateFlat,
   bytesOf,

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * One result row. `ratio` is oriented so that above 1 is better: value / anchorValue for a rate,
@@ -157,4 +158,23 @@ export function pythonWithTorch(candidates: readonly string[] = ['python3', '/us
     if (probe.status === 0) return { python };
   }
   return `torch is not importable here (${candidates.map((p) => `${p} -c "import torch"`).join(' and ')} failed)`;
+}
+
+/** One run of the gloo anchor: 2-rank allreduce figures per size key. */
+export interface GlooRun {
+  torch: string;
+  rows: Record<string, { bytes: number; timeUs: number; algbw: number; busbw: number }>;
+}
+
+/**
+ * PyTorch gloo's 2-rank allreduce on this host (gloo_anchor.py beside this package), measured the
+ * way @ds/core's perf.ts measures ours, for every comm bench's anchor; a string says why there is none.
+ */
+export function glooAnchor(cfg: { sizes: Record<string, number>; reps: number; warmup: number; smoke: boolean }): GlooRun | string {
+  const found = pythonWithTorch();
+  if (typeof found === 'string') return found;
+  const script = fileURLToPath(new URL('../gloo_anchor.py', import.meta.url));
+  const r = spawnSync(found.python, [script, JSON.stringify(cfg)], { encoding: 'utf8', timeout: 300_000 });
+  if (r.status !== 0) return `the gloo anchor failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr.trim().split('\n').pop() ?? ''}`;
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as GlooRun;
 }

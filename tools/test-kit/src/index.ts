@@ -4,3 +4,5 @@ export { withWorld, describeWorld, freePort, lastJson, tsNodeArgs } from './worl
 export type { RankResult, WorldResult, WorldOptions } from './world.js';
 export { expectClose, closeReport, DEFAULT_TOLERANCE } from './close.js';
 export type { Tolerance, CloseReport } from './close.js';
+export { withNetnsWorld, netnsSupport, leftoverNamespaces } from './netns.js';
+export type { NetnsWorldOptions } from './netns.js';

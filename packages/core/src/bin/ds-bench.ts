@@ -3,11 +3,13 @@
 //   ds --num_procs 2 ds-bench allreduce --min 1K --max 256M
 // Rank 0 prints size, time, algbw and busbw per size (nccl-tests' definitions) and writes JSON.
 import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 import { formatByteSize, parseByteSize, type DType } from '@ds/tensor';
 
 import { initDistributed } from '../comm/init.js';
 import { BENCH_OPS, measure, type BenchOp, type PerfRow } from '../comm/perf.js';
+import { isMainModule } from '../main-module.js';
 
 const USAGE = `usage: ds-bench <${BENCH_OPS.join('|')}> [--min 1K] [--max 256M] [--factor 2] [--iters 20] [--warmup 5]
                 [--dtype f32|bf16|f16|i32|u8] [--registered] [--json ds-bench.json]
@@ -15,7 +17,7 @@ Run one process per rank (the \`ds\` launcher sets RANK, WORLD_SIZE, MASTER_ADDR
 algbw = S/t with S the full array; busbw = algbw x 2(n-1)/n (allreduce), (n-1)/n (allgather,
 reducescatter, alltoall), 1 (broadcast): nccl-tests' definitions.`;
 
-interface Args {
+export interface Args {
   op: BenchOp;
   min: number;
   max: number;
@@ -27,40 +29,48 @@ interface Args {
   json: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const [op, ...rest] = argv;
-  if (op === '--help' || op === '-h') throw new UsageError('');
+/** Flags take `--x=y` and `--x y` (node:util parseArgs); a usage problem throws UsageError ('' for --help). */
+export function parseCommand(argv: string[]): Args {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        min: { type: 'string' }, max: { type: 'string' }, factor: { type: 'string' }, iters: { type: 'string' }, warmup: { type: 'string' },
+        dtype: { type: 'string' }, json: { type: 'string' }, registered: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('. ')[0]!);
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help) throw new UsageError('');
+  const [op, ...extra] = positionals;
   if (!op) throw new UsageError('missing op');
   if (!BENCH_OPS.includes(op as BenchOp)) throw new UsageError(`unknown op '${op}'`);
-  const args: Args = { op: op as BenchOp, min: 1024, max: 256 * 1024 * 1024, factor: 2, iters: 20, warmup: 5, dtype: 'f32', registered: false, json: 'ds-bench.json' };
-  for (let i = 0; i < rest.length; i++) {
-    const flag = rest[i]!;
-    const value = (): string => {
-      const v = rest[++i];
-      if (v === undefined) throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '--min': args.min = parseByteSize(value(), '--min'); break;
-      case '--max': args.max = parseByteSize(value(), '--max'); break;
-      case '--factor': args.factor = Number(value()); break;
-      case '--iters': args.iters = Number(value()); break;
-      case '--warmup': args.warmup = Number(value()); break;
-      case '--dtype': args.dtype = value() as DType; break;
-      case '--json': args.json = value(); break;
-      case '--registered': args.registered = true; break;
-      default: throw new UsageError(`unknown option '${flag}'`);
-    }
-  }
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+  const args: Args = {
+    op: op as BenchOp,
+    min: v.min === undefined ? 1024 : parseByteSize(v.min, '--min'),
+    max: v.max === undefined ? 256 * 1024 * 1024 : parseByteSize(v.max, '--max'),
+    factor: v.factor === undefined ? 2 : Number(v.factor),
+    iters: v.iters === undefined ? 20 : Number(v.iters),
+    warmup: v.warmup === undefined ? 5 : Number(v.warmup),
+    dtype: (v.dtype ?? 'f32') as DType,
+    registered: v.registered ?? false,
+    json: v.json ?? 'ds-bench.json',
+  };
   if (!(args.factor > 1) || !(args.min > 0) || args.max < args.min || !(args.iters >= 1) || !(args.warmup >= 0)) throw new UsageError('need 0 < min <= max, factor > 1, iters >= 1, warmup >= 0');
   if (!['f32', 'bf16', 'f16', 'i32', 'u8'].includes(args.dtype)) throw new UsageError(`unknown dtype '${args.dtype}'`);
   return args;
 }
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseCommand(process.argv.slice(2));
   const d = await initDistributed();
   const rows: PerfRow[] = [];
   const say = (line: string): void => void (d.rank === 0 && console.log(line));
@@ -80,7 +90,8 @@ async function main(): Promise<void> {
   await d.destroy();
 }
 
-main().catch((err: unknown) => {
+// Run only when this file is the program, not when imported (tests import parseCommand).
+if (isMainModule(import.meta.url)) main().catch((err: unknown) => {
   if (err instanceof UsageError) {
     if (!err.message) {
       console.log(USAGE);

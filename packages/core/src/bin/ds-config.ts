@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 
 import { checkConfig, formatCheckReport } from '../config/check.js';
 import { isMainModule } from '../main-module.js';
@@ -14,6 +15,7 @@ import { createRegistry, type Registry } from '../plugin/registry.js';
 import type { Plugin } from '../plugin/types.js';
 
 const USAGE = `usage: ds-config check FILE [--world-size N] [--strict]
+       ds-config --help
   FILE          a ds_config.json (JSON or hjson), or a base64 string of JSON
   --world-size  data-parallel world size used to resolve the batch triad (default 1)
   --strict      unknown top-level keys are errors, not warnings`;
@@ -29,27 +31,30 @@ interface Args {
   strict: boolean;
 }
 
-function parseArgs(argv: readonly string[]): Args | string {
-  if (argv[0] === '--help' || argv[0] === '-h') return '';
-  if (argv[0] !== 'check') return argv.length === 0 ? 'missing command (check)' : `unknown command '${argv[0]}'`;
-  let file: string | undefined;
-  let worldSize = 1;
-  let strict = false;
-  for (let i = 1; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--strict') strict = true;
-    else if (a === '--world-size' || a.startsWith('--world-size=')) {
-      const raw = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-      const n = Number(raw);
-      if (!Number.isInteger(n) || n < 1) return `--world-size needs an integer >= 1, got '${raw ?? ''}'`;
-      worldSize = n;
-    } else if (a === '--help' || a === '-h') return '';
-    else if (a.startsWith('--')) return `unknown option '${a}'`;
-    else if (file === undefined) file = a;
-    else return `unexpected argument '${a}'`;
+/** The parsed command, '' for --help, or a usage problem. Flags take `--x=y` and `--x y` (node:util parseArgs). */
+function parseCommand(argv: readonly string[]): Args | string {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { 'world-size': { type: 'string' }, strict: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    // parseArgs' first sentence names the option ("Unknown option '--x'", "Option '--y <value>' argument missing").
+    return (err as Error).message.split('. ')[0]!;
   }
+  const { values, positionals } = parsed;
+  if (values.help) return '';
+  const [command, file, ...extra] = positionals;
+  if (command !== 'check') return command === undefined ? 'missing command (check)' : `unknown command '${command}'`;
   if (file === undefined) return 'missing FILE';
-  return { file, worldSize, strict };
+  if (extra.length > 0) return `unexpected argument '${extra[0]}'`;
+  const raw = values['world-size'];
+  const worldSize = raw === undefined ? 1 : Number(raw);
+  if (!Number.isInteger(worldSize) || worldSize < 1) return `--world-size needs an integer >= 1, got '${raw ?? ''}'`;
+  return { file, worldSize, strict: values.strict ?? false };
 }
 
 function resolveFrom(pkg: string, fromDir: string): string | undefined {
@@ -95,7 +100,7 @@ export type Discover = typeof discoverPlugins;
 
 /** Runs the command; `discover` is replaceable so that tests can look plugins up once for many runs. */
 export async function main(argv: readonly string[], io: Io, discover: Discover = discoverPlugins): Promise<number> {
-  const args = parseArgs(argv);
+  const args = parseCommand(argv);
   if (typeof args === 'string') {
     if (!args) {
       io.out(USAGE);

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 import { loadCpuAddon, readTensorEnv } from '@ds/tensor';
 
@@ -167,14 +168,32 @@ export function formatReport(r: Report): string {
   return lines.join('\n');
 }
 
-// Run only when this file is the program, not when imported (tests import it).
-const invokedDirectly = isMainModule(import.meta.url);
-if (invokedDirectly && (process.argv.includes('--help') || process.argv.includes('-h'))) {
-  console.log('usage: ds-report [--json]\n  prints versions, the CPU ISA in use, threads, comm backends, plugins and CUDA/NCCL libraries found');
-} else if (invokedDirectly) {
+const USAGE = `usage: ds-report [--json]
+  prints versions, the CPU ISA in use, threads, comm backends, plugins and CUDA/NCCL libraries found
+  --json   the same as one JSON object`;
+
+/** Runs the command: 0, or 2 for a usage error (flags through node:util parseArgs). */
+export function main(argv: readonly string[], io: { out: (text: string) => void; err: (text: string) => void }, env: NodeJS.ProcessEnv = process.env): number {
+  let values;
   try {
-    const report = collectReport();
-    console.log(process.argv.includes('--json') ? JSON.stringify(report, null, 2) : formatReport(report));
+    ({ values } = parseArgs({ args: [...argv], options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (err) {
+    io.err(`ds-report: ${(err as Error).message.split('. ')[0]}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  const report = collectReport(env);
+  io.out(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  return 0;
+}
+
+// Run only when this file is the program, not when imported (tests import it).
+if (isMainModule(import.meta.url)) {
+  try {
+    process.exitCode = main(process.argv.slice(2), { out: (t) => console.log(t), err: (t) => console.error(t) });
   } catch (err) {
     console.error(`ds-report: ${(err as Error)?.stack ?? String(err)}`);
     process.exitCode = 1;

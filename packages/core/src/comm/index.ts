@@ -27,6 +27,12 @@ export { initDistributed, Distributed } from './init.js';
 export { ProcessTopology, buildParallelGroups, AXES } from './topology.js';
 export type { Axis, Coords, Degrees, ParallelGroups } from './topology.js';
 export { waitSync } from './sync-wait.js';
+// For backends in other packages (@ds/comm-mpi, @ds/comm-nccl): the Work handle, the observer list
+// and the argument checks every ProcessGroup shares, so each backend behaves alike on bad input.
+export { PromiseWork } from './work.js';
+export type { SyncCompletion } from './work.js';
+export { Observers } from './observers.js';
+export { checkBuffer, checkPair, checkRank, checkReduceOp, checkSameDType, checkTimeout, DTYPE_CODE, OP_CODE, REDUCE_CODE } from './validate.js';
 export type { InitOptions, NewGroupOptions } from './init.js';
 export { cpuBackend, CpuProcessGroup } from './backends/cpu.js';
 export type { CpuBackendOptions } from './backends/cpu.js';

@@ -22,13 +22,16 @@ export class Observers {
     return false;
   }
 
-  /** The first stack frame outside the comm layer: the function that called the op. */
-  static caller(): string | undefined {
+  /**
+   * The first stack frame outside the comm layer: the function that called the op. A backend that
+   * lives in another package passes the pattern of its own frames (`backendFrames`) to skip them too.
+   */
+  static caller(backendFrames?: RegExp): string | undefined {
     const holder: { stack?: string } = {};
     Error.captureStackTrace(holder);
     const stack = holder.stack?.split('\n').slice(1) ?? [];
     for (const frame of stack) {
-      if (COMM_DIR.test(frame)) continue;
+      if (COMM_DIR.test(frame) || backendFrames?.test(frame)) continue;
       const m = /at (?:async )?([^\s(]+) \(/.exec(frame) ?? /at (.*)$/.exec(frame);
       return m?.[1]?.trim();
     }

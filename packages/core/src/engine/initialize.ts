@@ -69,7 +69,11 @@ export interface InitializeOptions {
    * else the optimizer's `comm_backend_name` (DeepSpeed's key for the 1-bit optimizers), else `cpu`.
    */
   commBackend?: string;
-  /** Pipeline and tensor (model) parallel degrees; the data-parallel degree is what remains of the world. */
+  /**
+   * Pipeline and tensor (model) parallel degrees; the data-parallel degree is what remains of the
+   * world. A registered engine may fix them from the model (a PipelineModule's stages); then this
+   * option may be left out, and where given it must agree.
+   */
   topology?: { pipe?: number; model?: number };
   runtime?: Runtime;
   /** Rank-0 log lines; default console.log. */
@@ -113,12 +117,18 @@ function trainable(model: Module): { params: Tensor[]; names: string[] } {
   return { params, names };
 }
 
-/** The backend's name: the option, DS_COMM_BACKEND, the optimizer's comm_backend_name, else cpu. */
-function backendName(opts: InitializeOptions, env: CoreEnv, raw: ConfigObject): string {
+/**
+ * The backend's name: the option, else DS_COMM_BACKEND (both must name a registered backend), else
+ * the optimizer's comm_backend_name when that backend is registered; otherwise cpu. (DeepSpeed's
+ * 1-bit configs say "nccl" or "mpi"; on a job without that backend they run on the active one, and
+ * the optimizer's plugin says so in one line.)
+ */
+function backendName(opts: InitializeOptions, env: CoreEnv, raw: ConfigObject, registry: Registry): string {
   if (opts.commBackend) return opts.commBackend;
   if (env.commBackend) return env.commBackend;
   const params = (raw.optimizer as { params?: { comm_backend_name?: unknown } } | undefined)?.params;
-  return typeof params?.comm_backend_name === 'string' ? params.comm_backend_name : 'cpu';
+  const named = params?.comm_backend_name;
+  return typeof named === 'string' && registry.get('commBackends', named) ? named : 'cpu';
 }
 
 /** The registered backend of that name; an unknown name fails naming the registered ones and the package that has it. */
@@ -168,6 +178,28 @@ function dataDegree(worldSize: number, topology: InitializeOptions['topology']):
   return worldSize % rest === 0 ? worldSize / rest : worldSize;
 }
 
+/**
+ * The pipe and model degrees: the `topology` option merged with what a registered engine reads off
+ * the model (a PipelineModule's stage count); where both give an axis they must agree.
+ */
+function topologyFor(registry: Registry, opts: InitializeOptions): NonNullable<InitializeOptions['topology']> {
+  const out = { ...opts.topology };
+  for (const name of registry.names('engines')) {
+    const claim = registry.get('engines', name)!;
+    const fixed = claim.value.topology?.(opts.model);
+    for (const axis of ['pipe', 'model'] as const) {
+      const d = fixed?.[axis];
+      if (d === undefined) continue;
+      const asked = opts.topology?.[axis];
+      if (asked !== undefined && asked !== d) {
+        throw new DSConfigError(`initialize: topology.${axis} is ${asked} but the model needs ${d} (engine '${name}' of ${claim.plugin.package}); drop the option or make it ${d}`);
+      }
+      out[axis] = d;
+    }
+  }
+  return out;
+}
+
 export async function initialize(opts: InitializeOptions): Promise<Initialized> {
   if (!opts.model) throw new DSConfigError('initialize requires a model');
   const registry = opts.registry ?? createRegistry();
@@ -176,13 +208,14 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   const { raw } = readConfigInput(configFrom(opts));
   const worldSize = opts.dist !== undefined ? (opts.dist?.size ?? 1) : (env.dist?.worldSize ?? 1);
   // Validated before any rendezvous, so a bad config fails alike on every rank without waiting for the others.
-  const loaded = loadConfig(raw, { registry, worldSize: dataDegree(worldSize, opts.topology), strict: opts.strict ?? false });
+  const topology = topologyFor(registry, opts);
+  const loaded = loadConfig(raw, { registry, worldSize: dataDegree(worldSize, topology), strict: opts.strict ?? false });
   const config: DSConfig = loaded.config;
-  const dist = opts.dist !== undefined ? opts.dist : env.dist ? await initDistributed({ env: opts.env, backend: await resolveCommBackend(registry, backendName(opts, env, raw), env) }) : null;
+  const dist = opts.dist !== undefined ? opts.dist : env.dist ? await initDistributed({ env: opts.env, backend: await resolveCommBackend(registry, backendName(opts, env, raw, registry), env) }) : null;
   const rank = dist?.rank ?? 0;
   const log = rank === 0 ? (opts.log ?? ((m: string) => console.log(m))) : () => {};
   for (const w of formatWarnings(loaded.warnings)) log(`warning: ${w}`);
-  const groups = await buildParallelGroups(dist, opts.topology ?? {});
+  const groups = await buildParallelGroups(dist, topology);
   if (config.data_parallel_size !== undefined && config.data_parallel_size !== groups.topology.degrees.data) {
     throw new DSConfigError(`data_parallel_size is ${config.data_parallel_size}, but the topology (${groups.topology}) over ${worldSize} rank(s) has a data-parallel degree of ${groups.topology.degrees.data}; remove the key or make it match`);
   }

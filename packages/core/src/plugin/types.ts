@@ -78,6 +78,12 @@ export interface EngineArgs {
 /** An engine that takes over for some models (the pipeline engine for a PipelineModule). */
 export interface EngineContribution {
   appliesTo(model: Module, config: DSConfig): boolean;
+  /**
+   * The parallel degrees the model itself fixes (a PipelineModule's stage count, as DeepSpeed takes
+   * num_stages from the module), or undefined for models it does not handle. initialize() consults
+   * it before building the topology; a `topology` option that disagrees is a DSConfigError.
+   */
+  topology?(model: Module): { pipe?: number; model?: number } | undefined;
   /** Returns an Engine (a subclass adds its own entry points, e.g. trainBatch()). */
   create(args: EngineArgs, ctx: PluginContext): Engine | Promise<Engine>;
 }

@@ -17,6 +17,14 @@ describe('env', () => {
     expect(readDistEnv({})).toBeUndefined();
   });
 
+  it('falls back to the MPI launchers\' variables (mpirun started the process directly), explicit ones winning', () => {
+    const ompi = { OMPI_COMM_WORLD_RANK: '3', OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_LOCAL_RANK: '1', OMPI_COMM_WORLD_LOCAL_SIZE: '2' };
+    expect(readDistEnv(ompi)).toMatchObject({ rank: 3, worldSize: 4, localRank: 1, localSize: 2, crossRank: 1, crossSize: 2 });
+    expect(readDistEnv({ PMI_RANK: '1', PMI_SIZE: '2', MPI_LOCALRANKID: '1', MPI_LOCALNRANKS: '2' })).toMatchObject({ rank: 1, worldSize: 2, localRank: 1, localSize: 2 });
+    expect(readDistEnv({ ...ompi, RANK: '0', WORLD_SIZE: '1' })).toMatchObject({ rank: 0, worldSize: 1 });
+    expect(() => readDistEnv({ OMPI_COMM_WORLD_RANK: '4', OMPI_COMM_WORLD_SIZE: '4' })).toThrow(/RANK=4 must be below WORLD_SIZE=4/);
+  });
+
   it('rejects inconsistent or malformed values by name', () => {
     expect(() => readDistEnv({ RANK: '0' })).toThrow(/RANK and WORLD_SIZE must be set together/);
     expect(() => readDistEnv({ RANK: '2', WORLD_SIZE: '2' })).toThrow(/RANK=2 must be below WORLD_SIZE=2/);

@@ -4,7 +4,7 @@
 // the gradient-accumulation dtype at stage 0.
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { describeWorld, freePort, lastJson, withWorld } from '@ds-internal/test-kit';
 import { TINY_GPT, trainSteps } from '@ds-internal/gpt-fixtures';
 import { fromArray, GPT } from '@ds/tensor';
 
@@ -65,6 +65,24 @@ describe('topology', () => {
       throw err;
     }, DSConfigError).message).toBe('data_parallel_size is 2, but the topology (pipe 1 x data 1 x model 1) over 1 rank(s) has a data-parallel degree of 1; remove the key or make it match');
     const ok = await initialize({ model: new GPT(TINY_GPT), config: { ...base, data_parallel_size: 1 }, dist: null, log: () => {} });
+    expect(ok.engine.groups.topology.degrees).toEqual({ pipe: 1, data: 1, model: 1 });
+    ok.engine.destroy();
+  });
+
+  it("an engine contribution's topology(model) fixes the degrees before the groups are built; a disagreeing option is named", async () => {
+    // A pipeline-like engine that reads a stage count off the model (as @ds/pipeline does from a PipelineModule).
+    const stagesOf = new WeakMap<object, number>();
+    const engines = { staged: { appliesTo: () => false, create: () => Promise.reject(new Error('never built')), topology: (m: object) => (stagesOf.has(m) ? { pipe: stagesOf.get(m)! } : undefined) } };
+    const plugin = { name: 'staged', package: '@ds-internal/staged', contributes: { engines } };
+    const model = new GPT(TINY_GPT);
+    stagesOf.set(model, 2);
+    // Consulted: one process cannot hold 2 stages.
+    expect((await rejected(initialize({ model, config: base, plugins: [plugin], dist: null, log: () => {} }))).message).toMatch(/1 ranks do not divide into 2 pipeline stage\(s\)/);
+    const clash = await rejected(initialize({ model, config: base, plugins: [plugin], topology: { pipe: 1 }, dist: null, log: () => {} }));
+    expect(clash).toBeInstanceOf(DSConfigError);
+    expect(clash.message).toBe("initialize: topology.pipe is 1 but the model needs 2 (engine 'staged' of @ds-internal/staged); drop the option or make it 2");
+    // A model the contribution does not claim keeps the default topology.
+    const ok = await initialize({ model: new GPT(TINY_GPT), config: base, plugins: [plugin], dist: null, log: () => {} });
     expect(ok.engine.groups.topology.degrees).toEqual({ pipe: 1, data: 1, model: 1 });
     ok.engine.destroy();
   });
@@ -137,5 +155,29 @@ describe('modelParameters (DeepSpeed model_parameters)', () => {
     engine.destroy();
     const err = await rejected(initialize({ model: new GPT(TINY_GPT), config: base, modelParameters: [{ params: [] }], dist: null, log: () => {} }));
     expect(err.message).toMatch(/trainable parameter\(s\) are in no modelParameters group \(.*\); add them to a group or set requiresGrad = false/);
+  });
+});
+
+describe("the optimizer's comm_backend_name", () => {
+  it('picks a registered backend of that name, and the active one (cpu) when none is registered', async () => {
+    const { createCoreOptimizer } = await import('../../src/optim/factory.js');
+    const { cpuBackend } = await import('../../src/comm/backends/cpu.js');
+    const made: string[] = [];
+    const plugin = (withNccl: boolean) => ({
+      name: 'fake-1bit',
+      package: '@x/fake-1bit',
+      contributes: {
+        optimizers: { FakeOneBit: (_p: Readonly<Record<string, unknown>>, optCtx: Parameters<typeof createCoreOptimizer>[0]) => createCoreOptimizer(optCtx, 'AdamW', { lr: 1e-2 })! },
+        ...(withNccl ? { commBackends: { nccl: () => { made.push('nccl'); return { ...cpuBackend(), name: 'nccl' }; } } } : {}),
+      },
+    });
+    const config = { ...base, optimizer: { type: 'FakeOneBit', params: { comm_backend_name: 'nccl' } } };
+    for (const withNccl of [false, true]) {
+      const env = { RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()) };
+      const { engine } = await initialize({ model: new GPT(TINY_GPT), config, plugins: [plugin(withNccl)], env, log: () => {} });
+      expect(made).toEqual(withNccl ? ['nccl'] : []);
+      engine.destroy();
+      await engine.dist!.destroy();
+    }
   });
 });

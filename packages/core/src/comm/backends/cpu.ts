@@ -27,7 +27,7 @@ export interface CpuBackendOptions {
   shmDir?: string;
   /** auto: shared memory when every member is on this host, else TCP; default auto. */
   transport?: 'auto' | 'shm' | 'tcp';
-  /** The address peers on other hosts reach this rank at; default the first non-internal IPv4. */
+  /** The address TCP peers reach this rank at; default the first non-internal IPv4 across hosts, 127.0.0.1 on one host. */
   ifAddr?: string;
   /** Replaces the host identity (hostname and boot id); tests use it to stage several "hosts" on one. */
   hostId?: string;
@@ -111,7 +111,9 @@ export class CpuProcessGroup implements ProcessGroup {
     }
     const chunk = opts.chunkBytes ?? 1 << 20;
     if (distinct.length > 1 || transport === 'tcp') {
-      const flat = await CpuProcessGroup.createTcp(spec, addon, chunk, distinct.length > 1 ? (opts.ifAddr ?? publicAddress()) : '127.0.0.1');
+      // Advertise DS_COMM_IFADDR when given (ranks in separate network namespaces of one host need it).
+      const advertise = opts.ifAddr ?? (distinct.length > 1 ? publicAddress() : '127.0.0.1');
+      const flat = await CpuProcessGroup.createTcp(spec, addon, chunk, advertise);
       if (distinct.length === 1 || distinct.length === size || transport === 'tcp') return flat;
       return CpuProcessGroup.createHierarchical(spec, opts, hosts, flat);
     }

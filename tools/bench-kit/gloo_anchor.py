@@ -1,4 +1,5 @@
-"""PyTorch gloo anchor for bench/run.ts: allreduce busbw of 2 ranks on this host, measured the way
+"""PyTorch gloo anchor shared by the comm benches (@ds/core's, @ds/comm-mpi's; bench-kit's
+glooAnchor runs it): allreduce busbw of 2 ranks on this host, measured the way @ds/core's
 src/comm/perf.ts measures ours (f32, warm-up calls, then `reps` timed loops of `iters` calls issued
 back to back and waited for at the end; a loop's time per call is the slowest rank's; best loop).
 

@@ -1,0 +1,11 @@
+export { pipeline } from './plugin.js';
+export { PipelineModule, LayerSpec, TiedLayerSpec, partitionLayers, stageOf } from './module.js';
+export type { PipelineModuleOptions, PipeLayer, LayerFn, TiedOptions } from './module.js';
+export { partitionUniform, partitionBalanced, prefixSum } from './partition.js';
+export { TrainSchedule, InferenceSchedule, formatInstruction } from './schedule.js';
+export type { Instruction, InstructionKind } from './schedule.js';
+export { PipelineEngine } from './engine.js';
+export type { BatchStats, PipeBatch, PipeData } from './engine.js';
+export { pipelineSchema, pipelineConfigOf } from './config.js';
+export type { PipelineConfig } from './config.js';
+export { gptLayers, gptPipe, EmbeddingPipe, BlockPipe, FinalNormPipe } from './gpt.js';
