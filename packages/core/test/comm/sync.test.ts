@@ -13,6 +13,12 @@ describe('blocking completion', () => {
     expect(w.ranks.map((r) => r.code), dump).toEqual([0, 0]);
     expect(w.ranks[0]!.stdout, dump).toMatch(/RESULT DSCommError: allReduce on group 'world' \(seq 2, rank 0 of 2\) failed: rank 1 passed 3 elements/);
     expect(w.ranks[1]!.stdout, dump).toMatch(/RESULT DSCommError: .*rank 0 passed 2 elements/);
+    for (const r of w.ranks) {
+      const got = JSON.parse(/EVENTS (.*)/.exec(r.stdout)![1]!) as { heardAtOnce: number; events: { seq: number; ok: boolean }[] };
+      // Observers hear of an op finished through waitSync right away, and of every op exactly once.
+      expect(got.heardAtOnce, dump).toBe(1);
+      expect([...got.events].sort((a, b) => a.seq - b.seq), dump).toEqual([{ seq: 0, ok: true }, { seq: 1, ok: true }, { seq: 2, ok: false }]);
+    }
   }, 70_000);
 
   it('the in-process fake cannot block: DSUnsupportedError until the op has settled', async () => {

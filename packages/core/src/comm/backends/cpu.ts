@@ -206,11 +206,21 @@ export class CpuProcessGroup implements ProcessGroup {
     const seq = op === 'send' || op === 'recv' ? this.p2pSeq(op, root) : this.seq;
     if (op !== 'send' && op !== 'recv') this.seq = (this.seq + 1) >>> 0;
     const caller = this.observers.wantCaller ? Observers.caller() : undefined;
+    const started = performance.now();
+    // Observers hear of each op once: from the promise, or, for an op finished through waitSync (in a
+    // hook, where the event loop does not run), right there, so a comms logger read after a run of
+    // synchronous waits sees them all. The latency from waitSync is the wall time since submission.
+    let told = false;
+    const tell = (ms: number, ok: boolean) => {
+      if (told) return;
+      told = true;
+      this.notify(op, seq, dtype, msgBytes, ms, ok, caller);
+    };
     const [submitted, id] = this.native.submit(OP_CODE[op], seq, DTYPE_CODE[dtype], redop, count, root, timeoutMs, input?.array ?? null, output?.array ?? null);
     const promise = submitted.then(
-        (ms) => this.notify(op, seq, dtype, msgBytes, ms, true, caller),
+        (ms) => tell(ms, true),
         (e: NativeOpError) => {
-          this.notify(op, seq, dtype, msgBytes, 0, false, caller);
+          tell(0, false);
           throw this.toError(op, seq, e);
         },
       );
@@ -218,7 +228,11 @@ export class CpuProcessGroup implements ProcessGroup {
       isDone: () => this.native.isDone(id),
       waitSync: (ms) => {
         const e = this.native.waitSync(id, ms ?? timeoutMs + 5000);
-        if (e) throw this.toError(op, seq, e);
+        if (e) {
+          tell(0, false);
+          throw this.toError(op, seq, e);
+        }
+        tell(performance.now() - started, true);
       },
     });
   }
