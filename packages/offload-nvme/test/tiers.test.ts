@@ -173,8 +173,12 @@ describe('nvme tier bad input', () => {
       // root writes anyway: check the message through a uid that cannot, when one exists.
       const probe = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'true']);
       if (probe.status !== 0) return void console.warn('skipped: running as root and setpriv cannot drop privileges here');
+      // The uid must also be able to read this checkout (a clone under a 0700 mktemp directory is not).
+      const cwd = new URL('..', import.meta.url).pathname;
+      const reads = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '-e', '0'], { encoding: 'utf8', cwd });
+      if (reads.status !== 0) return void console.warn(`skipped: uid 65534 cannot load this checkout (${(reads.stderr.trim().split('\n').find((l) => l.includes('Error')) ?? 'exit ' + reads.status).slice(0, 160)})`);
       const script = `import('${new URL('../src/index.ts', import.meta.url).pathname}').then((m) => { try { m.createNvmeTier({ kind: 'optimizer', section: { nvme_path: '${d}' } }, { rank: 0, log: () => {} }, () => new m.ReferenceIo()); } catch (e) { console.log(e.code + ': ' + e.message); } })`;
-      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '-e', script], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '-e', script], { encoding: 'utf8', cwd });
       expect(r.stdout + r.stderr).toMatch(/DS_CONFIG: .*nvme_path .*readonly is not writable \(EACCES creating/);
       return;
     }
