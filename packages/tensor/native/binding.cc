@@ -3,6 +3,8 @@
 // JS TypeError/RangeError, never aborting. Dtypes cross as codes: 0 f32, 1 bf16, 2 f16, 3 i32, 4 u8.
 #include <napi.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
@@ -30,6 +32,23 @@ Napi::Value dispatch(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value undef(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+// ---- native memory for the sim device ----
+// The sim device (src/devices/sim.ts) keeps its memory outside the JavaScript heap: 64-byte aligned
+// native blocks handed back as external ArrayBuffers that the sim backend keeps private, plus the
+// block's address (what a DLPack handle carries). The block is freed when the buffer is collected.
+Napi::Value NativeAlloc(const Napi::CallbackInfo& info, ArgReader& a, AddonState&) {
+  const int64_t bytes = a.size(0);
+  const size_t rounded = (static_cast<size_t>(bytes) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  if (!p) a.rangeError("cannot allocate " + std::to_string(bytes) + " bytes of native memory");
+  std::memset(p, 0, rounded == 0 ? 64 : rounded);
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), [](Napi::Env, void* data) { std::free(data); });
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("buffer", buf);
+  out.Set("address", Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p))));
+  return out;
+}
 
 // ---- machine ----
 Napi::Value CpuInfo(const Napi::CallbackInfo& info, ArgReader&, AddonState& s) {
@@ -137,7 +156,7 @@ Napi::Value Gather(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) 
 // ---- elementwise ----
 Napi::Value Unary(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   const int64_t op = a.size(0);
-  if (op > 9) a.typeError(0, "must be a unary op code 0..9");
+  if (op > 10) a.typeError(0, "must be a unary op code 0..10");
   const DType d = a.floatDtype(1);
   const int64_t n = a.size(4);
   unaryKernel(s.ctx(), static_cast<UnaryOp>(op), d, a.array(2, d, n, "x"), a.array(3, d, n, "out"), n);
@@ -240,6 +259,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   s->pool = std::make_unique<ThreadPool>(1, s->poolSpinUs);  // the TypeScript side sets the size from env.ts
   env.SetInstanceData<AddonState>(s);
   add(env, exports, "cpuInfo", CpuInfo);
+  add(env, exports, "nativeAlloc", NativeAlloc);
   add(env, exports, "setIsa", SetIsa);
   add(env, exports, "setNumThreads", SetNumThreads);
   add(env, exports, "setPoolSpin", SetPoolSpin);

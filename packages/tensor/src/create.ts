@@ -8,6 +8,7 @@ import { Generator } from './random.js';
 import type { Runtime } from './runtime.js';
 import { assertShape, fmtShape, numelOf, type Shape } from './shape-util.js';
 import { Tensor } from './tensor.js';
+import { toDeviceRaw } from './ops/device.js';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -47,12 +48,28 @@ export function zeros(shape: Shape, opts: CreateOptions = {}): Tensor {
 
 export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {
   const t = make(shape, opts, 'full');
-  t.runtime.kernels(t.device).fill(t.dtype as FloatDType, t.data(), t.numel, value);
+  t.runtime.kernels(t.device).fill(t.dtype as FloatDType, t.operand(), t.numel, value);
   return finish(t, opts);
 }
 
 export function ones(shape: Shape, opts: CreateOptions = {}): Tensor {
   return full(shape, 1, opts);
+}
+
+/**
+ * A tensor of `shape` filled with value(i) on opts.device: values written by JavaScript are written
+ * into host memory and then copied to the device (JavaScript never writes device memory).
+ */
+function written(shape: Shape, opts: CreateOptions, label: string, value: (i: number) => number): Tensor {
+  const device = opts.device ?? 'cpu';
+  const host = make(shape, { ...opts, device: 'cpu' }, label);
+  writeAll(host, value);
+  if (device === 'cpu') return host;
+  try {
+    return toDeviceRaw(host, device, { label: opts.label ?? label });
+  } finally {
+    host.dispose();
+  }
 }
 
 function writeAll(t: Tensor, value: (i: number) => number): void {
@@ -68,16 +85,12 @@ function writeAll(t: Tensor, value: (i: number) => number): void {
 /** A tensor holding `values` (row-major) with `shape` (default: 1-D). */
 export function fromArray(values: ArrayLike<number>, shape: Shape = [values.length], opts: CreateOptions = {}): Tensor {
   if (numelOf(shape) !== values.length) throw new DSShapeError(`fromArray: ${values.length} values do not fill shape ${fmtShape(shape)}`);
-  const t = make(shape, opts, 'fromArray');
-  writeAll(t, (i) => values[i]!);
-  return finish(t, opts);
+  return finish(written(shape, opts, 'fromArray', (i) => values[i]!), opts);
 }
 
 /** 0, 1, ..., n - 1. */
 export function arange(n: number, opts: CreateOptions = {}): Tensor {
-  const t = make([n], opts, 'arange');
-  writeAll(t, (i) => i);
-  return finish(t, opts);
+  return finish(written([n], opts, 'arange', (i) => i), opts);
 }
 
 function gen(opts: RandomOptions): Generator {
@@ -87,27 +100,21 @@ function gen(opts: RandomOptions): Generator {
 /** Normal(mean, std) samples. */
 export function randn(shape: Shape, opts: RandomOptions & { mean?: number; std?: number } = {}): Tensor {
   const g = gen(opts);
-  const t = make(shape, opts, 'randn');
   const mu = opts.mean ?? 0;
   const sd = opts.std ?? 1;
-  writeAll(t, () => mu + sd * g.normal());
-  return finish(t, opts);
+  return finish(written(shape, opts, 'randn', () => mu + sd * g.normal()), opts);
 }
 
 /** Uniform samples in [low, high). */
 export function uniform(shape: Shape, opts: RandomOptions & { low?: number; high?: number } = {}): Tensor {
   const g = gen(opts);
-  const t = make(shape, opts, 'uniform');
   const lo = opts.low ?? 0;
   const hi = opts.high ?? 1;
-  writeAll(t, () => lo + (hi - lo) * g.uniform());
-  return finish(t, opts);
+  return finish(written(shape, opts, 'uniform', () => lo + (hi - lo) * g.uniform()), opts);
 }
 
 /** Uniform integers in [0, high) as i32 (token ids for tests and benchmarks). */
 export function randint(shape: Shape, high: number, opts: RandomOptions = {}): Tensor {
   const g = gen(opts);
-  const t = make(shape, { ...opts, dtype: 'i32' }, 'randint');
-  writeAll(t, () => g.nextU32() % high);
-  return t;
+  return written(shape, { ...opts, dtype: 'i32' }, 'randint', () => g.nextU32() % high);
 }

@@ -3,15 +3,18 @@
 // tensor it came from must stay alive while the handle is used.
 
 import type { DType } from './dtype.js';
-import { DSShapeError } from './errors.js';
+import { DSDeviceError, DSShapeError } from './errors.js';
 import type { MemoryCategory } from './memory/tracker.js';
 import { getRuntime } from './runtime.js';
 import { Storage } from './memory/storage.js';
 import { storedBytes, Tensor } from './tensor.js';
 
 export interface TensorHandle {
-  readonly buffer: ArrayBufferLike;
-  /** Byte offset of element 0 of the tensor in `buffer`. */
+  /** The host bytes (cpu tensors); null for device memory, which JavaScript cannot read. */
+  readonly buffer: ArrayBufferLike | null;
+  /** Device tensors: the device pointer of element 0 (DLPack's data + byte_offset); null on the cpu. */
+  readonly address: bigint | null;
+  /** Byte offset of element 0 of the tensor in `buffer` (0 for device handles: `address` points at it). */
   readonly byteOffset: number;
   readonly dtype: DType;
   readonly shape: readonly number[];
@@ -23,8 +26,21 @@ export interface TensorHandle {
 }
 
 export function toHandle(t: Tensor): TensorHandle {
+  if (!t.isHost) {
+    return {
+      buffer: null,
+      address: t.storage.allocation.address + BigInt(t.offset * t.bytesPerElement),
+      byteOffset: 0,
+      dtype: t.dtype,
+      shape: [...t.shape],
+      strides: [...t.strides],
+      device: t.device,
+      stream: null,
+    };
+  }
   return {
     buffer: t.storage.buffer,
+    address: null,
     byteOffset: t.storage.byteOffset + t.offset * t.bytesPerElement,
     dtype: t.dtype,
     shape: [...t.shape],
@@ -40,6 +56,9 @@ export function toHandle(t: Tensor): TensorHandle {
  */
 export function fromHandle(h: TensorHandle, opts: { category?: MemoryCategory; label?: string } = {}): Tensor {
   const rt = getRuntime();
+  if (h.buffer === null) {
+    throw new DSDeviceError(`fromHandle: a handle to ${h.device} memory cannot be wrapped (only host handles can); copy the tensor to 'cpu' on the side that owns it, or allocate on ${h.device} with this runtime`);
+  }
   const bpe = storedBytes(rt, h.dtype);
   if (h.byteOffset % bpe !== 0) throw new DSShapeError(`fromHandle: byte offset ${h.byteOffset} is not aligned to ${h.dtype} elements`);
   if (h.shape.length !== h.strides.length) throw new DSShapeError(`fromHandle: ${h.shape.length} dims but ${h.strides.length} strides`);

@@ -76,3 +76,14 @@ export class DSOutOfMemoryError extends DSError {
     super(message, { code: 'DS_OUT_OF_MEMORY', ...options });
   }
 }
+
+/**
+ * Device memory reached from JavaScript (data() or a typed view of a sim or cuda tensor), operands
+ * on different devices, or a device that cannot be used here. The message names the device and the
+ * explicit copy to make.
+ */
+export class DSDeviceError extends DSError {
+  constructor(message: string, options: DSErrorOptions = {}) {
+    super(message, { code: 'DS_DEVICE', ...options });
+  }
+}

@@ -1,4 +1,4 @@
-export { DSError, DSConfigError, DSShapeError, DSUnsupportedError, DSNativeError, DSOutOfMemoryError, isDSError } from './errors.js';
+export { DSError, DSConfigError, DSShapeError, DSUnsupportedError, DSNativeError, DSOutOfMemoryError, DSDeviceError, isDSError } from './errors.js';
 export type { DSErrorOptions, ConfigProblem } from './errors.js';
 export { readTensorEnv } from './env.js';
 export { parseByteSize, formatByteSize } from './bytes.js';
@@ -11,14 +11,19 @@ export { DTYPES, BYTES_PER_ELEMENT, isFloat, f32ToBf16, bf16ToF32, f32ToF16, f16
 export type { DType, FloatDType } from './dtype.js';
 
 // kernels and backends
-export type { KernelTable, GemmArgs, AdamWArgs, KArray, FArray, UnaryOp, BinaryOp } from './kernels/table.js';
+export type { KernelTable, HostKernelTable, GemmArgs, AdamWArgs, KArray, FArray, F32, U16, I32, U8, UnaryOp, BinaryOp } from './kernels/table.js';
+export { DeviceArray, isDeviceArray, hostOnly, elementKindOf, ELEMENT_BYTES } from './devices/device-array.js';
+export type { DeviceAllocation, HostArray, Operand, ElementKind } from './devices/device-array.js';
+export type { DeviceBackend } from './devices/types.js';
+export { createSimDevice } from './devices/sim.js';
+export type { SimDeviceOptions } from './devices/sim.js';
 export { createReferenceKernels } from './reference/index.js';
 export { defaultKernels } from './backends/registry.js';
 export { createCpuKernels } from './backends/cpu.js';
 export type { CpuKernels, CpuIsa } from './backends/cpu.js';
 
 // runtime, memory
-export { Runtime, getRuntime, setRuntime, withRuntime, useKernels, noGrad, enableGrad, isGradEnabled, autocast, withCategory } from './runtime.js';
+export { Runtime, registerDeviceFactory, getRuntime, setRuntime, withRuntime, useKernels, noGrad, enableGrad, isGradEnabled, autocast, withCategory } from './runtime.js';
 export type { RuntimeOptions } from './runtime.js';
 export { MemoryTracker, MEMORY_CATEGORIES } from './memory/tracker.js';
 export type { MemoryCategory, DeviceUsage, CategoryUsage } from './memory/tracker.js';
@@ -27,7 +32,8 @@ export type { StorageOptions } from './memory/storage.js';
 export { tidy, keep, dispose } from './memory/scope.js';
 
 // tensors
-export { Tensor, storedBytes } from './tensor.js';
+export { Tensor, storedBytes, ELEMENT_KIND } from './tensor.js';
+export { toDevice, toDeviceRaw, copyInto } from './ops/device.js';
 export type { TensorInit, AllocOptions } from './tensor.js';
 export { Generator } from './random.js';
 export { toHandle, fromHandle } from './dlpack.js';

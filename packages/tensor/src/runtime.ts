@@ -13,6 +13,19 @@ import type { MemoryCategory } from './memory/tracker.js';
 import { MemoryTracker } from './memory/tracker.js';
 import type { Storage } from './memory/storage.js';
 import type { ParameterHook } from './nn/parameter-hook.js';
+import type { DeviceBackend } from './devices/types.js';
+import { createSimDevice } from './devices/sim.js';
+
+/**
+ * Devices a runtime can create on first use. 'cuda' is added by src/devices/cuda.ts's loader when
+ * the package is imported (registerDeviceFactory), so that this file does not load the cuda binary.
+ */
+const deviceFactories = new Map<string, () => DeviceBackend>([['sim', () => createSimDevice()]]);
+
+/** Makes `device` available to every runtime, created on first use with `make`. */
+export function registerDeviceFactory(device: string, make: () => DeviceBackend): void {
+  deviceFactories.set(device, make);
+}
 
 export interface RuntimeOptions {
   /** Kernel table of the cpu device; default: the native table when it loads, else the reference. */
@@ -39,6 +52,7 @@ export class Runtime {
   readonly tracker: MemoryTracker;
   readonly f64Check: boolean;
   private readonly kernelsByDevice = new Map<string, KernelTable>();
+  private readonly backends = new Map<string, DeviceBackend>();
   /** False inside noGrad() and while backward functions run. */
   gradEnabled = true;
   /** The dtype matmul-like ops compute in inside autocast(); null outside. */
@@ -82,13 +96,33 @@ export class Runtime {
   /** The kernel table of a device; a device without a backend fails with one clear sentence. */
   kernels(device: string): KernelTable {
     const k = this.kernelsByDevice.get(device);
-    if (!k) {
-      throw new DSUnsupportedError(
-        `device '${device}' has no kernel backend in this runtime (available: ${[...this.kernelsByDevice.keys()].join(', ')}); ` +
-          `register one with runtime.useKernels(table, '${device}')`,
-      );
-    }
-    return k;
+    if (k) return k;
+    if (device !== 'cpu' && deviceFactories.has(device)) return this.device(device).kernels;
+    throw new DSUnsupportedError(
+      `device '${device}' has no kernel backend in this runtime (available: ${this.devices.join(', ')}); ` +
+        `register one with runtime.useDevice(backend) or runtime.useKernels(table, '${device}')`,
+    );
+  }
+
+  /**
+   * The backend of a non-host device, created on first use ('sim' always; 'cuda' when @ds/tensor's
+   * cuda binary loads). Devices that cannot be used here fail with the backend's own one sentence.
+   */
+  device(device: string): DeviceBackend {
+    if (device === 'cpu') throw new DSUnsupportedError(`the cpu device is host memory and has no DeviceBackend; its tensors are read with data()`);
+    let b = this.backends.get(device);
+    if (b) return b;
+    const make = deviceFactories.get(device);
+    if (!make) throw new DSUnsupportedError(`unknown device '${device}' (known: cpu, ${[...deviceFactories.keys()].join(', ')})`);
+    b = make();
+    this.backends.set(device, b);
+    return b;
+  }
+
+  /** Installs a device backend (a sim device over the reference kernels in tests, say). */
+  useDevice(backend: DeviceBackend): void {
+    if (backend.name === 'cpu') throw new DSUnsupportedError(`the cpu device is host memory; give it kernels with useKernels(table)`);
+    this.backends.set(backend.name, backend);
   }
 
   /** Runs `device` on another kernel table (the reference table in tests, a cuda table later). */
@@ -97,8 +131,9 @@ export class Runtime {
     this.kernelsByDevice.set(device, table);
   }
 
+  /** The devices this runtime has kernels for or can create. */
   get devices(): string[] {
-    return [...this.kernelsByDevice.keys()];
+    return [...new Set([...this.kernelsByDevice.keys(), ...this.backends.keys(), ...deviceFactories.keys()])];
   }
 
   newId(): number {

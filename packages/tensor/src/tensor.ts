@@ -5,9 +5,10 @@
 // handle holds one reference to its storage; dispose() drops it, and the storage is freed when its
 // last view goes. Handles created inside tidy() are disposed when the scope ends.
 
-import { arrayView, BYTES_PER_ELEMENT, bf16ToF32, f16ToF32, isFloat, type DType } from './dtype.js';
-import { DSError, DSShapeError } from './errors.js';
+import { arrayView, BYTES_PER_ELEMENT, bf16ToF32, DTYPES, f16ToF32, isFloat, type DType } from './dtype.js';
+import { DSDeviceError, DSError, DSShapeError } from './errors.js';
 import type { KArray } from './kernels/table.js';
+import type { ElementKind, HostArray } from './devices/device-array.js';
 import { Storage, type StorageOptions } from './memory/storage.js';
 import type { MemoryCategory } from './memory/tracker.js';
 import { getRuntime, type Runtime, type ScopeFrame } from './runtime.js';
@@ -15,7 +16,11 @@ import { assertShape, contiguousStrides, fmtShape, numelOf, sameShape, type Shap
 import type { GradNode } from './autograd/node.js';
 import { backward as runBackward, type BackwardOptions } from './autograd/engine.js';
 import { cast } from './ops/cast.js';
+import { toDevice } from './ops/device.js';
 import { contiguous, narrow, permute, reshape, transpose, view } from './ops/shape.js';
+
+/** The element kind each dtype is stored as (bf16 and f16 as 16-bit words). */
+export const ELEMENT_KIND: Readonly<Record<DType, ElementKind>> = { f32: 'f32', bf16: 'u16', f16: 'u16', i32: 'i32', u8: 'u8' };
 
 export interface TensorInit {
   storage: Storage;
@@ -90,12 +95,19 @@ export class Tensor {
   static empty(shape: Shape, dtype: DType, opts: AllocOptions = {}): Tensor {
     assertShape('empty', shape);
     const rt = opts.runtime ?? getRuntime();
-    const storage = Storage.allocate(rt.tracker, numelOf(shape) * storedBytes(rt, dtype), {
-      device: opts.device ?? 'cpu',
-      category: rt.categoryOverride ?? opts.category ?? 'other',
-      label: opts.label ?? 'tensor',
-      uninitialized: opts.uninitialized,
-    });
+    const device = opts.device ?? 'cpu';
+    if (device !== 'cpu' && rt.f64Check) throw new DSDeviceError(`f64Check mode runs on the cpu device only; '${device}' was asked for`);
+    const storage = Storage.allocate(
+      rt.tracker,
+      numelOf(shape) * storedBytes(rt, dtype),
+      {
+        device,
+        category: rt.categoryOverride ?? opts.category ?? 'other',
+        label: opts.label ?? 'tensor',
+        uninitialized: opts.uninitialized,
+      },
+      device === 'cpu' ? undefined : rt.device(device),
+    );
     return new Tensor({ storage, dtype, shape, runtime: rt, track: opts.track ?? true });
   }
 
@@ -155,28 +167,78 @@ export class Tensor {
     if (this.disposed) throw new DSError(`${op}: tensor ${fmtShape(this.shape)} ${this.dtype} was disposed`, { code: 'DS_USE_AFTER_FREE' });
   }
 
-  /** The whole storage as an element array of this dtype (for strided kernels such as gather). */
-  storageArray(): KArray {
+  /** True when this tensor's bytes are host memory that JavaScript can read (the cpu device). */
+  get isHost(): boolean {
+    return this.storage.isHost;
+  }
+
+  private kind(): ElementKind {
+    return ELEMENT_KIND[this.dtype];
+  }
+
+  /** The whole storage as a kernel operand of this dtype (for strided kernels such as gather). */
+  storageOperand(): KArray {
+    this.live('storageOperand');
+    const n = Math.floor(this.storage.byteLength / this.bytesPerElement);
+    if (this.isHost) return this.typed(this.storage.byteOffset, n);
+    return this.storage.operand(this.kind(), 0, n);
+  }
+
+  /**
+   * The elements of a contiguous tensor as a kernel operand, zero-copy: a typed array on the cpu, a
+   * DeviceArray on any other device. This is what ops and optimizers hand to kernels and collectives.
+   */
+  operand(): KArray {
+    this.live('operand');
+    if (!this.isContiguous()) throw new DSShapeError(`operand: tensor ${fmtShape(this.shape)} is not contiguous; call contiguous() first`);
+    if (this.isHost) return this.typed(this.storage.byteOffset + this.offset * this.bytesPerElement, this.numel);
+    return this.storage.operand(this.kind(), this.offset * this.bytesPerElement, this.numel);
+  }
+
+  /** The whole storage as a host array (cpu tensors only; see data()). */
+  storageArray(): HostArray {
     this.live('storageArray');
+    this.hostOnly('storageArray');
     const n = Math.floor(this.storage.byteLength / this.bytesPerElement);
     return this.typed(this.storage.byteOffset, n);
   }
 
-  /** The elements of a contiguous tensor, zero-copy. Float16/bfloat16 come as raw Uint16 bits. */
-  data(): KArray {
+  /**
+   * The elements of a contiguous cpu tensor, zero-copy. Float16/bfloat16 come as raw Uint16 bits.
+   * A tensor on another device throws: its memory is not JavaScript's (use toArray() or .to('cpu')).
+   */
+  data(): HostArray {
     this.live('data');
+    this.hostOnly('data');
     if (!this.isContiguous()) throw new DSShapeError(`data: tensor ${fmtShape(this.shape)} is not contiguous; call contiguous() first`);
     return this.typed(this.storage.byteOffset + this.offset * this.bytesPerElement, this.numel);
   }
 
-  private typed(byteOffset: number, length: number): KArray {
+  private hostOnly(op: string): void {
+    if (!this.isHost) {
+      throw new DSDeviceError(
+        `${op}(): tensor ${fmtShape(this.shape)} ${this.dtype} lives on device '${this.device}', whose memory JavaScript cannot read; ` +
+          `use toArray() for the values or .to('cpu') for a host copy`,
+      );
+    }
+  }
+
+  private typed(byteOffset: number, length: number): HostArray {
     if (this.runtime.f64Check && this.dtype === 'f32') return new Float64Array(this.storage.buffer, byteOffset, length) as unknown as Float32Array;
     return arrayView(this.dtype, this.storage.buffer, byteOffset, length);
   }
 
-  /** The elements as plain numbers in row-major order (floats decoded). For tests and small reads. */
+  /** The elements as plain numbers in row-major order (floats decoded): a copy, from any device. For tests and small reads. */
   toArray(): number[] {
     this.live('toArray');
+    if (!this.isHost) {
+      const host = this.to('cpu');
+      try {
+        return host.toArray();
+      } finally {
+        host.dispose();
+      }
+    }
     const src = this.storageArray();
     const out = new Array<number>(this.numel);
     const idx = new Array<number>(this.rank).fill(0);
@@ -307,9 +369,14 @@ export class Tensor {
     return contiguous(this);
   }
 
-  /** Cast to dtype (differentiable between float dtypes); this tensor when it already has it. */
-  to(dtype: DType): Tensor {
-    return cast(this, dtype);
+  /**
+   * Cast to a dtype (differentiable between float dtypes), or copy to a device ('cpu', 'sim',
+   * 'cuda'; differentiable: the gradient comes back to this tensor's device). This tensor itself
+   * when it already has the dtype or lives on the device.
+   */
+  to(dtypeOrDevice: DType | string): Tensor {
+    if (DTYPES.includes(dtypeOrDevice as DType)) return cast(this, dtypeOrDevice as DType);
+    return toDevice(this, dtypeOrDevice);
   }
 
   toString(): string {

@@ -21,6 +21,8 @@ DS_INLINE void unaryBody(UnaryOp op, const float* x, float* y, int64_t n) {
     case UnaryOp::Abs: for (int64_t i = 0; i < n; ++i) y[i] = std::fabs(x[i]); break;
     case UnaryOp::Square: for (int64_t i = 0; i < n; ++i) y[i] = x[i] * x[i]; break;
     case UnaryOp::Sigmoid: for (int64_t i = 0; i < n; ++i) y[i] = sigmoidApprox(x[i]); break;
+    // -1, 0 or +1 (Lion's update direction); NaN stays NaN.
+    case UnaryOp::Sign: for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? 1.0f : x[i] < 0.0f ? -1.0f : x[i]; break;
   }
 }
 DS_VARIANTS(void, unaryTile, unaryBody, (UnaryOp op, const float* x, float* y, int64_t n), (op, x, y, n))

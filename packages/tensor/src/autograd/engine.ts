@@ -56,13 +56,13 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   }
   if (!target.isContiguous()) throw new DSShapeError(`backward: the .grad of ${leaf.name ?? 'a leaf'} ${fmtShape(leaf.shape)} is not contiguous`);
   const src = g.isContiguous() ? g : contiguousCopy(g);
-  k.axpy(src.dtype as 'f32', src.data() as Float32Array, target.dtype as 'f32', target.data() as Float32Array, g.numel, 1);
+  k.axpy(src.dtype as 'f32', src.operand() as Float32Array, target.dtype as 'f32', target.operand() as Float32Array, g.numel, 1);
   if (src !== g) src.dispose();
 }
 
 function contiguousCopy(t: Tensor): Tensor {
   const out = Tensor.empty(t.shape, t.dtype, { device: t.device, runtime: t.runtime, category: 'activations', label: 'grad', uninitialized: true });
-  t.runtime.kernels(t.device).gather(t.dtype, t.storageArray(), t.offset, t.shape, t.strides, out.data());
+  t.runtime.kernels(t.device).gather(t.dtype, t.storageOperand(), t.offset, t.shape, t.strides, out.operand());
   return out;
 }
 
@@ -70,7 +70,7 @@ function contiguousCopy(t: Tensor): Tensor {
 function accumulateInto(acc: Tensor, g: Tensor): void {
   const k = acc.runtime.kernels(acc.device);
   const src = g.isContiguous() ? g : contiguousCopy(g);
-  k.axpy(src.dtype as 'f32', src.data() as Float32Array, acc.dtype as 'f32', acc.data() as Float32Array, g.numel, 1);
+  k.axpy(src.dtype as 'f32', src.operand() as Float32Array, acc.dtype as 'f32', acc.operand() as Float32Array, g.numel, 1);
   if (src !== g) src.dispose();
 }
 
@@ -202,7 +202,7 @@ function skipNode(node: GradNode, nodeDeps: Map<GradNode, number>, leafDeps: Map
 
 function onesLike(t: Tensor): Tensor {
   const out = Tensor.empty(t.shape, t.dtype, { device: t.device, runtime: t.runtime, category: 'activations', label: 'grad', uninitialized: true });
-  t.runtime.kernels(t.device).fill(t.dtype as 'f32', out.data(), out.numel, 1);
+  t.runtime.kernels(t.device).fill(t.dtype as 'f32', out.operand(), out.numel, 1);
   return out;
 }
 

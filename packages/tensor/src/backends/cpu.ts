@@ -5,14 +5,15 @@
 // range, say) come back as DSShapeError too.
 
 import { DSNativeError, DSShapeError } from '../errors.js';
-import type { AdamWArgs, BinaryOp, FArray, FloatDType, GemmArgs, KArray, KernelTable, UnaryOp } from '../kernels/table.js';
+import type { BinaryOp, FloatDType, HostAdamWArgs as AdamWArgs, HostFArray as FArray, HostGemmArgs as GemmArgs, HostKernelTable, HostKArray, KArray, KernelTable, UnaryOp } from '../kernels/table.js';
+import { hostOnly, type HostArray } from '../devices/device-array.js';
 import { CPU_ISAS, loadCpuAddon, type CpuAddon, type CpuInfo, type PeakProbe } from '../native/load.js';
 
 type AnyDType = FloatDType | 'i32' | 'u8';
 
 const DTYPE_CODE: Readonly<Record<AnyDType, number>> = { f32: 0, bf16: 1, f16: 2, i32: 3, u8: 4 };
 const UNARY_CODE: Readonly<Record<UnaryOp, number>> = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, tanh: 5, relu: 6, abs: 7, square: 8, sigmoid: 9,
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, tanh: 5, relu: 6, abs: 7, square: 8, sigmoid: 9, sign: 10,
 };
 const BINARY_CODE: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5 };
 const ARRAY_FOR: Readonly<Record<AnyDType, string>> = {
@@ -51,7 +52,8 @@ function dim(op: string, name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new DSShapeError(`${op}: ${name} must be a non-negative integer, got ${v}`);
 }
 
-function arr(op: string, name: string, a: KArray, dtype: AnyDType, count: number, sizes: string): void {
+function arr(op: string, name: string, a: KArray, dtype: AnyDType, count: number, sizes: string): asserts a is HostArray {
+  hostOnly(op, name, a);
   const want = ARRAY_FOR[dtype];
   if (want === undefined) throw new DSShapeError(`${op}: unknown dtype '${dtype}' for ${name} (expected f32, bf16, f16, i32 or u8)`);
   // The internal [[TypedArrayName]] (what toStringTag reports) also accepts Buffers and other realms' arrays.
@@ -115,7 +117,7 @@ function adamwChecks(a: AdamWArgs): void {
 /** Creates the cpu kernel table (loading the addon on first use). */
 export function createCpuKernels(): CpuKernels {
   const native: CpuAddon = loadCpuAddon();
-  return {
+  const table: HostKernelTable & Omit<CpuKernels, keyof KernelTable> = {
     name: 'cpu',
     setNumThreads(n) {
       if (!Number.isInteger(n) || n < 1 || n > 1024) throw new DSShapeError(`setNumThreads: thread count must be an integer in [1, 1024], got ${n}`);
@@ -152,6 +154,8 @@ export function createCpuKernels(): CpuKernels {
     copy(src, dst, n) {
       const op = 'copy';
       dim(op, 'n', n);
+      hostOnly(op, 'src', src);
+      hostOnly(op, 'dst', dst);
       const tag = ArrayBuffer.isView(src) ? Object.prototype.toString.call(src).slice(8, -1) : '';
       const dtype = (Object.keys(ARRAY_FOR) as AnyDType[]).find((d) => ARRAY_FOR[d] === tag);
       if (!dtype) throw new DSShapeError(`copy: src must be a Float32Array, Uint16Array, Int32Array or Uint8Array`);
@@ -271,9 +275,11 @@ export function createCpuKernels(): CpuKernels {
           a.weightDecay, a.step, a.biasCorrection, a.decoupled, a.gradScale, a.out16 ?? null, DTYPE_CODE[a.out16Dtype ?? 'bf16']));
     },
   };
+  // Every entry checks its operands with arr(), which rejects a DeviceArray by name.
+  return table as CpuKernels;
 }
 
-type NnKernels = Pick<KernelTable,
+type NnKernels = Pick<HostKernelTable,
   | 'layerNormForward' | 'layerNormBackward' | 'layerNormResidualForward' | 'geluForward' | 'geluBackward' | 'softmaxForward' | 'softmaxBackward'
   | 'embeddingForward' | 'embeddingBackward' | 'crossEntropyForward' | 'crossEntropyBackward'
   | 'attentionForward' | 'attentionBackward' | 'dropoutForward'>;

@@ -6,10 +6,12 @@
 // tensors and never throw for a reason the op could have checked first.
 //
 // Conventions:
-// - Every operand is a typed array starting at the operand's first element (the op passes
-//   `storage.subarray(offset, offset + numel)`), laid out contiguous row-major.
+// - Every operand starts at the operand's first element, laid out contiguous row-major, and lives
+//   on the table's device: a typed array for cpu (host) memory, a DeviceArray (devices/device-array.ts)
+//   for any other device, whose bytes JavaScript cannot read. Ops pass `tensor.operand()`.
 // - Element arrays by dtype: f32 -> Float32Array, bf16 and f16 -> Uint16Array (raw bits),
-//   i32 -> Int32Array, u8 -> Uint8Array. `KArray` is their union.
+//   i32 -> Int32Array, u8 -> Uint8Array (or a DeviceArray of that kind). `KArray` is their union.
+// - Results returned as numbers (sum, sumSquares, hasInfNan) wait for the device.
 // - Floating kernels take a `dtype` for their tensor operands ('f32' | 'bf16' | 'f16', all operands of
 //   that kernel share it unless the signature says otherwise) and compute in f32. Statistics saved
 //   for backward (mean, rstd, lse) are always f32.
@@ -18,11 +20,26 @@
 //
 // Extending: add entries, never change an existing one's meaning (both backends must follow).
 
-export type FloatDType = 'f32' | 'bf16' | 'f16';
-export type KArray = Float32Array | Uint16Array | Int32Array | Uint8Array;
-export type FArray = Float32Array | Uint16Array;
+import type { DeviceArray, HostArray, Operand } from '../devices/device-array.js';
 
-export type UnaryOp = 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'tanh' | 'relu' | 'abs' | 'square' | 'sigmoid';
+export type FloatDType = 'f32' | 'bf16' | 'f16';
+/** Any operand: host memory as a typed array (cpu), device memory as a DeviceArray (sim, cuda). */
+export type KArray = Operand;
+/** A float operand: f32 elements, or bf16/f16 bits. */
+export type FArray = Operand<Float32Array> | Operand<Uint16Array>;
+export type F32 = Operand<Float32Array>;
+export type U16 = Operand<Uint16Array>;
+export type I32 = Operand<Int32Array>;
+export type U8 = Operand<Uint8Array>;
+
+// What a host-memory table (cpu, reference) sees: the same signatures without DeviceArray. The
+// runtime hands a table only operands of its own device, and the host tables check it anyway.
+export type HostKArray = HostArray;
+export type HostFArray = Float32Array | Uint16Array;
+export type HostOnly<T> = { [K in keyof T]: Exclude<T[K], DeviceArray<any>> };
+
+/** sign: -1, 0 or +1 (NaN stays NaN; -0 stays -0). */
+export type UnaryOp = 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'tanh' | 'relu' | 'abs' | 'square' | 'sigmoid' | 'sign';
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min';
 
 export interface GemmArgs {
@@ -51,13 +68,13 @@ export interface GemmArgs {
 
 export interface AdamWArgs {
   /** f32 master weights [n], updated in place. */
-  param: Float32Array;
+  param: F32;
   /** gradient [n] in gradDtype; multiplied by gradScale before use (1/lossScale times the clip coefficient). */
   grad: FArray;
   gradDtype: FloatDType;
   /** f32 first and second moments [n], updated in place. */
-  expAvg: Float32Array;
-  expAvgSq: Float32Array;
+  expAvg: F32;
+  expAvgSq: F32;
   n: number;
   lr: number;
   beta1: number;
@@ -71,7 +88,7 @@ export interface AdamWArgs {
   decoupled: boolean;
   gradScale: number;
   /** Optional low-precision copy written in the same pass ([n], bf16 or f16 bits). */
-  out16?: Uint16Array;
+  out16?: U16;
   out16Dtype?: 'bf16' | 'f16';
 }
 
@@ -114,7 +131,7 @@ export interface KernelTable {
   /** true if any element is +-Inf or NaN (loss-scaling overflow check). */
   hasInfNan(dtype: FloatDType, x: FArray, n: number): boolean;
   /** x [rows, cols] -> out [cols] (sum over rows, f32 out, accumulate when `accumulate`). Bias grads. */
-  sumRows(dtype: FloatDType, x: FArray, rows: number, cols: number, out: Float32Array, accumulate: boolean): void;
+  sumRows(dtype: FloatDType, x: FArray, rows: number, cols: number, out: F32, accumulate: boolean): void;
   /** x [rows, cols] -> out [rows] (sum over the last dim, out in dtype). */
   sumLastDim(dtype: FloatDType, x: FArray, rows: number, cols: number, out: FArray): void;
 
@@ -123,15 +140,15 @@ export interface KernelTable {
 
   // ---- nn kernels -------------------------------------------------------------------------------
   /** x, y [rows, cols]; mean, rstd [rows] f32 (saved for backward); weight, bias [cols] in dtype. */
-  layerNormForward(dtype: FloatDType, x: FArray, weight: FArray, bias: FArray, y: FArray, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
+  layerNormForward(dtype: FloatDType, x: FArray, weight: FArray, bias: FArray, y: FArray, mean: F32, rstd: F32, rows: number, cols: number, eps: number): void;
   /** dx [rows, cols] overwritten; dweight, dbias [cols] f32 accumulated. */
-  layerNormBackward(dtype: FloatDType, dy: FArray, x: FArray, weight: FArray, mean: Float32Array, rstd: Float32Array, dx: FArray, dweight: Float32Array, dbias: Float32Array, rows: number, cols: number): void;
+  layerNormBackward(dtype: FloatDType, dy: FArray, x: FArray, weight: FArray, mean: F32, rstd: F32, dx: FArray, dweight: F32, dbias: F32, rows: number, cols: number): void;
   /**
    * A residual add fused with the layer norm after it (pre-LN transformers: h = x + f(x), then
    * LN(h)): sum = x + r rounded to dtype, then y, mean and rstd exactly as layerNormForward of sum.
    * x, r, sum, y [rows, cols]. Backward is layerNormBackward on sum plus the sum's own gradient.
    */
-  layerNormResidualForward(dtype: FloatDType, x: FArray, r: FArray, weight: FArray, bias: FArray, sum: FArray, y: FArray, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
+  layerNormResidualForward(dtype: FloatDType, x: FArray, r: FArray, weight: FArray, bias: FArray, sum: FArray, y: FArray, mean: F32, rstd: F32, rows: number, cols: number, eps: number): void;
   /** GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
   geluForward(dtype: FloatDType, x: FArray, y: FArray, n: number): void;
   geluBackward(dtype: FloatDType, dy: FArray, x: FArray, dx: FArray, n: number): void;
@@ -139,23 +156,23 @@ export interface KernelTable {
   softmaxForward(dtype: FloatDType, x: FArray, y: FArray, rows: number, cols: number): void;
   softmaxBackward(dtype: FloatDType, dy: FArray, y: FArray, dx: FArray, rows: number, cols: number): void;
   /** ids [n] i32 in [0, vocab); table [vocab, dim]; out [n, dim]. */
-  embeddingForward(dtype: FloatDType, ids: Int32Array, table: FArray, out: FArray, n: number, vocab: number, dim: number): void;
+  embeddingForward(dtype: FloatDType, ids: I32, table: FArray, out: FArray, n: number, vocab: number, dim: number): void;
   /** dtable [vocab, dim] f32 accumulated with dout [n, dim] rows at ids. */
-  embeddingBackward(dtype: FloatDType, dout: FArray, ids: Int32Array, dtable: Float32Array, n: number, vocab: number, dim: number): void;
+  embeddingBackward(dtype: FloatDType, dout: FArray, ids: I32, dtable: F32, n: number, vocab: number, dim: number): void;
   /**
    * Fused softmax + cross-entropy over logits [rows, vocab] with targets [rows] (-1 = ignored row):
    * losses [rows] f32 (0 for ignored rows), lse [rows] f32 (log-sum-exp, saved for backward).
    */
-  crossEntropyForward(dtype: FloatDType, logits: FArray, targets: Int32Array, losses: Float32Array, lse: Float32Array, rows: number, vocab: number): void;
+  crossEntropyForward(dtype: FloatDType, logits: FArray, targets: I32, losses: F32, lse: F32, rows: number, vocab: number): void;
   /** dlogits [rows, vocab] = dloss[r] * (softmax - onehot(target)); ignored rows get 0. */
-  crossEntropyBackward(dtype: FloatDType, logits: FArray, targets: Int32Array, lse: Float32Array, dloss: Float32Array, dlogits: FArray, rows: number, vocab: number): void;
+  crossEntropyBackward(dtype: FloatDType, logits: FArray, targets: I32, lse: F32, dloss: F32, dlogits: FArray, rows: number, vocab: number): void;
   /**
    * Causal scaled-dot-product attention. q, k, v, out [batch*heads, T, D]; lse [batch*heads, T] f32.
    * out = softmax(mask(q k^T * scale)) v with query t attending keys 0..t.
    */
-  attentionForward(dtype: FloatDType, q: FArray, k: FArray, v: FArray, out: FArray, lse: Float32Array, bh: number, t: number, d: number, scale: number): void;
+  attentionForward(dtype: FloatDType, q: FArray, k: FArray, v: FArray, out: FArray, lse: F32, bh: number, t: number, d: number, scale: number): void;
   /** dq, dk, dv [batch*heads, T, D] overwritten. */
-  attentionBackward(dtype: FloatDType, dout: FArray, q: FArray, k: FArray, v: FArray, out: FArray, lse: Float32Array, dq: FArray, dk: FArray, dv: FArray, bh: number, t: number, d: number, scale: number): void;
+  attentionBackward(dtype: FloatDType, dout: FArray, q: FArray, k: FArray, v: FArray, out: FArray, lse: F32, dq: FArray, dk: FArray, dv: FArray, bh: number, t: number, d: number, scale: number): void;
   /**
    * Inverted dropout: out = x * mask / (1 - p), mask[i] in {0, 1} u8. The mask is counter-based, so
    * it depends on (seed, offset + i) only, never on threads. With 32-bit unsigned arithmetic:
@@ -163,8 +180,20 @@ export interface KernelTable {
    *   h ^= h >>> 16; h = imul(h, 0x85EBCA6B); h ^= h >>> 13; h = imul(h, 0xC2B2AE35); h ^= h >>> 16
    *   mask[i] = ((h >>> 8) / 2^24) >= p ? 1 : 0
    */
-  dropoutForward(dtype: FloatDType, x: FArray, out: FArray, mask: Uint8Array, n: number, p: number, seed: number, offset: number): void;
+  dropoutForward(dtype: FloatDType, x: FArray, out: FArray, mask: U8, n: number, p: number, seed: number, offset: number): void;
 
   // ---- optimizers -------------------------------------------------------------------------------
   adamw(args: AdamWArgs): void;
 }
+
+export type HostGemmArgs = HostOnly<GemmArgs>;
+export type HostAdamWArgs = HostOnly<AdamWArgs>;
+
+type StripDevice<T> = T extends DeviceArray<any> ? never : T extends HostArray ? T : T extends readonly unknown[] ? T : T extends object ? HostOnly<T> : T;
+/**
+ * A kernel table over host memory (the cpu and reference tables implement this): each operand type
+ * without its DeviceArray half. It is assignable to KernelTable; such a table rejects a DeviceArray at run time.
+ */
+export type HostKernelTable = {
+  [K in keyof KernelTable]: KernelTable[K] extends (...args: infer A) => infer R ? (...args: { [I in keyof A]: StripDevice<A[I]> }) => R : KernelTable[K];
+};

@@ -37,6 +37,8 @@ type F = Float32Array | Uint16Array | Int32Array | Uint8Array;
  */
 export interface CpuAddon {
   cpuInfo(): CpuInfo;
+  /** Zeroed, 64-byte aligned native memory as an external ArrayBuffer, with its address (the sim device's memory). */
+  nativeAlloc(bytes: number): { buffer: ArrayBuffer; address: bigint };
   setIsa(requested: string): string;
   setNumThreads(n: number): void;
   /** Microseconds a pool thread spins for the next job before sleeping (0 to 1e6). */
@@ -119,7 +121,7 @@ export function loadCpuAddon(): CpuAddon {
       { cause: err },
     );
   }
-  const missing = (['gemm', 'setPoolSpin'] as const).filter((f) => typeof addon[f] !== 'function');
+  const missing = (['gemm', 'setPoolSpin', 'nativeAlloc'] as const).filter((f) => typeof addon[f] !== 'function');
   if (missing.length) {
     throw new DSNativeError(`@ds/tensor: the cpu addon in ${join(root, 'prebuilds')} is out of date (no ${missing.join(', ')}); rebuild it with \`pnpm run build:native\`.`);
   }

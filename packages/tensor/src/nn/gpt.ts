@@ -32,6 +32,8 @@ export interface GPTConfig {
   attentionKernel?: AttentionKernel | string;
   /** Recompute each block's activations in backward instead of keeping them. */
   checkpointActivations?: boolean;
+  /** Device of the parameters (default cpu): 'sim', 'cuda'. The same seed gives the same weights on every device. */
+  device?: string;
 }
 
 /** GPT-2's init: weights normal(0, 0.02), biases zero, residual projections (c_proj) normal(0, 0.02 / sqrt(2 nLayer)). */
@@ -40,11 +42,11 @@ export interface Gpt2Init {
   projInit: ParamInit;
 }
 
-function gpt2Init(g: Generator, nLayer: number): Gpt2Init {
+function gpt2Init(g: Generator, nLayer: number, device?: string): Gpt2Init {
   const normal =
     (std: number): ParamInit =>
     (name, shape, dtype) =>
-      name === 'bias' ? zeros(shape, { dtype }) : randn(shape, { generator: g, std, dtype });
+      name === 'bias' ? zeros(shape, { dtype, device }) : randn(shape, { generator: g, std, dtype, device });
   return { init: normal(0.02), projInit: normal(0.02 / Math.sqrt(2 * nLayer)) };
 }
 
@@ -88,10 +90,10 @@ export class Block extends Module<[Tensor], Tensor> {
   /** Without `init` the layers keep their default init (GPT passes GPT-2's). */
   constructor(cfg: GPTConfig, generator: Generator, init?: Gpt2Init) {
     super();
-    const common = { generator, bias: cfg.bias, dropout: cfg.dropout, ...init };
-    this.ln_1 = this.registerModule('ln_1', new LayerNorm(cfg.nEmbd));
+    const common = { generator, bias: cfg.bias, dropout: cfg.dropout, device: cfg.device, ...init };
+    this.ln_1 = this.registerModule('ln_1', new LayerNorm(cfg.nEmbd, 1e-5, { device: cfg.device }));
     this.attn = this.registerModule('attn', new CausalSelfAttention({ ...common, nEmbd: cfg.nEmbd, nHead: cfg.nHead, kernel: cfg.attentionKernel }));
-    this.ln_2 = this.registerModule('ln_2', new LayerNorm(cfg.nEmbd));
+    this.ln_2 = this.registerModule('ln_2', new LayerNorm(cfg.nEmbd, 1e-5, { device: cfg.device }));
     this.mlp = this.registerModule('mlp', new MLP(cfg.nEmbd, common));
   }
   forward(x: Tensor): Tensor {
@@ -114,7 +116,7 @@ class Transformer extends Module<[], never> {
     this.wpe = this.registerModule('wpe', new Embedding(cfg.blockSize, cfg.nEmbd, { generator: g, init: init.init }));
     this.drop = this.registerModule('drop', new Dropout(cfg.dropout ?? 0, { generator: g }));
     this.h = this.registerModule('h', new ModuleList(Array.from({ length: cfg.nLayer }, () => new Block(cfg, g, init))));
-    this.ln_f = this.registerModule('ln_f', new LayerNorm(cfg.nEmbd));
+    this.ln_f = this.registerModule('ln_f', new LayerNorm(cfg.nEmbd, 1e-5, { device: cfg.device }));
   }
   forward(): never {
     throw new DSUnsupportedError('GPT.transformer.forward: the transformer is a container of the GPT\'s layers; call the GPT itself (gpt.call(ids, targets))');
@@ -138,7 +140,7 @@ export class GPT extends Module<[Tensor, Tensor?], GPTOutput> {
     const g = new Generator(config.seed ?? 0);
     for (let n = defaultInitDraws(config); n > 0; n--) g.nextU32();
     // Parameters are created (and initialised) in registration order, the order of the init draws.
-    this.transformer = this.registerModule('transformer', new Transformer(config, g, gpt2Init(g, config.nLayer)));
+    this.transformer = this.registerModule('transformer', new Transformer(config, g, gpt2Init(g, config.nLayer, config.device)));
     // Tied output embedding: lm_head.weight is the token table itself.
     const head = new TiedHead();
     head.registerParameter('weight', this.transformer.wte.weight);

@@ -4,6 +4,7 @@ import { gelu, dropout } from '../ops/activation.js';
 import { embedding } from '../ops/embedding.js';
 import { addLayerNorm, layerNorm } from '../ops/layer-norm.js';
 import { linear } from '../ops/matmul.js';
+import { toDeviceRaw } from '../ops/device.js';
 import { ones, randn, uniform, zeros } from '../create.js';
 import type { DType } from '../dtype.js';
 import { Generator } from '../random.js';
@@ -23,6 +24,16 @@ export interface InitOptions {
   dtype?: DType;
   /** Overrides the default init (which draws from `generator`). */
   init?: ParamInit;
+  /** Device of the parameters (default cpu); an init that returns a tensor elsewhere is moved here. */
+  device?: string;
+}
+
+/** t on `device` (t itself when it is there or no device was asked for; else a copy, t disposed). */
+function placed(t: Tensor, device: string | undefined): Tensor {
+  if (device === undefined || t.device === device) return t;
+  const moved = toDeviceRaw(t, device);
+  t.dispose();
+  return moved;
 }
 
 /** y = x W^T + b with W [out, in]; init uniform(+-1/sqrt(in)) as torch.nn.Linear. */
@@ -33,9 +44,9 @@ export class Linear extends Module<[Tensor], Tensor> {
     super();
     const bound = 1 / Math.sqrt(inFeatures);
     const g = opts.generator ?? new Generator(0);
-    const init: ParamInit = opts.init ?? ((_, shape, dtype) => uniform(shape, { generator: g, low: -bound, high: bound, dtype }));
-    this.weight = this.registerParameter('weight', Parameter.from(init('weight', [outFeatures, inFeatures], opts.dtype)))!;
-    this.bias = opts.bias === false ? null : this.registerParameter('bias', Parameter.from(init('bias', [outFeatures], opts.dtype)));
+    const init: ParamInit = opts.init ?? ((_, shape, dtype) => uniform(shape, { generator: g, low: -bound, high: bound, dtype, device: opts.device }));
+    this.weight = this.registerParameter('weight', Parameter.from(placed(init('weight', [outFeatures, inFeatures], opts.dtype), opts.device)))!;
+    this.bias = opts.bias === false ? null : this.registerParameter('bias', Parameter.from(placed(init('bias', [outFeatures], opts.dtype), opts.device)));
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
@@ -47,8 +58,8 @@ export class Embedding extends Module<[Tensor], Tensor> {
   readonly weight: Parameter;
   constructor(readonly numEmbeddings: number, readonly dim: number, opts: InitOptions = {}) {
     super();
-    const init: ParamInit = opts.init ?? ((_, shape, dtype) => randn(shape, { generator: opts.generator ?? new Generator(0), dtype }));
-    this.weight = this.registerParameter('weight', Parameter.from(init('weight', [numEmbeddings, dim], opts.dtype)))!;
+    const init: ParamInit = opts.init ?? ((_, shape, dtype) => randn(shape, { generator: opts.generator ?? new Generator(0), dtype, device: opts.device }));
+    this.weight = this.registerParameter('weight', Parameter.from(placed(init('weight', [numEmbeddings, dim], opts.dtype), opts.device)))!;
   }
   forward(ids: Tensor): Tensor {
     return embedding(ids, this.weight);
@@ -58,10 +69,10 @@ export class Embedding extends Module<[Tensor], Tensor> {
 export class LayerNorm extends Module<[Tensor], Tensor> {
   readonly weight: Parameter;
   readonly bias: Parameter;
-  constructor(readonly dim: number, readonly eps = 1e-5, opts: { dtype?: DType } = {}) {
+  constructor(readonly dim: number, readonly eps = 1e-5, opts: { dtype?: DType; device?: string } = {}) {
     super();
-    this.weight = this.registerParameter('weight', Parameter.from(ones([dim], { dtype: opts.dtype })))!;
-    this.bias = this.registerParameter('bias', Parameter.from(zeros([dim], { dtype: opts.dtype })))!;
+    this.weight = this.registerParameter('weight', Parameter.from(ones([dim], { dtype: opts.dtype, device: opts.device })))!;
+    this.bias = this.registerParameter('bias', Parameter.from(zeros([dim], { dtype: opts.dtype, device: opts.device })))!;
   }
   forward(x: Tensor): Tensor {
     return layerNorm(x, this.weight, this.bias, this.eps);

@@ -4,7 +4,8 @@
 
 import { checkpoint } from '../autograd/checkpoint.js';
 import { queueBackwardCallback } from '../autograd/engine.js';
-import type { DType } from '../dtype.js';
+import { DTYPES, type DType } from '../dtype.js';
+import { copyInto, toDeviceRaw } from '../ops/device.js';
 import { DSError, DSShapeError } from '../errors.js';
 import { castRaw } from '../ops/util.js';
 import type { Generator } from '../random.js';
@@ -256,10 +257,13 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
       const src = state[name];
       if (!src) continue;
       if (!sameShape(src.shape, dst.shape)) throw new DSShapeError(`loadStateDict: '${name}' has shape ${fmtShape(src.shape)}, the module expects ${fmtShape(dst.shape)}`);
-      const c = castRaw(src, dst.dtype);
       if (!dst.isContiguous()) throw new DSShapeError(`loadStateDict: '${name}' is not contiguous`);
-      dst.runtime.kernels(dst.device).copy(c.data(), dst.data(), dst.numel);
-      if (c !== src) c.dispose();
+      // Move first (a host checkpoint into a device model), then cast on the device.
+      const moved = src.device === dst.device ? src : toDeviceRaw(src, dst.device);
+      const c = castRaw(moved, dst.dtype);
+      copyInto(c, dst);
+      if (c !== moved) c.dispose();
+      if (moved !== src) moved.dispose();
     }
     return { missing, unexpected };
   }
@@ -282,19 +286,39 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
         g.dispose();
         p.grad = null;
       } else {
-        p.runtime.kernels(p.device).fill(g.dtype as 'f32', g.data(), g.numel, 0);
+        p.runtime.kernels(p.device).fill(g.dtype as 'f32', g.operand(), g.numel, 0);
       }
     }
   }
 
-  /** Casts every parameter in place to dtype (a bf16 model; masters stay with the optimizer). */
-  to(dtype: DType): this {
+  /**
+   * Casts every parameter in place to a dtype (a bf16 model; masters stay with the optimizer), or
+   * moves every parameter and buffer to a device ('cpu', 'sim', 'cuda'). The parameter objects stay
+   * the same (optimizers and hooks keep their references); gradients are dropped on a move.
+   */
+  to(dtypeOrDevice: DType | string): this {
+    const isDtype = (DTYPES as readonly string[]).includes(dtypeOrDevice);
     for (const p of this.parameters()) {
-      if (p.dtype === dtype) continue;
-      const c = castRaw(p, dtype);
-      c.storage.setCategory('parameters');
+      if (isDtype ? p.dtype === dtypeOrDevice : p.device === dtypeOrDevice) continue;
+      const category = p.storage.category;
+      const c = isDtype ? castRaw(p, dtypeOrDevice as DType) : toDeviceRaw(p, dtypeOrDevice, { label: p.name ?? 'parameter' });
+      c.storage.setCategory(isDtype ? 'parameters' : category);
       p.setData(c);
       c.dispose();
+      if (!isDtype && p.grad) {
+        if (p.ownsGrad) p.grad.dispose();
+        p.grad = null;
+      }
+    }
+    if (!isDtype) {
+      for (const m of this.modules()) {
+        for (const [name, b] of m.bufferMap) {
+          if (b.device === dtypeOrDevice) continue;
+          const c = toDeviceRaw(b, dtypeOrDevice, { label: name });
+          b.setData(c);
+          c.dispose();
+        }
+      }
     }
     return this;
   }

@@ -70,7 +70,7 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions): Tensor {
   const xc = castRaw(x, dt);
   const y = allocOut(x, x.shape, dt, 'dropout');
   const mask = allocOut(x, x.shape, 'u8', 'dropout.mask');
-  kernelsOf(x).dropoutForward(dt, fa(xc), fa(y), mask.data() as Uint8Array, x.numel, p, opts.seed >>> 0, opts.offset ?? 0);
+  kernelsOf(x).dropoutForward(dt, fa(xc), fa(y), mask.operand() as Uint8Array, x.numel, p, opts.seed >>> 0, opts.offset ?? 0);
   drop(xc, x);
   if (!needsGrad(x)) {
     mask.dispose();
@@ -82,7 +82,7 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions): Tensor {
     const k = kernelsOf(x);
     const g = castRaw(dy, dt);
     const m = allocOut(x, x.shape, dt, 'dropout.grad');
-    k.cast('u8', sm.data(), dt, m.data(), x.numel);
+    k.cast('u8', sm.operand(), dt, m.operand(), x.numel);
     const dx = allocOut(x, x.shape, dt, 'dropout.grad');
     k.binary('mul', dt, fa(g), fa(m), fa(dx), x.numel, x.numel);
     k.scale(dt, fa(dx), fa(dx), x.numel, 1 / (1 - p), 0);

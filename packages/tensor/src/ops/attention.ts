@@ -86,7 +86,7 @@ export function maskedAttention(q: Tensor, k: Tensor, v: Tensor, opts: MaskedAtt
   if (opts.causal) {
     const tri = new Float32Array(t * t);
     for (let i = 0; i < t; i++) for (let j = i + 1; j < t; j++) tri[i * t + j] = MASKED;
-    scores = add(scores, fromArray(tri, [t, t], { dtype: 'f32', runtime: q.runtime }));
+    scores = add(scores, fromArray(tri, [t, t], { dtype: 'f32', runtime: q.runtime, device: q.device }));
   }
   if (opts.attnMask) scores = add(scores, opts.attnMask);
   if (opts.keyPaddingMask) {

@@ -8,7 +8,8 @@ import type { FloatDType } from '../dtype.js';
 import { fmtShape, sameShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
 import { checkIds } from './embedding.js';
-import { alloc, allocOut, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
+import { alloc, allocOut, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, hostInts, kernelsOf } from './util.js';
+import type { I32 } from '../kernels/table.js';
 
 export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   checkDevices('crossEntropy', logits, targets);
@@ -22,10 +23,11 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   const dt = logits.dtype as FloatDType;
   const k = kernelsOf(logits);
   const tc = castRaw(targets, 'i32');
-  const tArr = tc.data() as Int32Array;
-  checkIds('crossEntropy', tArr, vocab, true);
+  const tArr = tc.operand() as I32;
+  const tHost = hostInts(tc);
+  checkIds('crossEntropy', tHost, vocab, true);
   let counted = 0;
-  for (let i = 0; i < rows; i++) if (tArr[i]! >= 0) counted++;
+  for (let i = 0; i < rows; i++) if (tHost[i]! >= 0) counted++;
   const lc = castRaw(logits, dt);
   const losses = allocOut(logits, [rows], 'f32', 'crossEntropy.losses');
   const lse = allocOut(logits, [rows], 'f32', 'crossEntropy.lse');
@@ -34,7 +36,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   const total = k.sum('f32', f32a(losses), rows);
   losses.dispose();
   const loss = alloc(logits, [], 'f32', 'crossEntropy');
-  k.fill('f32', loss.data(), 1, total / counted);
+  k.fill('f32', loss.operand(), 1, total / counted);
   if (!needsGrad(logits)) {
     drop(lc, logits);
     drop(tc, targets);
@@ -42,7 +44,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
     return loss;
   }
   const ids = allocOut(targets, targets.shape, 'i32', 'crossEntropy.targets');
-  k.copy(tArr, ids.data(), rows);
+  k.copy(tArr, ids.operand(), rows);
   const saved = [save(lc), save(lse), save(ids)];
   for (const t of [lse, ids]) t.dispose();
   drop(lc, logits);
@@ -51,9 +53,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   return attach(loss, 'crossEntropy', [logits, null], (dy) => {
     const scale = dy.toArray()[0]! / counted;
     const dloss = allocOut(logits, [rows], 'f32', 'crossEntropy.dloss');
-    k.fill('f32', dloss.data(), rows, scale);
+    k.fill('f32', dloss.operand(), rows, scale);
     const dl = allocOut(logits, logits.shape, dt, 'crossEntropy.grad');
-    k.crossEntropyBackward(dt, fa(sl), sid.data() as Int32Array, f32a(slse), f32a(dloss), fa(dl), rows, vocab);
+    k.crossEntropyBackward(dt, fa(sl), sid.operand() as I32, f32a(slse), f32a(dloss), fa(dl), rows, vocab);
     dloss.dispose();
     const out = castRaw(dl, logits.dtype);
     drop(dl, out);

@@ -6,7 +6,8 @@ import { DSShapeError } from '../errors.js';
 import type { FloatDType } from '../dtype.js';
 import { fmtShape } from '../shape-util.js';
 import type { Tensor } from '../tensor.js';
-import { alloc, allocOut, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
+import { alloc, allocOut, castRaw, checkDType, checkDevices, checkFloat, drop, f32a, fa, hostInts, kernelsOf } from './util.js';
+import type { I32 } from '../kernels/table.js';
 
 export function checkIds(op: string, ids: Int32Array, limit: number, allowIgnore: boolean): void {
   for (let i = 0; i < ids.length; i++) {
@@ -24,8 +25,8 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   const [vocab, dim] = table.shape as [number, number];
   const dt = table.dtype as FloatDType;
   const ic = castRaw(ids, 'i32');
-  const idArr = ic.data() as Int32Array;
-  checkIds('embedding', idArr, vocab, false);
+  const idArr = ic.operand() as I32;
+  checkIds('embedding', hostInts(ic), vocab, false);
   const tc = castRaw(table, dt);
   const y = allocOut(table, [...ids.shape, dim], dt, 'embedding');
   kernelsOf(table).embeddingForward(dt, idArr, fa(tc), fa(y), ids.numel, vocab, dim);
@@ -36,13 +37,13 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   }
   // The ids are copied so that later writes to the caller's id tensor cannot change the gradient.
   const saved = allocOut(ids, ids.shape, 'i32', 'embedding.ids');
-  kernelsOf(ids).copy(idArr, saved.data(), ids.numel);
+  kernelsOf(ids).copy(idArr, saved.operand(), ids.numel);
   saved.keep();
   drop(ic, ids);
   return attach(y, 'embedding', [null, table], (dy) => {
     const g = castRaw(dy, dt);
     const dtable = alloc(table, table.shape, 'f32', 'embedding.grad');
-    kernelsOf(table).embeddingBackward(dt, fa(g), saved.data() as Int32Array, f32a(dtable), ids.numel, vocab, dim);
+    kernelsOf(table).embeddingBackward(dt, fa(g), saved.operand() as I32, f32a(dtable), ids.numel, vocab, dim);
     drop(g, dy);
     const out = castRaw(dtable, dt);
     drop(dtable, out);

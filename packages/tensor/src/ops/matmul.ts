@@ -121,7 +121,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
     // The bias is broadcast into C first (a stride-0 gather) and the product added onto it.
     const bc = castRaw(bias, dt);
     const c = allocOut(x, outShape, dt, 'linear');
-    kernelsOf(x).gather(dt, bc.data(), 0, [rows, outF], [0, 1], c.data());
+    kernelsOf(x).gather(dt, bc.operand(), 0, [rows, outF], [0, 1], c.operand());
     drop(bc, bias);
     y = gemmRaw(dt, xc, wc, fwd, outShape, dt, c);
   } else {

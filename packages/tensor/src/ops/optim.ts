@@ -4,6 +4,7 @@
 
 import { DSShapeError } from '../errors.js';
 import type { FloatDType } from '../dtype.js';
+import type { U16 } from '../kernels/table.js';
 import type { Tensor } from '../tensor.js';
 import { castRaw, checkDevices, describe, drop, fa, f32a, kernelsOf } from './util.js';
 
@@ -51,7 +52,7 @@ export function adamwStep(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq:
     biasCorrection: h.biasCorrection ?? true,
     decoupled: h.decoupled ?? true,
     gradScale: h.gradScale ?? 1,
-    ...(h.out16 ? { out16: h.out16.data() as Uint16Array, out16Dtype: h.out16.dtype as 'bf16' | 'f16' } : {}),
+    ...(h.out16 ? { out16: h.out16.operand() as U16, out16Dtype: h.out16.dtype as 'bf16' | 'f16' } : {}),
   });
   drop(g, grad);
 }

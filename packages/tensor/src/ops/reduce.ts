@@ -33,7 +33,7 @@ function sumRaw(x: Tensor, dims: number[]): Tensor {
     else {
       const acc = allocOut(x, [kept], 'f32', 'sum.f32');
       k.sumRows(x.dtype as 'bf16', fa(xc), reduced, kept, f32a(acc), false);
-      k.cast('f32', acc.data(), x.dtype, out.data(), kept);
+      k.cast('f32', acc.operand(), x.dtype, out.operand(), kept);
       acc.dispose();
     }
     drop(xc, x);

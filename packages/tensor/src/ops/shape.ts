@@ -121,11 +121,11 @@ export function cat(xs: readonly Tensor[], dim: number): Tensor {
   const inner = numelOf(shape.slice(d + 1));
   const rowOut = shape[d]! * inner;
   const k = kernelsOf(first);
-  const dst = out.data();
+  const dst = out.operand();
   let at = 0;
   for (const x of xs) {
     const src = contig(x);
-    const data = src.data();
+    const data = src.operand();
     const rowIn = x.shape[d]! * inner;
     // One copy per outer index: the part's rows land at column offset `at` of each output row.
     if (outer === 1) k.copy(data, dst.subarray(at * inner, at * inner + rowIn), rowIn);

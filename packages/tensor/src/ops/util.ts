@@ -3,9 +3,10 @@
 
 import { isFloat, type DType, type FloatDType } from '../dtype.js';
 import { DSShapeError } from '../errors.js';
-import type { FArray, KernelTable } from '../kernels/table.js';
+import type { F32, FArray, KernelTable } from '../kernels/table.js';
 import { fmtShape, type Shape } from '../shape-util.js';
 import { Tensor } from '../tensor.js';
+import type { DeviceArray } from '../devices/device-array.js';
 
 export function kernelsOf(t: Tensor): KernelTable {
   return t.runtime.kernels(t.device);
@@ -56,7 +57,7 @@ export function allocOut(like: Tensor, shape: Shape, dtype: DType, label: string
 export function contig(t: Tensor): Tensor {
   if (t.isContiguous()) return t;
   const out = allocOut(t, t.shape, t.dtype, 'contiguous');
-  kernelsOf(t).gather(t.dtype as FloatDType, t.storageArray(), t.offset, t.shape, t.strides, out.data());
+  kernelsOf(t).gather(t.dtype as FloatDType, t.storageOperand(), t.offset, t.shape, t.strides, out.operand());
   return out;
 }
 
@@ -70,15 +71,26 @@ export function castRaw(t: Tensor, dtype: DType): Tensor {
   const c = contig(t);
   if (c.dtype === dtype) return c;
   const out = allocOut(t, t.shape, dtype, 'cast');
-  kernelsOf(t).cast(c.dtype, c.data(), dtype, out.data(), t.numel);
+  kernelsOf(t).cast(c.dtype, c.operand(), dtype, out.operand(), t.numel);
   drop(c, t);
   return out;
 }
 
 export function fa(t: Tensor): FArray {
-  return t.data() as FArray;
+  return t.operand() as FArray;
 }
 
-export function f32a(t: Tensor): Float32Array {
-  return t.data() as Float32Array;
+export function f32a(t: Tensor): F32 {
+  return t.operand() as F32;
+}
+
+/**
+ * The elements of a contiguous i32 tensor for a check made in JavaScript (token ids in range): the
+ * host array itself on the cpu, a copy from any other device (an explicit transfer, B*T ids).
+ */
+export function hostInts(t: Tensor): Int32Array {
+  if (t.isHost) return t.data() as Int32Array;
+  const out = new Int32Array(t.numel);
+  if (t.numel > 0) t.runtime.device(t.device).copyToHost(t.operand() as DeviceArray<Int32Array>, out);
+  return out;
 }

@@ -6,7 +6,7 @@
 // indexing them directly keeps these kernels exact in f64, which is what gradient checks need.
 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../dtype.js';
-import type { FArray, FloatDType } from '../kernels/table.js';
+import type { HostFArray as FArray, FloatDType } from '../kernels/table.js';
 
 export function rd(dtype: FloatDType, a: FArray, i: number): number {
   if (dtype === 'f32') return a[i]!;

@@ -1,6 +1,6 @@
 // Reference Adam / AdamW step over one flat f32 master buffer (torch.optim.AdamW semantics).
 
-import type { AdamWArgs } from '../kernels/table.js';
+import type { HostAdamWArgs as AdamWArgs } from '../kernels/table.js';
 import { rd, wr } from './access.js';
 
 export function adamw(a: AdamWArgs): void {

@@ -1,6 +1,6 @@
 // Reference causal scaled-dot-product attention over [bh, T, D]: query t attends keys 0..t.
 
-import type { FArray, FloatDType } from '../kernels/table.js';
+import type { HostFArray as FArray, FloatDType } from '../kernels/table.js';
 import { rd, wr } from './access.js';
 
 function dot(dtype: FloatDType, a: FArray, ai: number, b: FArray, bi: number, d: number): number {

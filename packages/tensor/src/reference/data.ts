@@ -1,7 +1,7 @@
 // Reference data movement: cast, copy, fill, strided gather.
 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../dtype.js';
-import type { FloatDType, KArray } from '../kernels/table.js';
+import type { FloatDType, HostKArray as KArray } from '../kernels/table.js';
 
 type AnyDType = FloatDType | 'i32' | 'u8';
 

@@ -1,6 +1,6 @@
 // Reference elementwise kernels and reductions. Reductions that return a number sum in f64.
 
-import type { BinaryOp, FArray, FloatDType, UnaryOp } from '../kernels/table.js';
+import type { BinaryOp, HostFArray as FArray, FloatDType, UnaryOp } from '../kernels/table.js';
 import { rd, wr } from './access.js';
 
 function unaryFn(op: UnaryOp): (x: number) => number {
@@ -15,6 +15,7 @@ function unaryFn(op: UnaryOp): (x: number) => number {
     case 'abs': return Math.abs;
     case 'square': return (x) => x * x;
     case 'sigmoid': return (x) => 1 / (1 + Math.exp(-x));
+    case 'sign': return (x) => (x > 0 ? 1 : x < 0 ? -1 : x);
   }
 }
 

@@ -1,6 +1,6 @@
 // Reference batched GEMM: C = alpha * op(A) @ op(B) + beta * C, products summed in f64.
 
-import type { GemmArgs } from '../kernels/table.js';
+import type { HostGemmArgs as GemmArgs } from '../kernels/table.js';
 import { rd, wr } from './access.js';
 
 export function gemm(g: GemmArgs): void {

@@ -1,7 +1,7 @@
 // Reference nn kernels: layernorm, GELU, softmax, embedding, fused cross-entropy, dropout. Each
 // forward sits next to its backward; row statistics are computed in f64 and stored in f32.
 
-import type { FArray, FloatDType } from '../kernels/table.js';
+import type { HostFArray as FArray, FloatDType } from '../kernels/table.js';
 import { rd, readRow, wr } from './access.js';
 
 export function layerNormForward(dtype: FloatDType, x: FArray, weight: FArray, bias: FArray, y: FArray, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void {

@@ -11,7 +11,7 @@ export class TinyAdamW {
   private step = 0;
   constructor(private readonly params: Tensor[], private readonly lr = 1e-2) {
     withCategory('optimizer_states', () => {
-      for (const p of params) this.state.set(p, [zeros(p.shape).keep(), zeros(p.shape).keep()]);
+      for (const p of params) this.state.set(p, [zeros(p.shape, { device: p.device }).keep(), zeros(p.shape, { device: p.device }).keep()]);
     });
   }
   apply(): void {

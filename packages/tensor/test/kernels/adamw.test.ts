@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { expectClose } from '@ds-internal/test-kit';
 
 import { createReferenceKernels } from '../../src/reference/index.js';
-import type { AdamWArgs, FloatDType } from '../../src/kernels/table.js';
+import type { HostAdamWArgs as AdamWArgs, FloatDType } from '../../src/kernels/table.js';
 import { FLOAT_DTYPES, clone, cpu, expectCloseArrays, forEachIsa, randomArray, tol } from './helpers.js';
 
 const ref = createReferenceKernels();

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { expectClose } from '@ds-internal/test-kit';
 
 import { createReferenceKernels } from '../../src/reference/index.js';
-import type { KArray } from '../../src/kernels/table.js';
+import type { HostKArray as KArray } from '../../src/kernels/table.js';
 import { cpu, expectBits, forEachIsa, rng } from './helpers.js';
 
 const ref = createReferenceKernels();

@@ -14,7 +14,7 @@ const SIZES = [1, 7, 16, 17, 31, 2053, 40009];
 // Input ranges where each op is defined and well conditioned.
 const RANGE: Record<UnaryOp, [number, number]> = {
   neg: [-5, 5], exp: [-20, 20], log: [1e-3, 1e3], sqrt: [0, 100], rsqrt: [1e-2, 100], tanh: [-6, 6],
-  relu: [-3, 3], abs: [-3, 3], square: [-30, 30], sigmoid: [-15, 15],
+  relu: [-3, 3], abs: [-3, 3], square: [-30, 30], sigmoid: [-15, 15], sign: [-3, 3],
 };
 
 describe('unary', () => {

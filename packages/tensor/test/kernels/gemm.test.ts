@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { createReferenceKernels } from '../../src/reference/index.js';
-import type { GemmArgs } from '../../src/kernels/table.js';
+import type { HostGemmArgs as GemmArgs } from '../../src/kernels/table.js';
 import { cpu, expectCloseArrays, forEachIsa, randomArray, clone } from './helpers.js';
 
 const ref = createReferenceKernels();

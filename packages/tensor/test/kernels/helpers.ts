@@ -5,7 +5,7 @@ import { expectClose, type Tolerance } from '@ds-internal/test-kit';
 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/dtype.js';
 import { createCpuKernels, type CpuKernels } from '../../src/backends/cpu.js';
-import type { FArray, FloatDType, KArray } from '../../src/kernels/table.js';
+import type { HostFArray as FArray, FloatDType, HostKArray as KArray } from '../../src/kernels/table.js';
 
 export const cpu: CpuKernels = createCpuKernels();
 export const ISAS: readonly string[] = cpu.availableIsas();

@@ -10,7 +10,7 @@
 
 namespace ds {
 
-enum class UnaryOp : int { Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Relu, Abs, Square, Sigmoid };
+enum class UnaryOp : int { Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Relu, Abs, Square, Sigmoid, Sign };
 enum class BinaryOp : int { Add, Sub, Mul, Div, Max, Min };
 
 // ---- data movement (cast.cc) ----
