@@ -2,10 +2,31 @@
 // wrapper read (whether the next backward's gradients stay local; the per-rank state a checkpoint
 // must carry), the error-feedback buffers by slot, and DeepSpeed's `exp_avg_mask` parameter-group
 // key (kept out of saved state and kept as the user set it on load, as DeepSpeed does).
-import { SlotOptimizer, type OptimizerContext, type OptimizerStateDict, type ParamGroup } from '@ds/core';
-import { DSShapeError } from '@ds/tensor';
+import { SlotOptimizer, type OptimizerContext, type OptimizerSlot, type OptimizerStateDict, type ParamGroup } from '@ds/core';
+import { DSShapeError, hostOnly } from '@ds/tensor';
 
 import { createErrors, type CompressedAllReduce, type CompressionErrors } from './compressed-allreduce.js';
+
+/**
+ * A slot as the 1-bit optimizers' loops read it: host arrays. Their compression and update loops
+ * run in JavaScript on the cpu device; a slot on another device (sim, cuda) fails by name here
+ * (the plugin refuses such an engine before this, with the same advice).
+ */
+export interface HostSlot extends OptimizerSlot {
+  master: Float32Array;
+  grad: Float32Array | Uint16Array;
+  out16?: Uint16Array;
+}
+
+export function hostSlot(type: string, slot: OptimizerSlot): HostSlot {
+  const { out16, ...rest } = slot;
+  return {
+    ...rest,
+    master: hostOnly(type, 'master weights', slot.master),
+    grad: hostOnly(type, 'gradient', slot.grad),
+    ...(out16 ? { out16: hostOnly(type, '16-bit weights', out16) } : {}),
+  };
+}
 
 /** Error-feedback buffers by slot index. */
 export type ErrorState = Map<number, CompressionErrors>;
@@ -41,6 +62,13 @@ export abstract class CompressingSlotOptimizer extends SlotOptimizer implements 
     protected readonly comm: CompressedAllReduce | null,
   ) {
     super(ctx, groups.map((g) => ({ ...g, betas: g.betas ?? [betas[0], betas[1]] })));
+  }
+
+  /** Slot i's live state with host arrays (the same object: its step counter is the optimizer's). */
+  protected hostState(i: number, length: number): { step: number; tensors: Record<string, Float32Array> } {
+    const s = this.state(i, length);
+    for (const [name, a] of Object.entries(s.tensors)) hostOnly(this.type, `state '${name}'`, a);
+    return s as unknown as { step: number; tensors: Record<string, Float32Array> };
   }
 
   /** True when there is someone to communicate with. */

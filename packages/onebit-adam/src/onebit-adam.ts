@@ -16,7 +16,7 @@
 import type { OptimizerContext, OptimizerSlot, ParamGroup, StepOptions } from '@ds/core';
 
 import type { CompressedAllReduce } from './compressed-allreduce.js';
-import { CompressingSlotOptimizer } from './compressing.js';
+import { CompressingSlotOptimizer, hostSlot, type HostSlot } from './compressing.js';
 import type { OnebitKernels } from './native/load.js';
 import { referenceOnebitKernels } from './reference/kernels.js';
 import { writeOut16 } from './slot-io.js';
@@ -46,7 +46,7 @@ export class OnebitAdam extends CompressingSlotOptimizer {
   private grad32: Float32Array | null = null;
 
   /** The slot's gradient as f32 (a 16-bit gradient is widened into a reused buffer). */
-  private f32Grad(slot: OptimizerSlot): Float32Array {
+  private f32Grad(slot: HostSlot): Float32Array {
     if (slot.gradDtype === 'f32') return slot.grad as Float32Array;
     const n = slot.grad.length;
     if (!this.grad32 || this.grad32.length < n) this.grad32 = new Float32Array(n);
@@ -67,10 +67,11 @@ export class OnebitAdam extends CompressingSlotOptimizer {
 
   step(slots: readonly OptimizerSlot[], options: StepOptions): void {
     const compressing = this.localGradients;
-    slots.forEach((slot, i) => {
+    slots.forEach((deviceSlot, i) => {
+      const slot = hostSlot(this.type, deviceSlot);
       const index = i + (options.firstSlot ?? 0);
       const g = this.group(slot);
-      const s = this.state(index, slot.master.length);
+      const s = this.hostState(index, slot.master.length);
       s.step += 1;
       if (compressing) this.compressedStep(slot, index, s.tensors.exp_avg!, s.tensors.exp_avg_sq!, g, options.gradScale);
       else this.warmupStep(slot, s.tensors.exp_avg!, s.tensors.exp_avg_sq!, g, options.gradScale, s.step);
@@ -78,7 +79,7 @@ export class OnebitAdam extends CompressingSlotOptimizer {
   }
 
   /** Adam without bias correction; the decoupled decay form is DeepSpeed's update + wd * p. */
-  private warmupStep(slot: OptimizerSlot, m: Float32Array, v: Float32Array, g: ParamGroup, gradScale: number, step: number): void {
+  private warmupStep(slot: HostSlot, m: Float32Array, v: Float32Array, g: ParamGroup, gradScale: number, step: number): void {
     const [beta1, beta2] = g.betas!;
     this.ctx.kernels.adamw({
       param: slot.master, grad: slot.grad, gradDtype: slot.gradDtype, expAvg: m, expAvgSq: v, n: slot.master.length,
@@ -87,7 +88,7 @@ export class OnebitAdam extends CompressingSlotOptimizer {
     });
   }
 
-  private compressedStep(slot: OptimizerSlot, index: number, m: Float32Array, v: Float32Array, g: ParamGroup, gradScale: number): void {
+  private compressedStep(slot: HostSlot, index: number, m: Float32Array, v: Float32Array, g: ParamGroup, gradScale: number): void {
     const [beta1] = g.betas!;
     this.loops.momentumUpdate(m, this.f32Grad(slot), beta1, gradScale);
     this.compress(index, m);

@@ -19,7 +19,7 @@
 import type { OptimizerContext, OptimizerSlot, ParamGroup, StepOptions } from '@ds/core';
 
 import type { CompressedAllReduce } from './compressed-allreduce.js';
-import { CompressingSlotOptimizer } from './compressing.js';
+import { CompressingSlotOptimizer, hostSlot, type HostSlot } from './compressing.js';
 import { gradReader, writeOut16 } from './slot-io.js';
 
 export interface OnebitLambOptions {
@@ -85,10 +85,11 @@ export class OnebitLamb extends CompressingSlotOptimizer {
     const first = options.firstSlot ?? 0;
     this.lambCoeffs = [];
     const compressing = this.localGradients;
-    const states = slots.map((slot, i) => this.state(first + i, slot.master.length));
+    const states = slots.map((slot, i) => this.hostState(first + i, slot.master.length));
+    const hslots = slots.map((slot) => hostSlot(this.type, slot));
     for (const s of states) s.step += 1;
     if (!compressing) {
-      slots.forEach((slot, i) => this.warmupStep(slot, first + i, states[i]!.tensors, states[i]!.step, options.gradScale));
+      hslots.forEach((slot, i) => this.warmupStep(slot, first + i, states[i]!.tensors, states[i]!.step, options.gradScale));
       return;
     }
     const previous = states.map((s) => s.tensors.exp_avg!.slice());
@@ -101,7 +102,7 @@ export class OnebitLamb extends CompressingSlotOptimizer {
     const total = states.reduce((a, s) => a + s.tensors.exp_avg!.length, 0);
     if (!this.fused || this.fused.length !== total) this.fused = new Float32Array(total);
     let at = 0;
-    slots.forEach((slot, i) => {
+    hslots.forEach((slot, i) => {
       const m = states[i]!.tensors.exp_avg!;
       const [b1] = this.group(slot).betas!;
       const grad = gradReader(slot);
@@ -112,7 +113,7 @@ export class OnebitLamb extends CompressingSlotOptimizer {
     });
     this.compress(0, this.fused);
     at = 0;
-    slots.forEach((slot, i) => {
+    hslots.forEach((slot, i) => {
       const m = states[i]!.tensors.exp_avg!;
       const scaling = this.coeffsOf(first + i).scaling!;
       for (let j = 0; j < m.length; j++) m[j] = this.fused![at + j]! / scaling;
@@ -122,7 +123,7 @@ export class OnebitLamb extends CompressingSlotOptimizer {
     });
   }
 
-  private warmupStep(slot: OptimizerSlot, index: number, t: Record<string, Float32Array>, step: number, gradScale: number): void {
+  private warmupStep(slot: HostSlot, index: number, t: Record<string, Float32Array>, step: number, gradScale: number): void {
     const g = this.group(slot);
     const [b1, b2] = g.betas!;
     const { eps, maxCoeff, minCoeff, coeffBeta, freezeStep } = this.options;
@@ -146,7 +147,7 @@ export class OnebitLamb extends CompressingSlotOptimizer {
     writeOut16(this.ctx.kernels, slot);
   }
 
-  private compressedUpdate(slot: OptimizerSlot, index: number, t: Record<string, Float32Array>, previous: Float32Array): void {
+  private compressedUpdate(slot: HostSlot, index: number, t: Record<string, Float32Array>, previous: Float32Array): void {
     const g = this.group(slot);
     const [b1, b2] = g.betas!;
     const { eps, factorMax, factorMin, factorThreshold } = this.options;

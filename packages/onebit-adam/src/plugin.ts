@@ -122,6 +122,12 @@ export function onebitAdam(): Plugin {
                 `optimizer.type is ${ctx.config.optimizer?.type}, but the optimizer passed to initialize() (${args.optimizer.type}) is not a 1-bit optimizer; remove the optimizer option so that the config builds it, or change optimizer.type`,
               );
             }
+            if (ctx.device !== 'cpu') {
+              // The compression and update loops are JavaScript over host memory.
+              throw new DSConfigError(
+                `optimizer.type ${args.optimizer.type} runs on the cpu device only for now, but the model is on '${ctx.device}'; train on cpu, or use Adam/AdamW/Lamb/Lion/SGD on '${ctx.device}'`,
+              );
+            }
             optimizers.set(ctx, args.optimizer);
             return OnebitState.create(args, args.optimizer);
           },

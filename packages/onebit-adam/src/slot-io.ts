@@ -2,9 +2,10 @@
 // two helpers the TypeScript optimizer loops here share (core keeps its own private pair).
 import { bf16ToF32, f16ToF32, type KernelTable } from '@ds/tensor';
 import type { OptimizerSlot } from '@ds/core';
+import type { HostSlot } from './compressing.js';
 
 /** Element i of the slot's gradient as a number. */
-export function gradReader(slot: OptimizerSlot): (i: number) => number {
+export function gradReader(slot: HostSlot): (i: number) => number {
   const g = slot.grad;
   if (slot.gradDtype === 'f32') return (i) => (g as Float32Array)[i]!;
   return slot.gradDtype === 'bf16' ? (i) => bf16ToF32(g[i]!) : (i) => f16ToF32(g[i]!);

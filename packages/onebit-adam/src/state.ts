@@ -13,7 +13,7 @@
 //    it; a rank that skipped while the others ran the compressed all-reduce would leave them
 //    waiting. The ranks agree on it first with a one-element all-reduce (4 bytes a step).
 import { DataParallelState, DSCheckpointError, type ModelStateManager, type RankState, type StateManagerArgs, type StepInput, type StepOutput } from '@ds/core';
-import type { FloatDType } from '@ds/tensor';
+import type { FArray, FloatDType } from '@ds/tensor';
 
 import type { CompressingOptimizer, ErrorState } from './compressing.js';
 
@@ -62,7 +62,7 @@ export class OnebitState implements ModelStateManager {
 
   private localOverflow(): boolean {
     const { kernels } = this.args;
-    return this.args.params.some((p) => p.grad !== null && kernels.hasInfNan(p.grad.dtype as FloatDType, p.grad.data() as Float32Array, p.numel));
+    return this.args.params.some((p) => p.grad !== null && kernels.hasInfNan(p.grad.dtype as FloatDType, p.grad.operand() as FArray, p.numel));
   }
 
   zeroGrad(): void {

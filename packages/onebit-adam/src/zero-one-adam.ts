@@ -18,7 +18,7 @@
 import { DSCheckpointError, type OptimizerContext, type OptimizerSlot, type ParamGroup, type StepOptions } from '@ds/core';
 
 import type { CompressedAllReduce } from './compressed-allreduce.js';
-import { CompressingSlotOptimizer } from './compressing.js';
+import { CompressingSlotOptimizer, hostSlot, type HostSlot } from './compressing.js';
 import { gradReader, writeOut16 } from './slot-io.js';
 
 export interface ZeroOneAdamOptions {
@@ -69,9 +69,10 @@ export class ZeroOneAdam extends CompressingSlotOptimizer {
     const frozen = p.frozen === 1;
     const varStep = !frozen && step % p.varInterval === 0;
     const sync = frozen && step % p.localInterval === 0;
-    slots.forEach((slot, i) => {
+    slots.forEach((deviceSlot, i) => {
+      const slot = hostSlot(this.type, deviceSlot);
       const index = i + (options.firstSlot ?? 0);
-      const s = this.state(index, slot.master.length);
+      const s = this.hostState(index, slot.master.length);
       s.step = step;
       this.slotStep(slot, index, s.tensors.exp_avg!, s.tensors.exp_avg_sq!, this.group(slot), options.gradScale, { frozen, varStep, sync });
     });
@@ -93,7 +94,7 @@ export class ZeroOneAdam extends CompressingSlotOptimizer {
     }
   }
 
-  private slotStep(slot: OptimizerSlot, index: number, m: Float32Array, v: Float32Array, g: ParamGroup, gradScale: number, phase: { frozen: boolean; varStep: boolean; sync: boolean }): void {
+  private slotStep(slot: HostSlot, index: number, m: Float32Array, v: Float32Array, g: ParamGroup, gradScale: number, phase: { frozen: boolean; varStep: boolean; sync: boolean }): void {
     const [b1, b2] = g.betas!;
     const n = m.length;
     const grad = gradReader(slot);

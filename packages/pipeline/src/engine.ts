@@ -10,7 +10,7 @@
 // then sums the tied weights' gradients over the stages that hold them. Both are sums over disjoint
 // axes, so the order does not change the result (DeepSpeed reduces tied gradients first).
 import { backward as runBackward, freeGraph, noGrad, tidy, type Tensor } from '@ds/tensor';
-import { DSConfigError, DSUnsupportedError, Engine, type EngineParts, type LoadCheckpointOptions, type CommArray, type LoadCheckpointResult, type ProcessGroup, type SaveCheckpointOptions, type Work } from '@ds/core';
+import { DSConfigError, DSUnsupportedError, Engine, type EngineParts, type LoadCheckpointOptions, type LoadCheckpointResult, type ProcessGroup, type SaveCheckpointOptions, type Work } from '@ds/core';
 
 import { pipelineConfigOf } from './config.js';
 import { PipelineModule } from './module.js';
@@ -209,7 +209,7 @@ export class PipelineEngine extends Engine {
         await this.endOfCompute(b);
         {
           // Every tied weight's all-reduce in flight at once, then all awaited.
-          const works = this.tieGroups.flatMap((t) => t.params.map((p) => t.group.allReduce({ dtype: p.grad!.dtype, array: p.grad!.data() as CommArray })));
+          const works = this.tieGroups.flatMap((t) => t.params.map((p) => t.group.allReduce({ dtype: p.grad!.dtype, array: p.grad!.operand() })));
           for (const w of works) await w;
         }
         return;

@@ -4,7 +4,7 @@
 // buffer from it, so later micro batches and batches send the data alone. Gradients travel back with
 // the shape of the activation they belong to, which the sender of that activation already knows.
 import { Tensor, type DType } from '@ds/tensor';
-import { DSShapeError, type CommArray, type ProcessGroup, type Work } from '@ds/core';
+import { DSShapeError, type ProcessGroup, type Work } from '@ds/core';
 
 const DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'i32', 'u8'];
 const HEADER = 8; // [rank, dtype code, dims...]
@@ -41,7 +41,7 @@ export class StageLink {
     } else if (!same(this.sentMeta, meta)) {
       throw new DSShapeError(`pipeline stage ${this.stage}: activation ${fmt(meta)} differs from the first one sent, ${fmt(this.sentMeta)}; every micro batch must have the same shape (DeepSpeed's dynamic_shape is not built)`);
     }
-    works.push(this.group.send({ dtype: t.dtype, array: t.data() as CommArray }, { dst: this.stage + 1 }));
+    works.push(this.group.send({ dtype: t.dtype, array: t.operand() }, { dst: this.stage + 1 }));
     return works;
   }
 
@@ -54,20 +54,20 @@ export class StageLink {
       this.recvMeta = { dtype: DTYPES[header[1]!]!, shape: Array.from(header.subarray(2, 2 + dims)) };
     }
     const t = Tensor.empty(this.recvMeta.shape, this.recvMeta.dtype, { category: 'activations', label: `activation from stage ${this.stage - 1}` });
-    await this.group.recv({ dtype: t.dtype, array: t.data() as CommArray }, { src: this.stage - 1 });
+    await this.group.recv({ dtype: t.dtype, array: t.operand() }, { src: this.stage - 1 });
     if (requiresGrad && t.dtype !== 'i32' && t.dtype !== 'u8') t.requiresGrad = true;
     return t;
   }
 
   /** Sends the gradient of the received activation back to the previous stage. */
   sendGrad(g: Tensor): Work {
-    return this.group.send({ dtype: g.dtype, array: g.data() as CommArray }, { dst: this.stage - 1 });
+    return this.group.send({ dtype: g.dtype, array: g.operand() }, { dst: this.stage - 1 });
   }
 
   /** Receives the gradient of `output` (sent to the next stage) into a tensor of its shape. */
   async recvGrad(output: Tensor): Promise<Tensor> {
     const g = Tensor.empty([...output.shape], output.dtype, { category: 'activations', label: `gradient from stage ${this.stage + 1}` });
-    await this.group.recv({ dtype: g.dtype, array: g.data() as CommArray }, { src: this.stage + 1 });
+    await this.group.recv({ dtype: g.dtype, array: g.operand() }, { src: this.stage + 1 });
     return g;
   }
 }

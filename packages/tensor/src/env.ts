@@ -24,6 +24,8 @@ export interface TensorEnv {
    * kernel before it sleeps; default 200. 0 saves CPU time on a busy host at some speed.
    */
   poolSpinUs: number;
+  /** LOCAL_RANK (set by `ds` and torchrun-style launchers): which GPU of the host a process takes for 'cuda'; default 0. */
+  localRank: number;
 }
 
 /** A bad environment variable: what it holds, what it must hold, and how to fall back to the default. */
@@ -69,5 +71,6 @@ export function readTensorEnv(env: NodeJS.ProcessEnv = process.env): TensorEnv {
     allocCache: bytesVar('DS_ALLOC_CACHE', env.DS_ALLOC_CACHE) ?? Math.floor(totalmem() / 4 / localRanks(env)),
     poisonUninit: flag('DS_POISON_UNINIT', env.DS_POISON_UNINIT),
     poolSpinUs: intInRange('DS_POOL_SPIN_US', env.DS_POOL_SPIN_US, 0, 1_000_000, 200),
+    localRank: intInRange('LOCAL_RANK', env.LOCAL_RANK, 0, 1_000_000, 0),
   };
 }

@@ -16,6 +16,10 @@ export { DeviceArray, isDeviceArray, hostOnly, elementKindOf, ELEMENT_BYTES } fr
 export type { DeviceAllocation, HostArray, Operand, ElementKind } from './devices/device-array.js';
 export type { DeviceBackend } from './devices/types.js';
 export { createSimDevice } from './devices/sim.js';
+export { createCudaDevice, createCudaKernels } from './devices/cuda.js';
+export type { CudaDevice, CudaDeviceOptions, CudaEvent } from './devices/cuda.js';
+export { cudaStatus, loadCudaAddon } from './native/load-cuda.js';
+export type { CudaStatus, CudaProbe, CudaMemoryStats, CudaAddon } from './native/load-cuda.js';
 export type { SimDeviceOptions } from './devices/sim.js';
 export { createReferenceKernels } from './reference/index.js';
 export { defaultKernels } from './backends/registry.js';

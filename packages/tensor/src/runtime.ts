@@ -15,12 +15,16 @@ import type { Storage } from './memory/storage.js';
 import type { ParameterHook } from './nn/parameter-hook.js';
 import type { DeviceBackend } from './devices/types.js';
 import { createSimDevice } from './devices/sim.js';
+import { createCudaDevice } from './devices/cuda.js';
 
 /**
- * Devices a runtime can create on first use. 'cuda' is added by src/devices/cuda.ts's loader when
- * the package is imported (registerDeviceFactory), so that this file does not load the cuda binary.
+ * Devices a runtime can create on first use. Nothing is loaded before: the cuda binary is loaded
+ * (and test-loaded) by the first runtime.device('cuda'), which takes GPU LOCAL_RANK of the host.
  */
-const deviceFactories = new Map<string, () => DeviceBackend>([['sim', () => createSimDevice()]]);
+const deviceFactories = new Map<string, () => DeviceBackend>([
+  ['sim', () => createSimDevice()],
+  ['cuda', () => createCudaDevice({ index: readTensorEnv().localRank })],
+]);
 
 /** Makes `device` available to every runtime, created on first use with `make`. */
 export function registerDeviceFactory(device: string, make: () => DeviceBackend): void {

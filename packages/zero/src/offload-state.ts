@@ -24,6 +24,7 @@ import {
   type StateManagerArgs,
 } from '@ds/core';
 
+import { hostOnly, type F32 } from '@ds/tensor';
 import type { ZeroConfig } from './config.js';
 
 export class OptimizerStateOffload {
@@ -50,6 +51,12 @@ export class OptimizerStateOffload {
   static async create(args: StateManagerArgs, zc: ZeroConfig, lengths: readonly number[]): Promise<OptimizerStateOffload | null> {
     const section = zc.offload_optimizer as ({ device: string } & Record<string, unknown>) | null;
     if (!section || section.device === 'none') return null;
+    if (args.io.device !== 'cpu') {
+      // The tiers move host bytes and the optimizer would step device masters with host moments.
+      throw new DSConfigError(
+        `zero_optimization.offload_optimizer.device '${section.device}' with a model on '${args.io.device}' is not supported yet: optimizer offload runs with the model on the cpu device; remove offload_optimizer or train on cpu`,
+      );
+    }
     const claim = args.ctx.registry.get('offloadTiers', section.device);
     if (!claim) {
       const pkg = knownPluginByPackage('@ds/offload-nvme')!;
@@ -74,17 +81,22 @@ export class OptimizerStateOffload {
   /** Slot i's state arrays as views of a staging buffer. */
   private views(buf: FlatBuffer, i: number): Record<string, Float32Array> {
     const n = this.lengths[i]!;
-    return Object.fromEntries(this.names.map((name, k) => [name, flatArray(buf, k * n, n) as Float32Array]));
+    return Object.fromEntries(this.names.map((name, k) => [name, this.host(buf, k * n, n)]));
+  }
+
+  /** Staging buffers are host memory (create() refuses a device engine): the typed array itself. */
+  private host(buf: FlatBuffer, start: number, n: number): Float32Array {
+    return hostOnly('offload staging', buf.storage.label, flatArray(buf, start, n) as F32);
   }
 
   private stageBytes(buf: FlatBuffer, i: number): Uint8Array {
-    return bytesOf(flatArray(buf, 0, this.lengths[i]! * this.names.length));
+    return bytesOf(this.host(buf, 0, this.lengths[i]! * this.names.length));
   }
 
   /** Starts reading slot i into `buf` (zeros for a slot never written). */
   private read(buf: FlatBuffer, i: number): OffloadWork | null {
     if (this.fresh[i]) {
-      flatArray(buf, 0, this.lengths[i]! * this.names.length).fill(0);
+      this.host(buf, 0, this.lengths[i]! * this.names.length).fill(0);
       return null;
     }
     return this.tier.swapIn(this.regions[i]!, 0, this.stageBytes(buf, i));

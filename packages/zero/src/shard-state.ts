@@ -21,13 +21,14 @@ import {
   type StepInput,
   type StepOutput,
 } from '@ds/core';
-import type { FloatDType } from '@ds/tensor';
+import type { F32, FArray, FloatDType, HostArray, U16 } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
 import { OptimizerStateOffload } from './offload-state.js';
 import { assembleFull, cutShard, describeUnits, readAllRanks, shardTensor, type ShardMeta } from './rank-state.js';
 
-export type Block = Float32Array | Uint16Array;
+/** A block of elements on the engine's device (a kernel operand: host words or device memory). */
+export type Block = FArray;
 
 /** DeepSpeed's gradient dtype under ZeRO: data_types.grad_accum_dtype, else the parameters' dtype. */
 export function gradDtypeOf(args: StateManagerArgs): FloatDType {
@@ -79,7 +80,7 @@ export abstract class ShardedState implements ModelStateManager {
   protected async setupShards(): Promise<void> {
     const { runtime, paramDtype } = this.args;
     if (paramDtype !== 'f32') {
-      this.master = allocateFlat(runtime, 'f32', this.plan.shardNumel, 'optimizer_states', 'zero fp32 master shard');
+      this.master = allocateFlat(runtime, 'f32', this.plan.shardNumel, 'optimizer_states', 'zero fp32 master shard', undefined, this.args.io.device);
       this.refreshMaster();
     }
     const sub = Math.max(1, Math.floor(this.zc.sub_group_size));
@@ -87,7 +88,7 @@ export abstract class ShardedState implements ModelStateManager {
     this.plan.units.forEach((u, ui) => {
       const master = this.masterBlock(ui);
       const grad = this.gradBlock(ui);
-      const p16 = this.master ? (this.paramBlock(ui) as Uint16Array) : null;
+      const p16 = this.master ? (this.paramBlock(ui) as U16) : null;
       const runs = this.groupRuns(ui);
       for (let at = 0; at < u.block; ) {
         const run = runs.find((r) => r.end > at)!;
@@ -128,10 +129,17 @@ export abstract class ShardedState implements ModelStateManager {
     return runs;
   }
 
-  protected masterBlock(u: number): Float32Array {
+  protected masterBlock(u: number): F32 {
     const unit = this.plan.units[u]!;
-    if (!this.master) return this.paramBlock(u) as Float32Array;
-    return flatArray(this.master, unit.shardStart, unit.block) as Float32Array;
+    if (!this.master) return this.paramBlock(u) as F32;
+    return flatArray(this.master, unit.shardStart, unit.block) as F32;
+  }
+
+  /** This rank's fp32 master shard as one host array (an explicit copy from the device). */
+  protected masterShardOnHost(): Float32Array {
+    const shard = new Float32Array(this.plan.shardNumel);
+    this.plan.units.forEach((u, ui) => shard.set(this.args.io.toHost(this.masterBlock(ui)), u.shardStart));
+    return shard;
   }
 
   /** Masters := the parameter blocks (after loading 16-bit weights). */
@@ -181,9 +189,7 @@ export abstract class ShardedState implements ModelStateManager {
 
   rankState(): RankState {
     const tensors = new Map<string, NamedTensor>();
-    const shard = new Float32Array(this.plan.shardNumel);
-    this.plan.units.forEach((u, ui) => shard.set(this.masterBlock(ui), u.shardStart));
-    tensors.set('fp32', shardTensor(shard));
+    tensors.set('fp32', shardTensor(this.masterShardOnHost()));
     const opt = this.args.optimizer.stateDict();
     // Offloaded moments are read back from the tier, slot by slot (the optimizer holds only staging views).
     if (this.offload) opt.slots.forEach((s, i) => (s.tensors = this.offload!.readSlot(i)));
@@ -230,7 +236,7 @@ export abstract class ShardedState implements ModelStateManager {
     const shard = new Float32Array(this.plan.shardNumel);
     if (this.zc.load_from_fp32_weights) {
       cutShard(units, this.rank, fp32, shard);
-      this.plan.units.forEach((u, ui) => this.masterBlock(ui).set(shard.subarray(u.shardStart, u.shardStart + u.block)));
+      this.plan.units.forEach((u, ui) => this.args.io.fromHost(shard.subarray(u.shardStart, u.shardStart + u.block), this.masterBlock(ui)));
       this.mastersLoaded(fp32);
     } else this.refreshMaster();
     if (meta.state_names.length === 0) return;
@@ -258,8 +264,7 @@ export abstract class ShardedState implements ModelStateManager {
 
   /** Whole fp32 masters by parameter name (collective: every rank must call it). */
   async masterWeights(): Promise<Map<string, Float32Array>> {
-    const shard = new Float32Array(this.plan.shardNumel);
-    this.plan.units.forEach((u, ui) => shard.set(this.masterBlock(ui), u.shardStart));
+    const shard = this.masterShardOnHost();
     const all = new Float32Array(this.plan.shardNumel * this.world);
     if (this.group) await this.group.allGather({ dtype: 'f32', array: all }, { dtype: 'f32', array: shard });
     else all.set(shard);
@@ -278,11 +283,14 @@ export abstract class ShardedState implements ModelStateManager {
     const weights = new Map<string, NamedTensor>();
     const works: Promise<void>[] = [];
     for (const [i, p] of this.args.params.entries()) {
-      const data = p.data() as Float32Array | Uint16Array;
+      const data = p.operand() as FArray;
       if (this.group && this.world > 1 && p.numel > 0) works.push(this.group.broadcast({ dtype: p.dtype, array: data }, { root }).wait());
-      weights.set(this.args.names[i]!, { dtype: p.dtype as FloatDType, shape: [...p.shape], data });
     }
     await Promise.all(works);
+    // The broadcast values, read back through an explicit copy, become the loaded weights.
+    for (const [i, p] of this.args.params.entries()) {
+      weights.set(this.args.names[i]!, { dtype: p.dtype as FloatDType, shape: [...p.shape], data: this.args.io.toHost(p.operand() as FArray) as HostArray });
+    }
     await this.loadModuleState(weights, true);
   }
 

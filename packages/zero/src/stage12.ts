@@ -24,7 +24,7 @@ import {
   type StateManagerArgs,
   type Work,
 } from '@ds/core';
-import { Tensor } from '@ds/tensor';
+import { Tensor, type HostArray } from '@ds/tensor';
 
 import { bucketElements, type ZeroConfig } from './config.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
@@ -45,11 +45,12 @@ export class Stage12State extends ShardedState {
     super(args, zc, plan, gradDtypeOf(args));
     this.stage = stage;
     const { runtime, kernels, params, paramDtype } = args;
-    this.params16 = allocateFlat(runtime, paramDtype, plan.flatNumel, 'parameters', 'zero flat parameters');
+    const device = args.io.device;
+    this.params16 = allocateFlat(runtime, paramDtype, plan.flatNumel, 'parameters', 'zero flat parameters', undefined, device);
     adoptParameters(runtime, kernels, params, { offsets: plan.flatOffset, sizes, numel: plan.flatNumel }, this.params16);
     const collective = zc.reduce_scatter ? 'reduceScatter' : 'allReduce';
     if (stage === 1) {
-      this.grads = allocateFlat(runtime, this.gradDtype, plan.flatNumel, 'gradients', 'zero-1 flat gradients');
+      this.grads = allocateFlat(runtime, this.gradDtype, plan.flatNumel, 'gradients', 'zero-1 flat gradients', undefined, device);
       kernels.fill(this.gradDtype, flatArray(this.grads), plan.flatNumel, 0);
       params.forEach((p, i) => {
         const g = flatView(runtime, this.grads!, plan.flatOffset[i]!, p.shape);
@@ -58,7 +59,7 @@ export class Stage12State extends ShardedState {
       });
       this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective, mode: 'inPlace', flat: this.grads, overlap: zc.overlap_comm });
     } else {
-      this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-2 gradient shard');
+      this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-2 gradient shard', undefined, device);
       params.forEach((p) => (p.grad = null));
       this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective, mode: 'buckets', gradBlock: (u) => this.gradBlock(u), overlap: zc.overlap_comm });
     }
@@ -123,20 +124,20 @@ export class Stage12State extends ShardedState {
   async moduleState(): Promise<Map<string, NamedTensor>> {
     const out = new Map<string, NamedTensor>();
     this.args.params.forEach((p, i) => {
-      out.set(this.args.names[i]!, { dtype: this.args.paramDtype, shape: [...p.shape], data: flatArray(this.params16, this.plan.flatOffset[i]!, p.numel).slice() });
+      out.set(this.args.names[i]!, { dtype: this.args.paramDtype, shape: [...p.shape], data: this.args.io.toHost(flatArray(this.params16, this.plan.flatOffset[i]!, p.numel)) });
     });
     return out;
   }
 
   async loadModuleState(weights: Map<string, NamedTensor>, refreshMaster: boolean): Promise<void> {
-    const { kernels, names, params, paramDtype } = this.args;
+    const { names, params, paramDtype } = this.args;
     // A ZeRO-3 checkpoint saved without 16-bit weights: the parameters come from the fp32 masters.
     if (weights.size === 0 && !refreshMaster) return;
     params.forEach((p, i) => {
       const w = weights.get(names[i]!);
       if (!w) throw new DSCheckpointError(`checkpoint has no weights for parameter '${names[i]}'`);
       if (w.shape.join(',') !== p.shape.join(',')) throw new DSCheckpointError(`checkpoint weights '${names[i]}' have shape [${w.shape}], the model has [${p.shape}]`);
-      kernels.cast(w.dtype, w.data as Float32Array, paramDtype, flatArray(this.params16, this.plan.flatOffset[i]!, p.numel), p.numel);
+      this.args.io.castFromHost(w.dtype, w.data as HostArray, paramDtype, flatArray(this.params16, this.plan.flatOffset[i]!, p.numel), p.numel);
     });
     if (refreshMaster) this.refreshMaster();
   }
@@ -144,14 +145,14 @@ export class Stage12State extends ShardedState {
   /** 16-bit parameters := the loaded fp32 weights, rounded (every rank has them whole: no communication). */
   protected override mastersLoaded(full: Map<string, Float32Array>): void {
     this.args.params.forEach((p, i) => {
-      this.args.kernels.cast('f32', full.get(this.args.names[i]!)!, this.args.paramDtype, flatArray(this.params16, this.plan.flatOffset[i]!, p.numel), p.numel);
+      this.args.io.castFromHost('f32', full.get(this.args.names[i]!)!, this.args.paramDtype, flatArray(this.params16, this.plan.flatOffset[i]!, p.numel), p.numel);
     });
   }
 
   destroy(): void {
     this.reduction.destroy();
     // Parameters stop viewing the flat buffer, so it is freed now rather than when they are collected.
-    const empty = Tensor.empty([0], this.args.paramDtype, { runtime: this.args.runtime, category: 'parameters', track: false });
+    const empty = Tensor.empty([0], this.args.paramDtype, { runtime: this.args.runtime, device: this.args.io.device, category: 'parameters', track: false });
     this.args.params.forEach((p) => {
       p.grad = null;
       p.setData(empty);

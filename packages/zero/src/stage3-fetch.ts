@@ -74,7 +74,7 @@ export class ParamCoordinator {
     if (slot.status !== 'released') return;
     const { runtime, kernels, paramDtype, group, plan, shard } = this.c;
     const unit = plan.units[u]!;
-    const full = allocateFlat(runtime, paramDtype, unit.padded, 'parameters', `zero-3 gathered unit ${u}`);
+    const full = allocateFlat(runtime, paramDtype, unit.padded, 'parameters', `zero-3 gathered unit ${u}`, undefined, shard.storage.device);
     const own = flatArray(full, plan.rank * unit.block, unit.block);
     kernels.copy(flatArray(shard, unit.shardStart, unit.block), own, unit.block);
     slot.full = full;

@@ -18,7 +18,7 @@ import {
   type NamedTensor,
   type StateManagerArgs,
 } from '@ds/core';
-import { BYTES_PER_ELEMENT, Tensor, type HookHandle, type Module } from '@ds/tensor';
+import { BYTES_PER_ELEMENT, Tensor, type FArray, type HookHandle, type Module } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
@@ -49,14 +49,15 @@ export class Stage3State extends ShardedState {
     const { runtime, kernels, params, paramDtype } = args;
     this.shapes = shapes;
     const plan = layout.plan;
-    this.shard16 = allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', 'zero-3 parameter shard');
+    const device = args.io.device;
+    this.shard16 = allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', 'zero-3 parameter shard', undefined, device);
     this.fillShard(pre);
-    this.placeholder = Tensor.empty([0], paramDtype, { runtime, category: 'parameters', label: 'zero-3 released parameter', track: false });
+    this.placeholder = Tensor.empty([0], paramDtype, { runtime, device, category: 'parameters', label: 'zero-3 released parameter', track: false });
     for (const p of params) {
       p.setData(this.placeholder);
       p.grad = null;
     }
-    this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-3 gradient shard');
+    this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-3 gradient shard', undefined, device);
     this.coord = new ParamCoordinator(
       { runtime, kernels, params, shapes, paramDtype, group: this.group, plan, shard: this.shard16, placeholder: this.placeholder, zc: this.zc, log },
       layout.persistentUnit,
@@ -83,7 +84,7 @@ export class Stage3State extends ShardedState {
     if (args.group && world > 1) {
       const group = args.group;
       const whole = args.params.filter((p) => !pre?.slices.has(p) && p.numel > 0);
-      await Promise.all(whole.map((p) => group.broadcast({ dtype: p.dtype, array: p.data() }, { root: 0 }).wait()));
+      await Promise.all(whole.map((p) => group.broadcast({ dtype: p.dtype, array: p.operand() }, { root: 0 }).wait()));
     }
     const shapes = args.params.map((p) => [...(pre?.shapes.get(p) ?? p.shape)]);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
@@ -105,7 +106,7 @@ export class Stage3State extends ShardedState {
         const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
         if (to <= from) return;
         const dst = flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from);
-        kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), paramDtype, dst, to - from);
+        kernels.cast(p.dtype as 'f32', (p.operand() as FArray).subarray(from, to), paramDtype, dst, to - from);
       });
     });
   }
@@ -198,13 +199,13 @@ export class Stage3State extends ShardedState {
     const out = new Map<string, NamedTensor>();
     if (!this.zc.stage3_gather_16bit_weights_on_model_save) return out;
     return this.withGathered(() => {
-      this.args.params.forEach((p, i) => out.set(this.args.names[i]!, { dtype: this.args.paramDtype, shape: [...this.shapes[i]!], data: (p.data() as Uint16Array).slice() }));
+      this.args.params.forEach((p, i) => out.set(this.args.names[i]!, { dtype: this.args.paramDtype, shape: [...this.shapes[i]!], data: this.args.io.toHost(p.operand() as FArray) }));
       return out;
     });
   }
 
   async loadModuleState(weights: Map<string, NamedTensor>, refreshMaster: boolean): Promise<void> {
-    const { kernels, names, paramDtype } = this.args;
+    const { names, paramDtype } = this.args;
     if (weights.size === 0) {
       if (refreshMaster) throw new DSCheckpointError('this ZeRO-3 checkpoint holds no 16-bit weights (saved without stage3_gather_16bit_weights_on_model_save); load it with its optimizer states, or consolidate it with `ds-zero to-fp32`');
       return;
@@ -217,7 +218,7 @@ export class Stage3State extends ShardedState {
         const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
         if (to <= from) return;
         const src = (w.data as Float32Array | Uint16Array).subarray(from, to);
-        kernels.cast(w.dtype, src, paramDtype, flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from), to - from);
+        this.args.io.castFromHost(w.dtype, src, paramDtype, flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from), to - from);
       });
     });
     if (refreshMaster) this.refreshMaster();
@@ -262,7 +263,7 @@ export interface GatheredOptions {
 /**
  * Runs fn with every parameter whole (collective under stage 3; a plain call under stages 1-2, where
  * parameters are always whole). With `modifierRank`, that rank's changes become every rank's. Every
- * rank must call it; fn must change parameters in place (p.data().set(...)), not replace them.
+ * rank must call it; fn must change parameters in place (through kernels, or p.data().set(...) on the cpu), not replace them.
  */
 export async function gatheredParameters<T>(state: ModelStateManager, fn: () => T | Promise<T>, opts: GatheredOptions = {}): Promise<T> {
   const root = opts.modifierRank;

@@ -21,7 +21,7 @@
 // `registerExternalParameter(module, p)` tells stage 3 that `module`'s forward uses `p` although p
 // is registered elsewhere, so the module's hooks gather it (DeepSpeed's function of the same name).
 import { allocateFlat, DSConfigError, flatArray, releaseFlat, type FlatBuffer, type ProcessGroup } from '@ds/core';
-import { Tensor, withParameterHook, type FloatDType, type KernelTable, type Module, type Runtime } from '@ds/tensor';
+import { Tensor, withParameterHook, type F32, type FArray, type FloatDType, type KernelTable, type Module, type Runtime } from '@ds/tensor';
 
 import { zeroConfigOf } from './config.js';
 import { pieceOf, type PartitionPlan } from '@ds/core';
@@ -61,28 +61,34 @@ export function zeroInit<M extends Module>(build: () => M, opts: ZeroInitOptions
   const { world, rank } = opts;
   if (!(world >= 1) || !(rank >= 0 && rank < world)) throw new DSConfigError(`zeroInit: rank ${rank} is not in a world of ${world}`);
   const record: PrePartition = { world, rank, shapes: new Map(), slices: new Map(), fingerprints: new Map(), consumed: false };
-  const empty = Tensor.empty([0], 'f32', { category: 'parameters', label: 'zeroInit released parameter', track: false });
-  const kernels = empty.runtime.kernels('cpu');
+  // Released parameters point at an empty tensor of their own device (one per device met).
+  const empties = new Map<string, Tensor>();
   const model = withParameterHook((p, module, name) => {
     if (!p.requiresGrad) return; // frozen parameters stay whole, as the engine does not manage them
+    const kernels = p.runtime.kernels(p.device);
     const c = sliceLength(p.numel, world);
     const from = Math.min(p.numel, rank * c);
     const to = Math.min(p.numel, from + c);
-    const slice = Tensor.empty([c], 'f32', { category: 'parameters', label: `zeroInit slice of ${module.constructor.name}.${name}`, track: false });
-    const dst = slice.data() as Float32Array;
+    const slice = Tensor.empty([c], 'f32', { device: p.device, runtime: p.runtime, category: 'parameters', label: `zeroInit slice of ${module.constructor.name}.${name}`, track: false });
+    const dst = slice.operand() as F32;
     kernels.fill('f32', dst, c, 0);
-    if (to > from) kernels.cast(p.dtype as 'f32', (p.data() as Float32Array).subarray(from, to), 'f32', dst, to - from);
+    if (to > from) kernels.cast(p.dtype as 'f32', (p.operand() as FArray).subarray(from, to), 'f32', dst, to - from);
     const dt = p.dtype as FloatDType;
     record.fingerprints.set(p, {
-      sum: kernels.sum(dt, p.data() as Float32Array, p.numel),
-      sumSquares: kernels.sumSquares(dt, p.data() as Float32Array, p.numel),
+      sum: kernels.sum(dt, p.operand() as FArray, p.numel),
+      sumSquares: kernels.sumSquares(dt, p.operand() as FArray, p.numel),
       name: `parameter ${record.fingerprints.size} (${module.constructor.name}.${name}, shape [${p.shape.join(', ')}])`,
     });
     record.shapes.set(p, [...p.shape]);
     record.slices.set(p, slice);
+    let empty = empties.get(p.device);
+    if (!empty) {
+      empty = Tensor.empty([0], 'f32', { device: p.device, runtime: p.runtime, category: 'parameters', label: 'zeroInit released parameter', track: false });
+      empties.set(p.device, empty);
+    }
     p.setData(empty);
   }, build);
-  empty.dispose();
+  for (const e of empties.values()) e.dispose();
   (model as Tagged)[PRE_PARTITION] = record;
   return model;
 }
@@ -112,12 +118,15 @@ export async function shardFromSlices(pre: PrePartition, t: SliceTarget): Promis
     const starts = lens.map((_, k) => lens.slice(0, k).reduce((a, b) => a + b, 0));
     const per = lens.reduce((a, b) => a + b, 0);
     if (per === 0) continue;
-    const buf = allocateFlat(t.runtime, 'f32', per * world, 'communication', 'zeroInit slice exchange');
-    const all = flatArray(buf) as Float32Array;
+    const buf = allocateFlat(t.runtime, 'f32', per * world, 'communication', 'zeroInit slice exchange', undefined, t.shard.storage.device);
+    const all = flatArray(buf) as F32;
     const mine = all.subarray(rank * per, (rank + 1) * per);
     unit.params.forEach((i, k) => {
       const slice = pre.slices.get(t.params[i]!);
-      if (slice) mine.set(slice.data() as Float32Array, starts[k]);
+      if (slice) {
+        if (slice.device !== t.shard.storage.device) throw new DSConfigError(`zeroInit: a parameter was built on '${slice.device}' but the engine trains on '${t.shard.storage.device}'; build the model on the engine's device`);
+        t.kernels.copy(slice.operand(), mine.subarray(starts[k]!, starts[k]! + lens[k]!), lens[k]!);
+      }
     });
     if (t.group) await t.group.allGather({ dtype: 'f32', array: all }, { dtype: 'f32', array: mine });
     unit.params.forEach((i, k) => {

@@ -6,6 +6,8 @@ import { fromArray, tidy, type Tensor } from '@ds/tensor';
 
 /** What the training loop needs of an engine (structural, so any technique's engine fits). */
 export interface TrainableEngine {
+  /** The engine's device; batches are made there (default cpu). */
+  readonly device?: string;
   trainMicroBatchSizePerGpu(): number;
   gradientAccumulationSteps(): number;
   forward<Out>(...args: unknown[]): Out;
@@ -40,7 +42,7 @@ function sample(step: number, micro: number, index: number, t: number, vocab: nu
 }
 
 /** Rows [first, first + rows) of the global batch of (step, micro) as [rows, t] tensors. */
-export function batch(step: number, micro: number, first: number, rows: number, t = 8, vocab = 32): { ids: Tensor; targets: Tensor } {
+export function batch(step: number, micro: number, first: number, rows: number, t = 8, vocab = 32, device = 'cpu'): { ids: Tensor; targets: Tensor } {
   const ids: number[] = [];
   const targets: number[] = [];
   for (let r = first; r < first + rows; r++) {
@@ -48,7 +50,7 @@ export function batch(step: number, micro: number, first: number, rows: number, 
     ids.push(...s.ids);
     targets.push(...s.targets);
   }
-  return { ids: fromArray(ids, [rows, t], { dtype: 'i32' }), targets: fromArray(targets, [rows, t], { dtype: 'i32' }) };
+  return { ids: fromArray(ids, [rows, t], { dtype: 'i32', device }), targets: fromArray(targets, [rows, t], { dtype: 'i32', device }) };
 }
 
 /** Trains steps [from, to); this rank takes rows [rank * micro, (rank + 1) * micro) of each micro batch. Returns per-step mean losses. */
@@ -58,7 +60,7 @@ export async function trainSteps(engine: TrainableEngine, from: number, to: numb
   for (let s = from; s < to; s++) {
     let sum = 0;
     for (let m = 0; m < engine.gradientAccumulationSteps(); m++) {
-      const { ids, targets } = batch(s, m, rank * micro, micro, t, vocab);
+      const { ids, targets } = batch(s, m, rank * micro, micro, t, vocab, engine.device ?? 'cpu');
       const loss = tidy(() => engine.forward<{ loss: Tensor }>(ids, targets).loss!.keep());
       sum += await engine.backward(loss);
       loss.dispose();

@@ -31,7 +31,8 @@ interface Manifest {
 /** The packages every app shares one copy of; technique packages take them as peers. */
 export const RUNTIME_PACKAGES = ['@ds/core', '@ds/tensor'] as const;
 /** Published packages that are not techniques: the runtime itself and the launcher (no @ds imports). */
-const NOT_TECHNIQUES = new Set<string>([...RUNTIME_PACKAGES, '@ds/launcher']);
+// The cuda platform package is a binary of @ds/tensor, not a technique: it depends on nothing.
+const NOT_TECHNIQUES = new Set<string>([...RUNTIME_PACKAGES, '@ds/launcher', '@ds/tensor-linux-x64-cuda']);
 
 export interface PublishedPackage {
   dir: string;

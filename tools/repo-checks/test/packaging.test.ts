@@ -69,6 +69,14 @@ try { m.mpiBackend({ library: '/nonexistent/libmpi.so.40' }); } catch (e) { erro
 console.log(JSON.stringify({ plugin: m.mpi().contributes.commBackends ? Object.keys(m.mpi().contributes.commBackends) : [], error }));`,
     expect: { plugin: ['mpi'], error: ['DS_UNSUPPORTED', true] },
   },
+  '@ds/comm-nccl': {
+    // The binary loads with no link-time CUDA or NCCL; asking for a libnccl that is not there fails by name.
+    code: `const m = await import('@ds/comm-nccl');
+let error = null;
+try { m.ncclBackend({ env: m.readNcclEnv({ DS_NCCL_LIBRARY: '/nonexistent/libnccl.so.2' }) }); } catch (e) { error = [e.code, /libnccl\\.so\\.2.*pip install nvidia-nccl-cu13/.test(e.message)]; }
+console.log(JSON.stringify({ plugin: Object.keys(m.nccl().contributes.commBackends), error }));`,
+    expect: { plugin: ['nccl'], error: ['DS_UNSUPPORTED', true] },
+  },
 };
 
 const nativePackages = readdirSync(join(root, 'packages'))

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { loadCpuAddon, readTensorEnv } from '@ds/tensor';
+import { cudaStatus, loadCpuAddon, readTensorEnv, type CudaStatus } from '@ds/tensor';
 
 import { isMainModule } from '../main-module.js';
 import { KNOWN_PLUGINS } from '../plugin/catalogue.js';
@@ -125,6 +125,8 @@ export interface Report {
   threads: { cores: number; configured: number | null };
   commBackends: string[];
   plugins: Array<{ package: string; installed: boolean }>;
+  /** The cuda device: which binary loaded (or why none could), the GPU and cuBLASLt it found. */
+  cuda: CudaStatus | { available: false; binary: null; reason: string };
   libraries: Record<string, string | null>;
 }
 
@@ -150,7 +152,13 @@ export function collectReport(env: NodeJS.ProcessEnv = process.env): Report {
   const commBackends = ['cpu', ...KNOWN_PLUGINS.filter((p) => p.commBackends.length > 0 && plugins.find((q) => q.package === p.package)?.installed).flatMap((p) => p.commBackends)];
   const ldconfig = ldconfigOutput();
   const libraries = findLibraries({ dirs: cudaSearchDirs(env), ...(ldconfig ? { ldconfig } : {}) });
-  return { versions, cpu, threads: { cores: availableParallelism(), configured }, commBackends, plugins, libraries };
+  let cuda: Report['cuda'];
+  try {
+    cuda = cudaStatus();
+  } catch (err) {
+    cuda = { available: false, binary: null, reason: (err as Error)?.message ?? String(err) };
+  }
+  return { versions, cpu, threads: { cores: availableParallelism(), configured }, commBackends, plugins, cuda, libraries };
 }
 
 export function formatReport(r: Report): string {
@@ -163,6 +171,9 @@ export function formatReport(r: Report): string {
   lines.push(`  threads            ${r.threads.configured ?? `${r.threads.cores} (one per core; DS_NUM_THREADS/OMP_NUM_THREADS not set)`}`);
   lines.push('', `comm backends:       ${r.commBackends.join(', ')}`, '', 'plugins:');
   for (const p of r.plugins) lines.push(`  ${p.package.padEnd(18)} ${p.installed ? 'installed' : 'not installed'}`);
+  lines.push('', 'devices:', '  cpu                available', '  sim                available (test device: opaque memory run by the cpu kernels)');
+  if (r.cuda.available) lines.push(`  cuda               available: ${'gpu' in r.cuda ? r.cuda.gpu : 'GPU'}, cuBLASLt ${'cublasLt' in r.cuda ? r.cuda.cublasLt : '?'}; binary ${r.cuda.binary}`);
+  else lines.push(`  cuda               not available: ${r.cuda.reason}${r.cuda.binary ? ` (binary ${r.cuda.binary})` : ''}`);
   lines.push('', 'cuda libraries:');
   for (const [name, path] of Object.entries(r.libraries)) lines.push(`  ${name.padEnd(18)} ${path ?? 'not found'}`);
   return lines.join('\n');

@@ -10,6 +10,7 @@
 export type {
   CommArray,
   CommBuffer,
+  AnyCommBuffer,
   CommBackend,
   CommEvent,
   CommObserver,
@@ -27,6 +28,7 @@ export { initDistributed, Distributed } from './init.js';
 export { ProcessTopology, buildParallelGroups, AXES } from './topology.js';
 export type { Axis, Coords, Degrees, ParallelGroups } from './topology.js';
 export { waitSync } from './sync-wait.js';
+export { withDeviceStaging } from './staging.js';
 // For backends in other packages (@ds/comm-mpi, @ds/comm-nccl): the Work handle, the observer list
 // and the argument checks every ProcessGroup shares, so each backend behaves alike on bad input.
 export { PromiseWork } from './work.js';

@@ -3,6 +3,7 @@
 import { DSCommError, DSTimeoutError } from '../errors.js';
 import { readCoreEnv, type DistEnv } from '../env.js';
 import { corePlugin } from '../plugin/builtin.js';
+import { withDeviceStaging } from './staging.js';
 import { PrefixStore, type Store } from './store/store.js';
 import { TCPStore } from './store/tcp-store.js';
 import type { CommBackend, ProcessGroup } from './types.js';
@@ -80,13 +81,16 @@ export class Distributed {
     const at = ranks.indexOf(this.rank);
     if (at < 0) return null;
     const name = opts.name ?? `group[${key}]${n ? `#${n}` : ''}`;
-    const group = await this.backend.createGroup({
-      name,
-      ranks: [...ranks],
-      rank: at,
-      store: new PrefixStore(`group/${key}/${n}`, this.store),
-      timeoutMs: opts.timeoutMs ?? this.timeoutMs,
-    });
+    const group = withDeviceStaging(
+      await this.backend.createGroup({
+        name,
+        ranks: [...ranks],
+        rank: at,
+        store: new PrefixStore(`group/${key}/${n}`, this.store),
+        timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+      }),
+      this.backend.deviceMemory,
+    );
     this.groups.add(group);
     return group;
   }
@@ -134,7 +138,7 @@ export async function initDistributed(opts: InitOptions = {}): Promise<Distribut
   });
   try {
     const ranks = Array.from({ length: dist.worldSize }, (_, r) => r);
-    const world = await backend.createGroup({ name: 'world', ranks, rank: dist.rank, store: new PrefixStore('world', store), timeoutMs });
+    const world = withDeviceStaging(await backend.createGroup({ name: 'world', ranks, rank: dist.rank, store: new PrefixStore('world', store), timeoutMs }), backend.deviceMemory);
     return new Distributed(dist, store, world, backend, timeoutMs);
   } catch (err) {
     await store.close();

@@ -1,17 +1,27 @@
 // The comm contracts (c10d's shape): a ProcessGroup runs collectives on buffer descriptors and
 // returns Work handles; a CommBackend makes ProcessGroups. Engine and ZeRO code against these.
-import type { DType } from '@ds/tensor';
+import type { DeviceArray, DType, HostArray } from '@ds/tensor';
 
-export type CommArray = Float32Array | Uint16Array | Int32Array | Uint8Array;
+export type CommArray = HostArray;
 
 /**
- * A buffer the group reads or writes: `array` holds the elements (bf16 and f16 as raw bits in a
- * Uint16Array). Views of a larger buffer are fine. A buffer must not be touched by the caller
- * until the op's Work completes.
+ * A buffer in host memory: `array` holds the elements (bf16 and f16 as raw bits in a Uint16Array).
+ * Views of a larger buffer are fine. A buffer must not be touched by the caller until the op's
+ * Work completes. This is what a host-memory backend's ops receive.
  */
 export interface CommBuffer {
   dtype: DType;
   array: CommArray;
+}
+
+/**
+ * What ProcessGroup ops take: a host buffer, or device memory (a sim or cuda tensor's operand()).
+ * Groups of a backend that moves only host memory get device buffers through staging copies
+ * (staging.ts); a backend that reads device memory itself (nccl) lists it in CommBackend.deviceMemory.
+ */
+export interface AnyCommBuffer {
+  dtype: DType;
+  array: HostArray | DeviceArray;
 }
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
@@ -88,16 +98,16 @@ export interface ProcessGroup {
   readonly ranks: readonly number[];
 
   /** In place: every rank ends with the reduction of every rank's buffer. */
-  allReduce(buf: CommBuffer, opts?: ReduceOptions): Work;
+  allReduce(buf: AnyCommBuffer, opts?: ReduceOptions): Work;
   /** `input` holds size blocks of output's length; rank r gets the reduction of block r. */
-  reduceScatter(output: CommBuffer, input: CommBuffer, opts?: ReduceOptions): Work;
+  reduceScatter(output: AnyCommBuffer, input: AnyCommBuffer, opts?: ReduceOptions): Work;
   /** `output` holds size blocks of input's length, block r from rank r. */
-  allGather(output: CommBuffer, input: CommBuffer, opts?: OpOptions): Work;
-  broadcast(buf: CommBuffer, opts: RootOptions): Work;
+  allGather(output: AnyCommBuffer, input: AnyCommBuffer, opts?: OpOptions): Work;
+  broadcast(buf: AnyCommBuffer, opts: RootOptions): Work;
   /** Block q of `input` goes to rank q; block q of `output` comes from rank q (equal splits). */
-  allToAll(output: CommBuffer, input: CommBuffer, opts?: OpOptions): Work;
-  send(buf: CommBuffer, opts: OpOptions & { dst: number }): Work;
-  recv(buf: CommBuffer, opts: OpOptions & { src: number }): Work;
+  allToAll(output: AnyCommBuffer, input: AnyCommBuffer, opts?: OpOptions): Work;
+  send(buf: AnyCommBuffer, opts: OpOptions & { dst: number }): Work;
+  recv(buf: AnyCommBuffer, opts: OpOptions & { src: number }): Work;
   barrier(opts?: OpOptions): Work;
   /**
    * Collective: a buffer of `bytes` that the backend can move without staging copies (on the cpu
@@ -125,5 +135,10 @@ export interface GroupSpec {
 
 export interface CommBackend {
   readonly name: string;
+  /**
+   * Devices whose memory this backend's groups read and write directly (nccl: ['cuda']). Buffers
+   * on any other non-host device are staged through host copies by the comm layer. Default: none.
+   */
+  readonly deviceMemory?: readonly string[];
   createGroup(spec: GroupSpec): Promise<ProcessGroup>;
 }

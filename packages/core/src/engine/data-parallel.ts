@@ -9,7 +9,7 @@
 //
 // DeepSpeed requires fp32 gradient accumulation for a bf16 model without ZeRO; that is our default
 // for bf16 and fp16 (data_types.grad_accum_dtype may choose the parameters' 16-bit type instead).
-import { Tensor, type FloatDType } from '@ds/tensor';
+import { Tensor, type F32, type FloatDType, type HostArray, type U16 } from '@ds/tensor';
 
 import { DSCheckpointError } from '../errors.js';
 import type { NamedTensor } from '../checkpoint/safetensors.js';
@@ -43,19 +43,20 @@ export class DataParallelState implements ModelStateManager {
     gradBuffer: ArrayBuffer | undefined,
   ) {
     const { runtime, kernels, params, paramDtype } = args;
+    const device = args.io.device;
     this.plan = plan;
     this.layout = { offsets: plan.flatOffset, sizes: params.map((p) => p.numel), numel: plan.flatNumel };
     const n = this.layout.numel;
     this.gradDtype = gradAccumDtype(args.config, paramDtype, false);
-    this.params = allocateFlat(runtime, paramDtype, n, 'parameters', 'flat parameters');
+    this.params = allocateFlat(runtime, paramDtype, n, 'parameters', 'flat parameters', undefined, device);
     adoptParameters(runtime, kernels, params, this.layout, this.params);
-    this.grads = allocateFlat(runtime, this.gradDtype, n, 'gradients', 'flat gradients', gradBuffer);
+    this.grads = allocateFlat(runtime, this.gradDtype, n, 'gradients', 'flat gradients', gradBuffer, device);
     kernels.fill(this.gradDtype, flatArray(this.grads), n, 0);
     this.gradViews = attachGradients(runtime, params, this.layout, this.grads);
     if (paramDtype === 'f32') {
       this.master = null;
     } else {
-      this.master = allocateFlat(runtime, 'f32', n, 'optimizer_states', 'fp32 master weights');
+      this.master = allocateFlat(runtime, 'f32', n, 'optimizer_states', 'fp32 master weights', undefined, device);
       kernels.cast(paramDtype, flatArray(this.params), 'f32', flatArray(this.master), n);
     }
     this.slots = this.makeSlots();
@@ -68,7 +69,8 @@ export class DataParallelState implements ModelStateManager {
     // One unit per bucket, back to front; a world of one: every rank keeps whole units.
     const plan = planUnits(bucketGroups(sizes, DP_BUCKET_ELEMENTS), sizes, 1, 0, 1);
     const gradBytes = plan.flatNumel * (gradAccumDtype(args.config, args.paramDtype, false) === 'f32' ? 4 : 2);
-    const gradBuffer = args.group && args.group.size > 1 ? await args.group.allocRegistered(gradBytes) : undefined;
+    // Registered (shared) memory is host memory: a device engine's gradients stay on the device.
+    const gradBuffer = args.group && args.group.size > 1 && args.io.device === 'cpu' ? await args.group.allocRegistered(gradBytes) : undefined;
     const state = new DataParallelState(args, plan, gradBuffer);
     if (args.group && args.group.size > 1) {
       await args.group.broadcast({ dtype: args.paramDtype, array: flatArray(state.params) }, { root: 0 });
@@ -77,14 +79,14 @@ export class DataParallelState implements ModelStateManager {
     return state;
   }
 
-  private masterArray(): Float32Array {
-    return flatArray(this.master ?? this.params) as Float32Array;
+  private masterArray(): F32 {
+    return flatArray(this.master ?? this.params) as F32;
   }
 
   private makeSlots(): OptimizerSlot[] {
     const master = this.masterArray();
     const grad = flatArray(this.grads);
-    const out16 = this.master ? (flatArray(this.params) as Uint16Array) : undefined;
+    const out16 = this.master ? (flatArray(this.params) as U16) : undefined;
     const out16Dtype = this.args.paramDtype === 'f16' ? ('f16' as const) : ('bf16' as const);
     const slot = (start: number, n: number, group: number): OptimizerSlot => ({
       master: master.subarray(start, start + n),
@@ -137,7 +139,7 @@ export class DataParallelState implements ModelStateManager {
   async masterWeights(): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
     const master = this.masterArray();
-    this.args.params.forEach((p, i) => out.set(this.args.names[i]!, master.slice(this.layout.offsets[i]!, this.layout.offsets[i]! + p.numel)));
+    this.args.params.forEach((p, i) => out.set(this.args.names[i]!, this.args.io.toHost(master.subarray(this.layout.offsets[i]!, this.layout.offsets[i]! + p.numel))));
     return out;
   }
 
@@ -151,7 +153,7 @@ export class DataParallelState implements ModelStateManager {
   async moduleState(): Promise<Map<string, NamedTensor>> {
     const out = new Map<string, NamedTensor>();
     this.args.params.forEach((p, i) => {
-      out.set(this.args.names[i]!, { dtype: this.args.paramDtype, shape: [...p.shape], data: flatArray(this.params, this.layout.offsets[i]!, this.layout.sizes[i]!).slice() });
+      out.set(this.args.names[i]!, { dtype: this.args.paramDtype, shape: [...p.shape], data: this.args.io.toHost(flatArray(this.params, this.layout.offsets[i]!, this.layout.sizes[i]!)) });
     });
     return out;
   }
@@ -162,14 +164,14 @@ export class DataParallelState implements ModelStateManager {
       const w = weights.get(names[i]!);
       if (!w) throw new DSCheckpointError(`checkpoint has no weights for parameter '${names[i]}'`);
       if (w.shape.join(',') !== p.shape.join(',')) throw new DSCheckpointError(`checkpoint weights '${names[i]}' have shape [${w.shape}], the model has [${p.shape}]`);
-      kernels.cast(w.dtype, w.data as Float32Array, paramDtype, flatArray(this.params, this.layout.offsets[i]!, this.layout.sizes[i]!), p.numel);
+      this.args.io.castFromHost(w.dtype, w.data as HostArray, paramDtype, flatArray(this.params, this.layout.offsets[i]!, this.layout.sizes[i]!), p.numel);
     });
     if (refreshMaster && this.master) kernels.cast(paramDtype, flatArray(this.params), 'f32', flatArray(this.master), this.layout.numel);
   }
 
   rankState(): RankState {
     const tensors = new Map<string, NamedTensor>();
-    if (this.master) tensors.set('master', { dtype: 'f32', shape: [this.layout.numel], data: flatArray(this.master).slice() });
+    if (this.master) tensors.set('master', { dtype: 'f32', shape: [this.layout.numel], data: this.args.io.toHost(flatArray(this.master)) });
     const opt = this.args.optimizer.stateDict();
     opt.slots.forEach((s, i) => {
       for (const [k, v] of Object.entries(s.tensors)) tensors.set(`optimizer.slot${i}.${k}`, { dtype: 'f32', shape: [v.length], data: v });
@@ -186,7 +188,7 @@ export class DataParallelState implements ModelStateManager {
     const meta = state.meta as { numel: number; optimizer: { type: string; paramGroups: never[]; steps: number[] } };
     if (meta.numel !== this.layout.numel) throw new DSCheckpointError(`checkpoint optimizer state covers ${meta.numel} parameters, the model has ${this.layout.numel}`);
     const master = state.tensors.get('master');
-    if (this.master && master) flatArray(this.master).set(master.data as Float32Array);
+    if (this.master && master) this.args.io.fromHost(master.data as HostArray, flatArray(this.master));
     const slots = meta.optimizer.steps.map((step, i) => {
       const tensors: Record<string, Float32Array> = {};
       for (const name of this.args.optimizer.stateNames) {
@@ -206,8 +208,8 @@ export class DataParallelState implements ModelStateManager {
     // Give each parameter its own copy so the flat buffer can go while the module lives on.
     const { runtime, kernels } = this.args;
     for (const p of this.args.params) {
-      const own = Tensor.empty(p.shape, p.dtype, { runtime, category: 'parameters', label: p.name ?? 'parameter', track: false });
-      kernels.copy(p.data(), own.data(), p.numel);
+      const own = Tensor.empty(p.shape, p.dtype, { runtime, device: p.device, category: 'parameters', label: p.name ?? 'parameter', track: false });
+      kernels.copy(p.operand(), own.operand(), p.numel);
       p.setData(own);
       own.dispose();
     }

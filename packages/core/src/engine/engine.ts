@@ -38,6 +38,8 @@ export interface EngineParts {
   /** The topology and this rank's groups; the data-parallel group drives reduction, batch rules and checkpoints. */
   groups: ParallelGroups;
   runtime: Runtime;
+  /** The device the model states live on ('cpu', 'sim', 'cuda'); inputs to forward() must be there too. */
+  device: string;
   paramDtype: ParamDtype;
   monitor: MonitorMaster;
   /** DeepSpeed's comms_logger, attached to the data-parallel group when enabled. */
@@ -105,6 +107,10 @@ export class Engine {
   }
   get runtime(): Runtime {
     return this.parts.runtime;
+  }
+  /** The device the engine trains on (DeepSpeed's engine.device). */
+  get device(): string {
+    return this.parts.device;
   }
   get dist(): Distributed | null {
     return this.parts.dist;

@@ -1,6 +1,6 @@
 // Flat buffers: every parameter (and its gradient) becomes a view of one contiguous buffer, so
 // optimizers, reductions and checkpoints work on a few large arrays instead of many small ones.
-import { BYTES_PER_ELEMENT, DSShapeError, Storage, Tensor, type DType, type KernelTable, type MemoryCategory, type Runtime } from '@ds/tensor';
+import { BYTES_PER_ELEMENT, DSShapeError, ELEMENT_KIND, Storage, Tensor, type DType, type FArray, type KernelTable, type MemoryCategory, type Runtime } from '@ds/tensor';
 
 export interface FlatLayout {
   /** Element offset of each parameter in the flat buffer (same order as the params given). */
@@ -33,19 +33,26 @@ export interface FlatBuffer {
   numel: number;
 }
 
-export function allocateFlat(runtime: Runtime, dtype: DType, numel: number, category: MemoryCategory, label: string, buffer?: ArrayBuffer): FlatBuffer {
+/**
+ * A flat buffer on `device` (default cpu). `buffer` (a registered shared-memory region from the
+ * comm layer) is host memory and only for cpu buffers.
+ */
+export function allocateFlat(runtime: Runtime, dtype: DType, numel: number, category: MemoryCategory, label: string, buffer?: ArrayBuffer, device = 'cpu'): FlatBuffer {
   const bytes = numel * BYTES_PER_ELEMENT[dtype];
+  if (buffer && device !== 'cpu') throw new DSShapeError(`allocateFlat: a host buffer cannot back a flat buffer on '${device}'`);
   const storage = buffer
     ? Storage.wrap(runtime.tracker, buffer, 0, bytes, { category, label })
-    : Storage.allocate(runtime.tracker, bytes, { category, label });
+    : Storage.allocate(runtime.tracker, bytes, { category, label, device }, device === 'cpu' ? undefined : runtime.device(device));
   storage.retain();
   return { storage, dtype, numel };
 }
 
-/** The elements [start, start + n) of a flat buffer as a typed array (bf16/f16 as Uint16Array). */
-export function flatArray(flat: FlatBuffer, start = 0, n = flat.numel - start): Float32Array | Uint16Array {
-  const offset = flat.storage.byteOffset + start * BYTES_PER_ELEMENT[flat.dtype];
-  return flat.dtype === 'f32' ? new Float32Array(flat.storage.buffer, offset, n) : new Uint16Array(flat.storage.buffer, offset, n);
+/**
+ * The elements [start, start + n) of a flat buffer as a kernel operand (bf16/f16 as 16-bit words):
+ * a typed array on the cpu, a DeviceArray on other devices.
+ */
+export function flatArray(flat: FlatBuffer, start = 0, n = flat.numel - start): FArray {
+  return flat.storage.operand(ELEMENT_KIND[flat.dtype], start * BYTES_PER_ELEMENT[flat.dtype], n) as FArray;
 }
 
 /** A tensor view of `shape` at element `offset` of a flat buffer. */
@@ -62,7 +69,8 @@ export function adoptParameters(runtime: Runtime, kernels: KernelTable, params: 
     const view = flatView(runtime, flat, layout.offsets[i]!, p.shape);
     const src = p.isContiguous() ? p : null;
     if (!src) throw new DSShapeError(`parameter ${p.name ?? i} is not contiguous; parameters must own contiguous storage (register a fresh tensor, not a view)`);
-    kernels.cast(p.dtype, p.data(), flat.dtype, view.data(), p.numel);
+    if (p.device !== flat.storage.device) throw new DSShapeError(`parameter ${p.name ?? i} is on '${p.device}' but the flat buffer is on '${flat.storage.device}'; every parameter must be on the engine's device`);
+    kernels.cast(p.dtype, p.operand(), flat.dtype, view.operand(), p.numel);
     p.setData(view);
     view.dispose();
   });

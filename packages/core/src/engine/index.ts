@@ -11,6 +11,8 @@ export { GradientReduction, gradientReductionFor, standardUnitReduce, gradAccumD
 export type { ReducerSpec, StageReduction, UnitReduce, PendingReduction, GradScaling, Block } from './reduction.js';
 export { reverseLayout, allocateFlat, flatArray, flatView, adoptParameters, attachGradients, releaseFlat } from './flat.js';
 export type { FlatLayout, FlatBuffer } from './flat.js';
+export { deviceIO } from './device-io.js';
+export type { DeviceIO } from './device-io.js';
 export { Timers } from './timers.js';
 export type { SaveCheckpointOptions, LoadCheckpointOptions, LoadCheckpointResult } from './checkpoint.js';
 export type { ModelStateManager, StateManagerArgs, StepInput, StepOutput, ModelStateBytes, RankState, ParamDtype } from './types.js';

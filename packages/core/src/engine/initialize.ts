@@ -4,7 +4,7 @@
 // 0, or a registered wrapper's, e.g. ZeRO), the scheduler, the loss scaler and the monitors, and
 // hands them to the engine a registered engine contribution makes (the ordinary Engine otherwise).
 // Every extension point of the registry is consumed here or by what is built here.
-import { DENSE_ATTENTION, getRuntime, isAttentionHost, Storage, type AttentionKernel, type Module, type Runtime, type Tensor } from '@ds/tensor';
+import { DENSE_ATTENTION, getRuntime, isAttentionHost, Storage, type AttentionKernel, type F32, type Module, type Runtime, type Tensor } from '@ds/tensor';
 
 import { initDistributed, type Distributed } from '../comm/init.js';
 import { CommsLogger } from '../comm/logger.js';
@@ -27,9 +27,15 @@ import { createScheduler, type LRScheduler } from '../schedulers/index.js';
 import { DataParallelState } from './data-parallel.js';
 import { Engine, type EngineParts } from './engine.js';
 import type { ModelStateManager, ParamDtype, StateManagerArgs } from './types.js';
+import { deviceIO } from './device-io.js';
 
 export interface InitializeOptions {
   model: Module;
+  /**
+   * The device to train on ('cpu', 'sim', 'cuda'); the model is moved there first (DeepSpeed moves
+   * the module to the rank's accelerator). Default: where the model's parameters already are.
+   */
+  device?: string;
   /**
    * A ds_config object, a path to a JSON/hjson file, or DeepSpeed's base64 JSON string. May be left
    * out when `args` names the file (`--deepspeed_config`); giving both is an error, as in DeepSpeed.
@@ -104,6 +110,22 @@ function paramDtypeOf(dtype: 'fp16' | 'bf16' | 'fp32'): ParamDtype {
 }
 
 /** Unique trainable parameters (tied ones once) with their names. */
+/** The one device every parameter of the model is on (after moving it to `want`). */
+function engineDevice(model: Module, want: string | undefined): string {
+  if (want !== undefined) model.to(want);
+  const where = new Map<string, string[]>();
+  for (const [name, p] of model.namedParameters()) {
+    const names = where.get(p.device) ?? [];
+    names.push(name);
+    where.set(p.device, names);
+  }
+  if (where.size > 1) {
+    const list = [...where].map(([d, n]) => `${d}: ${n.slice(0, 3).join(', ')}${n.length > 3 ? ', ...' : ''}`).join('; ');
+    throw new DSConfigError(`initialize: the model's parameters are on several devices (${list}); move the model to one with model.to(device) or pass initialize({ device })`);
+  }
+  return [...where.keys()][0] ?? want ?? 'cpu';
+}
+
 function trainable(model: Module): { params: Tensor[]; names: string[] } {
   const seen = new Set<Tensor>();
   const params: Tensor[] = [];
@@ -223,12 +245,14 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   const precision = resolvePrecision(config);
   const paramDtype = paramDtypeOf(precision.dtype);
   const runtime = opts.runtime ?? getRuntime();
-  const kernels = runtime.kernels('cpu');
+  const device = engineDevice(opts.model, opts.device);
+  const kernels = runtime.kernels(device);
+  const io = deviceIO(runtime, device);
   const ctx: PluginContext = {
     config,
     rank,
     worldSize: dist?.size ?? 1,
-    device: 'cpu',
+    device,
     runtime,
     dist,
     groups,
@@ -239,16 +263,16 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
 
   // Optimizer state is counted under 'optimizer_states' and released with the engine.
   const stateStorages: Storage[] = [];
-  const allocState = (n: number, name: string): Float32Array => {
-    const s = Storage.allocate(runtime.tracker, n * 4, { category: 'optimizer_states', label: `optimizer ${name}` });
+  const allocState = (n: number, name: string): F32 => {
+    const s = Storage.allocate(runtime.tracker, n * 4, { category: 'optimizer_states', label: `optimizer ${name}`, device }, device === 'cpu' ? undefined : runtime.device(device));
     s.retain();
     stateStorages.push(s);
-    return new Float32Array(s.buffer, s.byteOffset, n);
+    return s.operand('f32', 0, n) as F32;
   };
   const releaseState = () => {
     for (const s of stateStorages.splice(0)) s.release();
   };
-  const optCtx: OptimizerContext = { kernels, allocState };
+  const optCtx: OptimizerContext = { kernels, allocState, transfer: { toHost: (a) => io.toHost(a), fromHost: (src, dst) => io.fromHost(src, dst) } };
 
   let commsLogger: CommsLogger | null = null;
   if (config.comms_logger.enabled && groups.data) {
@@ -263,7 +287,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   if (optimizer.paramGroups.length < overrides.length) {
     throw new DSConfigError(`initialize: modelParameters has ${overrides.length} groups but the ${optimizer.type} optimizer has ${optimizer.paramGroups.length} parameter group(s); build it with one group per modelParameters group`);
   }
-  const args: StateManagerArgs = { module: opts.model, params, names, groupOf, optimizer, group: groups.data, runtime, kernels, paramDtype, config, ctx };
+  const args: StateManagerArgs = { module: opts.model, params, names, groupOf, optimizer, group: groups.data, runtime, kernels, io, paramDtype, config, ctx };
   const wrapper = registry.optimizerWrapperFor(config);
   const state: ModelStateManager = wrapper ? await wrapper.value.wrap(args, ctx) : await DataParallelState.create(args);
 
@@ -282,6 +306,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
     dist,
     groups,
     runtime,
+    device,
     paramDtype,
     monitor: new MonitorMaster(config, rank),
     commsLogger,

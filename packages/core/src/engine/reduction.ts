@@ -17,17 +17,18 @@
 // (communication_data_type) are applied here for all of them. A plugin may replace the function
 // that reduces one unit (1-bit Adam's compressed all-reduce) through the registry's
 // `gradientReducers`; buckets, hooks and waiting stay here.
-import type { FloatDType, KernelTable, Runtime, Tensor } from '@ds/tensor';
+import type { FArray, FloatDType, KernelTable, Runtime, Tensor } from '@ds/tensor';
 
 import { DSConfigError } from '../errors.js';
 import { waitSync } from '../comm/sync-wait.js';
-import type { CommBuffer, ProcessGroup, Work } from '../comm/types.js';
+import type { AnyCommBuffer, ProcessGroup, Work } from '../comm/types.js';
 import type { DSConfig } from '../config/core-sections.js';
 import { allocateFlat, flatArray, releaseFlat, type FlatBuffer } from './flat.js';
 import type { PartitionPlan, Unit } from './partition.js';
 import type { StateManagerArgs } from './types.js';
 
-export type Block = Float32Array | Uint16Array;
+/** A run of gradient elements: host words or device memory (a kernel operand). */
+export type Block = FArray;
 
 /** DeepSpeed's averaging knobs. */
 export interface GradScaling {
@@ -39,6 +40,8 @@ export interface GradScaling {
 
 export interface ReducerSpec {
   runtime: Runtime;
+  /** The device the gradients live on (comm buffers are allocated there too). */
+  device: string;
   kernels: KernelTable;
   /** The data-parallel group; null (or a group of one) reduces nothing. */
   group: ProcessGroup | null;
@@ -71,7 +74,7 @@ export interface PendingReduction {
  * Reduces one unit's message (`padded` elements in the comm dtype, this rank's copy) so that the
  * kept range [keep.start, keep.start + keep.length) holds the average over the group, in place.
  */
-export type UnitReduce = (message: CommBuffer, unit: Unit, keep: { start: number; length: number }) => PendingReduction;
+export type UnitReduce = (message: AnyCommBuffer, unit: Unit, keep: { start: number; length: number }) => PendingReduction;
 
 /** The ds_config's gradient scaling, as the reduction needs it. */
 export function gradScalingOf(config: { prescale_gradients: boolean; gradient_predivide_factor: number }): GradScaling {
@@ -191,7 +194,7 @@ export class GradientReduction {
       const g = p.grad;
       if (g) {
         const n = p.numel;
-        this.spec.kernels.cast(g.dtype as FloatDType, g.data() as Block, this.spec.commDtype, flatArray(this.bufferFor(ui), plan.flatOffset[i]! - plan.units[ui]!.flatStart, n), n);
+        this.spec.kernels.cast(g.dtype as FloatDType, g.operand() as Block, this.spec.commDtype, flatArray(this.bufferFor(ui), plan.flatOffset[i]! - plan.units[ui]!.flatStart, n), n);
         g.dispose();
         p.grad = null;
       }
@@ -204,7 +207,7 @@ export class GradientReduction {
   private bufferFor(ui: number): FlatBuffer {
     let buf = this.filling.get(ui);
     if (buf) return buf;
-    buf = this.pool.pop() ?? this.reclaim() ?? allocateFlat(this.spec.runtime, this.spec.commDtype, this.bufferNumel, 'communication', 'gradient bucket');
+    buf = this.pool.pop() ?? this.reclaim() ?? allocateFlat(this.spec.runtime, this.spec.commDtype, this.bufferNumel, 'communication', 'gradient bucket', undefined, this.spec.device);
     this.spec.kernels.fill(this.spec.commDtype, flatArray(buf), this.spec.plan.units[ui]!.padded, 0);
     this.filling.set(ui, buf);
     return buf;
@@ -237,7 +240,7 @@ export class GradientReduction {
       this.filling.delete(ui);
       message = flatArray(buffer, 0, unit.padded);
     } else if (commDtype !== gradDtype) {
-      buffer = this.pool.pop() ?? this.reclaim() ?? allocateFlat(this.spec.runtime, commDtype, this.bufferNumel, 'communication', 'gradient comm buffer');
+      buffer = this.pool.pop() ?? this.reclaim() ?? allocateFlat(this.spec.runtime, commDtype, this.bufferNumel, 'communication', 'gradient comm buffer', undefined, this.spec.device);
       message = flatArray(buffer, 0, unit.padded);
       kernels.cast(gradDtype, flatArray(this.spec.flat!, unit.flatStart, unit.padded), commDtype, message, unit.padded);
     } else {
@@ -299,6 +302,7 @@ export type StageReduction = Pick<ReducerSpec, 'plan' | 'gradDtype' | 'collectiv
 export function gradientReductionFor(args: StateManagerArgs, stage: StageReduction): GradientReduction {
   const spec: ReducerSpec = {
     runtime: args.runtime,
+    device: args.io.device,
     kernels: args.kernels,
     group: args.group,
     params: args.params,

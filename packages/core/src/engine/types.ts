@@ -7,6 +7,7 @@
 import type { KernelTable, Module, Runtime, Tensor } from '@ds/tensor';
 
 import type { ProcessGroup } from '../comm/types.js';
+import type { DeviceIO } from './device-io.js';
 import type { DSConfig } from '../config/core-sections.js';
 import type { PluginContext } from '../plugin/types.js';
 import type { NamedTensor } from '../checkpoint/safetensors.js';
@@ -27,7 +28,10 @@ export interface StateManagerArgs {
   /** Data-parallel group; null in a single-process run. */
   group: ProcessGroup | null;
   runtime: Runtime;
+  /** The kernels of the engine's device (the device every parameter lives on). */
   kernels: KernelTable;
+  /** Explicit copies between that device and the host (checkpoints, consolidation). */
+  io: DeviceIO;
   paramDtype: ParamDtype;
   /** The validated ds_config. */
   config: DSConfig;

@@ -6,5 +6,6 @@ export { Lion } from './lion.js';
 export { Lamb } from './lamb.js';
 export type { LambOptions } from './lamb.js';
 export { SlotOptimizer } from './base.js';
+export type { LiveSlotState } from './base.js';
 export { createCoreOptimizer, CORE_OPTIMIZER_TYPES } from './factory.js';
-export type { Optimizer, OptimizerContext, OptimizerSlot, OptimizerStateDict, ParamGroup, SlotState, StepOptions } from './types.js';
+export type { Optimizer, OptimizerContext, OptimizerSlot, OptimizerStateDict, ParamGroup, SlotState, StateTransfer, StepOptions } from './types.js';

@@ -43,7 +43,11 @@ describe('ds-report (process)', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/ds-report.ts', '--json'], { cwd: join(import.meta.dirname, '..', '..'), encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as Record<string, unknown>;
-    expect(Object.keys(report)).toEqual(['versions', 'cpu', 'threads', 'commBackends', 'plugins', 'libraries']);
+    expect(Object.keys(report)).toEqual(['versions', 'cpu', 'threads', 'commBackends', 'plugins', 'cuda', 'libraries']);
+    // Which cuda binary loaded and why it can or cannot run: here (no GPU, no driver) a reason.
+    const cuda = report.cuda as { available: boolean; reason: string | null };
+    if (!cuda.available) expect(cuda.reason).toMatch(/\w+/);
+    else expect(cuda.reason).toBeNull();
     expect((report.versions as Record<string, string>).node).toBe(process.versions.node);
     expect(report.commBackends).toContain('cpu');
     expect(Object.keys(report.libraries as object)).toEqual(['libcudart', 'libcublas', 'libcublasLt', 'libnccl']);

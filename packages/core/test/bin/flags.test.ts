@@ -66,7 +66,7 @@ describe('ds-report flags', () => {
     expect(report(['--help'])).toEqual({ code: 0, out: expect.stringMatching(/^usage: ds-report \[--json\]/), err: '' });
     const json = report(['--json']);
     expect(json.code).toBe(0);
-    expect(Object.keys(JSON.parse(json.out) as object)).toEqual(['versions', 'cpu', 'threads', 'commBackends', 'plugins', 'libraries']);
+    expect(Object.keys(JSON.parse(json.out) as object)).toEqual(['versions', 'cpu', 'threads', 'commBackends', 'plugins', 'cuda', 'libraries']);
     expect(report(['--jsn'])).toEqual({ code: 2, out: '', err: expect.stringMatching(/^ds-report: Unknown option '--jsn'\nusage: ds-report/) });
     expect(report(['extra'])).toEqual({ code: 2, out: '', err: expect.stringMatching(/^ds-report: Unexpected argument 'extra'/) });
   });

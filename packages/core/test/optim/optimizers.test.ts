@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { expectClose } from '@ds-internal/test-kit';
-import { f32ToBf16, getRuntime, type KernelTable } from '@ds/tensor';
+import { f32ToBf16, f32ToF16, getRuntime } from '@ds/tensor';
 
 import { loadConfig } from '../../src/config/index.js';
 import { DSConfigError } from '../../src/errors.js';
@@ -12,13 +12,8 @@ import { Sgd } from '../../src/optim/sgd.js';
 import type { OptimizerSlot } from '../../src/optim/types.js';
 import { thrown } from '../helpers/config.js';
 
-// The TypeScript optimizers only use the kernel table for the optional 16-bit copy.
-const kernels = {
-  cast(_s: string, src: Float32Array, _d: string, dst: Uint16Array, n: number) {
-    for (let i = 0; i < n; i++) dst[i] = f32ToBf16(src[i]!);
-  },
-} as unknown as KernelTable;
-const ctx = { kernels };
+// Every optimizer runs its update on the kernel table, here the cpu one.
+const ctx = { kernels: getRuntime().kernels('cpu') };
 
 const P0 = [0.5, -1.25, 2, 0.0, 3.5];
 const GRADS = [
@@ -202,12 +197,10 @@ describe('createCoreOptimizer', () => {
 });
 
 describe('the sub-group state API (stepping a subrange, adopting state arrays)', () => {
-  // Adam runs on the fused kernel of the real table.
-  const real = { kernels: getRuntime().kernels('cpu') };
   const split = (type: string, params: Record<string, unknown>) => {
     // Three slots stepped together, and the same three stepped one at a time with firstSlot.
-    const whole = createCoreOptimizer(real, type, params)!;
-    const parts = createCoreOptimizer(real, type, params)!;
+    const whole = createCoreOptimizer(ctx, type, params)!;
+    const parts = createCoreOptimizer(ctx, type, params)!;
     const a = [0, 1, 2].map((i) => Float32Array.from(P0.map((x) => x + i)));
     const b = a.map((m) => m.slice());
     for (const grads of GRADS) {
@@ -229,7 +222,7 @@ describe('the sub-group state API (stepping a subrange, adopting state arrays)',
   });
 
   it('adoptState makes arrays someone else owns the slot state, keeping the step count', () => {
-    const opt = createCoreOptimizer(real, 'AdamW', { lr: 0.1 })!;
+    const opt = createCoreOptimizer(ctx, 'AdamW', { lr: 0.1 })!;
     const m = Float32Array.from(P0);
     opt.step([slot(m, GRADS[0]!)], { gradScale: 1 });
     const saved = opt.stateDict().slots[0]!;
@@ -240,5 +233,31 @@ describe('the sub-group state API (stepping a subrange, adopting state arrays)',
     expect(owned.exp_avg).not.toEqual(saved.tensors.exp_avg);
     expect(opt.stateDict().slots[0]!.step).toBe(2);
     expect(thrown(() => opt.adoptState(0, { exp_avg: new Float32Array(5) }), DSConfigError).message).toMatch(/needs 'exp_avg_sq' of 5 elements/);
+  });
+});
+
+describe('16-bit gradients', () => {
+  // Gradients that bf16 and f16 hold exactly: the optimizer must widen them on the device and scale
+  // them by gradScale, stepping exactly as it does with the same values in f32.
+  const grads = GRADS.map((g) => g.map((x) => Math.round(x * 64) / 64));
+  it.each([
+    ['AdamW', { lr: 0.1, weight_decay: 0.01 }],
+    ['SGD', { lr: 0.1, momentum: 0.9, dampening: 0.1, weight_decay: 0.01 }],
+    ['Lion', { lr: 0.01, weight_decay: 0.1 }],
+    ['Lamb', { lr: 0.02, weight_decay: 0.01 }],
+  ])('%s: bf16 and f16 gradients step exactly like their f32 values', (type, params) => {
+    const run = (gradDtype: 'f32' | 'bf16' | 'f16') => {
+      const opt = createCoreOptimizer(ctx, type, params)!;
+      const p = Float32Array.from(P0);
+      for (const g of grads) {
+        const grad = gradDtype === 'f32' ? Float32Array.from(g) : Uint16Array.from(g, gradDtype === 'bf16' ? f32ToBf16 : f32ToF16);
+        opt.step([{ master: p, grad, gradDtype, group: 0 }], { gradScale: 0.5 });
+      }
+      return p;
+    };
+    const f32 = run('f32');
+    expect(f32).not.toEqual(Float32Array.from(P0));
+    expectClose(run('bf16'), f32, { rtol: 0, atol: 0 }, `${type} with bf16 gradients`);
+    expectClose(run('f16'), f32, { rtol: 0, atol: 0 }, `${type} with f16 gradients`);
   });
 });

@@ -1,0 +1,3 @@
+import { dsProject } from '../../vitest.shared';
+
+export default dsProject(import.meta.dirname);

@@ -1,0 +1,176 @@
+// The second half of the cuda binding: nn kernels and the optimizer (conventions in binding.cc).
+// Argument orders are the cpu addon's (native/binding_nn.cc), with device addresses for arrays.
+#include <string>
+
+#include "binding.h"
+
+namespace ds {
+namespace cuda {
+namespace {
+
+Napi::Value undef(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+float f32v(Args& a, size_t i) { return static_cast<float>(a.number(i)); }
+
+// layerNormForward(dtype, x, weight, bias, y, mean, rstd, rows, cols, eps)
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(7), cols = a.size(8), n = a.mul(rows, cols);
+  layerNormForward(a.device(), d, a.ptr(1, d, n, "x"), a.ptr(2, d, cols, "weight"), a.ptr(3, d, cols, "bias"), a.ptr(4, d, n, "y"),
+                   a.f32(5, rows, "mean"), a.f32(6, rows, "rstd"), rows, cols, f32v(a, 9));
+  return undef(info);
+}
+// layerNormResidualForward(dtype, x, r, weight, bias, sum, y, mean, rstd, rows, cols, eps)
+Napi::Value LayerNormResidualForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(9), cols = a.size(10), n = a.mul(rows, cols);
+  layerNormResidualForward(a.device(), d, a.ptr(1, d, n, "x"), a.ptr(2, d, n, "r"), a.ptr(3, d, cols, "weight"), a.ptr(4, d, cols, "bias"),
+                           a.ptr(5, d, n, "sum"), a.ptr(6, d, n, "y"), a.f32(7, rows, "mean"), a.f32(8, rows, "rstd"), rows, cols,
+                           f32v(a, 11));
+  return undef(info);
+}
+// layerNormBackward(dtype, dy, x, weight, mean, rstd, dx, dweight, dbias, rows, cols)
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(9), cols = a.size(10), n = a.mul(rows, cols);
+  layerNormBackward(a.device(), d, a.ptr(1, d, n, "dy"), a.ptr(2, d, n, "x"), a.ptr(3, d, cols, "weight"), a.f32(4, rows, "mean"),
+                    a.f32(5, rows, "rstd"), a.ptr(6, d, n, "dx"), a.f32(7, cols, "dweight"), a.f32(8, cols, "dbias"), rows, cols);
+  return undef(info);
+}
+Napi::Value GeluForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t n = a.size(3);
+  geluForward(a.device(), d, a.ptr(1, d, n, "x"), a.ptr(2, d, n, "y"), n);
+  return undef(info);
+}
+Napi::Value GeluBackward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t n = a.size(4);
+  geluBackward(a.device(), d, a.ptr(1, d, n, "dy"), a.ptr(2, d, n, "x"), a.ptr(3, d, n, "dx"), n);
+  return undef(info);
+}
+Napi::Value SoftmaxForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(3), cols = a.size(4), n = a.mul(rows, cols);
+  softmaxForward(a.device(), d, a.ptr(1, d, n, "x"), a.ptr(2, d, n, "y"), rows, cols);
+  return undef(info);
+}
+Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(4), cols = a.size(5), n = a.mul(rows, cols);
+  softmaxBackward(a.device(), d, a.ptr(1, d, n, "dy"), a.ptr(2, d, n, "y"), a.ptr(3, d, n, "dx"), rows, cols);
+  return undef(info);
+}
+// embeddingForward(dtype, ids, table, out, n, vocab, dim)
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t n = a.size(4), vocab = a.size(5), dim = a.size(6);
+  embeddingForward(a.device(), d, static_cast<const int32_t*>(a.ptr(1, DType::I32, n, "ids")), a.ptr(2, d, a.mul(vocab, dim), "table"),
+                   a.ptr(3, d, a.mul(n, dim), "out"), n, vocab, dim);
+  return undef(info);
+}
+// embeddingBackward(dtype, dout, ids, dtable, n, vocab, dim)
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t n = a.size(4), vocab = a.size(5), dim = a.size(6);
+  embeddingBackward(a.device(), d, a.ptr(1, d, a.mul(n, dim), "dout"), static_cast<const int32_t*>(a.ptr(2, DType::I32, n, "ids")),
+                    a.f32(3, a.mul(vocab, dim), "dtable"), n, vocab, dim);
+  return undef(info);
+}
+// crossEntropyForward(dtype, logits, targets, losses, lse, rows, vocab)
+Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(5), vocab = a.size(6);
+  crossEntropyForward(a.device(), d, a.ptr(1, d, a.mul(rows, vocab), "logits"), static_cast<const int32_t*>(a.ptr(2, DType::I32, rows, "targets")),
+                      a.f32(3, rows, "losses"), a.f32(4, rows, "lse"), rows, vocab);
+  return undef(info);
+}
+// crossEntropyBackward(dtype, logits, targets, lse, dloss, dlogits, rows, vocab)
+Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(6), vocab = a.size(7), n = a.mul(rows, vocab);
+  crossEntropyBackward(a.device(), d, a.ptr(1, d, n, "logits"), static_cast<const int32_t*>(a.ptr(2, DType::I32, rows, "targets")),
+                       a.f32(3, rows, "lse"), a.f32(4, rows, "dloss"), a.ptr(5, d, n, "dlogits"), rows, vocab);
+  return undef(info);
+}
+// attentionForward(dtype, q, k, v, out, lse, bh, t, d, scale)
+Napi::Value AttentionForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType dt = a.floatDtype(0);
+  const int64_t bh = a.size(6), t = a.size(7), d = a.size(8), n = a.mul(bh, t, d);
+  attentionForward(a.device(), dt, a.ptr(1, dt, n, "q"), a.ptr(2, dt, n, "k"), a.ptr(3, dt, n, "v"), a.ptr(4, dt, n, "out"),
+                   a.f32(5, a.mul(bh, t), "lse"), bh, t, d, f32v(a, 9));
+  return undef(info);
+}
+// attentionBackward(dtype, dout, q, k, v, out, lse, dq, dk, dv, bh, t, d, scale)
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info, Args& a) {
+  const DType dt = a.floatDtype(0);
+  const int64_t bh = a.size(10), t = a.size(11), d = a.size(12), n = a.mul(bh, t, d);
+  attentionBackward(a.device(), dt, a.ptr(1, dt, n, "dout"), a.ptr(2, dt, n, "q"), a.ptr(3, dt, n, "k"), a.ptr(4, dt, n, "v"),
+                    a.ptr(5, dt, n, "out"), a.f32(6, a.mul(bh, t), "lse"), a.ptr(7, dt, n, "dq"), a.ptr(8, dt, n, "dk"),
+                    a.ptr(9, dt, n, "dv"), bh, t, d, f32v(a, 13));
+  return undef(info);
+}
+// dropoutForward(dtype, x, out, mask, n, p, seed, offset); seed and offset are taken modulo 2^32.
+Napi::Value DropoutForward(const Napi::CallbackInfo& info, Args& a) {
+  const DType d = a.floatDtype(0);
+  const int64_t n = a.size(4);
+  const double p = a.number(5);
+  if (!(p >= 0 && p <= 1)) a.rangeError("p must be in [0, 1]");
+  const auto seed = static_cast<uint32_t>(static_cast<uint64_t>(a.size(6)));
+  const auto offset = static_cast<uint32_t>(static_cast<uint64_t>(a.size(7)));
+  dropoutForward(a.device(), d, a.ptr(1, d, n, "x"), a.ptr(2, d, n, "out"), static_cast<uint8_t*>(a.ptr(3, DType::U8, n, "mask")), n, p,
+                 seed, offset);
+  return undef(info);
+}
+// adamw(param, grad, gradDtype, expAvg, expAvgSq, n, lr, beta1, beta2, eps, weightDecay, step,
+//       biasCorrection, decoupled, gradScale, out16 | null, out16Dtype)
+Napi::Value AdamW(const Napi::CallbackInfo& info, Args& a) {
+  AdamWParams p;
+  p.n = a.size(5);
+  p.gradDtype = a.floatDtype(2);
+  p.param = a.f32(0, p.n, "param");
+  p.grad = a.ptr(1, p.gradDtype, p.n, "grad");
+  p.expAvg = a.f32(3, p.n, "expAvg");
+  p.expAvgSq = a.f32(4, p.n, "expAvgSq");
+  p.lr = a.number(6);
+  p.beta1 = a.number(7);
+  p.beta2 = a.number(8);
+  p.eps = a.number(9);
+  p.weightDecay = a.number(10);
+  p.step = a.number(11);
+  p.biasCorrection = a.boolean(12);
+  p.decoupled = a.boolean(13);
+  p.gradScale = a.number(14);
+  if (p.biasCorrection && !(p.step >= 1)) a.rangeError("step must be >= 1 with bias correction");
+  p.out16 = nullptr;
+  p.out16Dtype = DType::BF16;
+  if (info.Length() > 15 && !info[15].IsNull() && !info[15].IsUndefined()) {
+    p.out16Dtype = a.floatDtype(16);
+    if (p.out16Dtype == DType::F32) a.typeError(16, "must be bf16 or f16");
+    p.out16 = a.ptr(15, p.out16Dtype, p.n, "out16");
+  }
+  adamw(a.device(), p);
+  return undef(info);
+}
+
+}  // namespace
+
+void registerNnBindings(Napi::Env env, Napi::Object exports, AddBinding add) {
+  add(env, exports, "layerNormForward", LayerNormForward);
+  add(env, exports, "layerNormBackward", LayerNormBackward);
+  add(env, exports, "layerNormResidualForward", LayerNormResidualForward);
+  add(env, exports, "geluForward", GeluForward);
+  add(env, exports, "geluBackward", GeluBackward);
+  add(env, exports, "softmaxForward", SoftmaxForward);
+  add(env, exports, "softmaxBackward", SoftmaxBackward);
+  add(env, exports, "embeddingForward", EmbeddingForward);
+  add(env, exports, "embeddingBackward", EmbeddingBackward);
+  add(env, exports, "crossEntropyForward", CrossEntropyForward);
+  add(env, exports, "crossEntropyBackward", CrossEntropyBackward);
+  add(env, exports, "attentionForward", AttentionForward);
+  add(env, exports, "attentionBackward", AttentionBackward);
+  add(env, exports, "dropoutForward", DropoutForward);
+  add(env, exports, "adamw", AdamW);
+}
+
+}  // namespace cuda
+}  // namespace ds
