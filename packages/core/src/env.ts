@@ -44,7 +44,13 @@ export interface CoreEnv {
   shmDir: string;
   /** DS_COMM_BACKEND: the comm backend by name (cpu, mpi, nccl); undefined leaves the choice to initialize() and the config. */
   commBackend: string | undefined;
+  /** DS_LOG_LEVEL: the least severe log line the engine and plugins print (debug, info, warn, error); default info. */
+  logLevel: LogLevel;
 }
+
+/** Severity of a log line, least severe first. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export const DEFAULT_COMM_TIMEOUT_MS = 300_000;
 
@@ -78,6 +84,15 @@ function transportVar(env: NodeJS.ProcessEnv): 'auto' | 'shm' | 'tcp' {
   const raw = env.DS_COMM_TRANSPORT || 'auto';
   if (raw !== 'auto' && raw !== 'shm' && raw !== 'tcp') throw badVar('DS_COMM_TRANSPORT', raw, 'must be auto, shm or tcp');
   return raw;
+}
+
+/** DS_LOG_LEVEL, case-insensitive; Python's spelling 'warning' is taken for warn. */
+function logLevelVar(env: NodeJS.ProcessEnv): LogLevel {
+  const raw = env.DS_LOG_LEVEL;
+  if (raw === undefined || raw === '') return 'info';
+  const v = raw.toLowerCase() === 'warning' ? 'warn' : raw.toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) throw badVar('DS_LOG_LEVEL', raw, `must be one of ${LOG_LEVELS.join(', ')}`, 'fix it or unset it for info');
+  return v as LogLevel;
 }
 
 /**
@@ -134,5 +149,6 @@ export function readCoreEnv(env: NodeJS.ProcessEnv = process.env): CoreEnv {
     hostId: env.DS_HOST_ID || undefined,
     shmDir: env.DS_SHM_DIR || '/dev/shm',
     commBackend: env.DS_COMM_BACKEND || undefined,
+    logLevel: logLevelVar(env),
   };
 }

@@ -3,6 +3,7 @@
 // when its stdin closes (the ssh connection dropped) or when its parent goes away.
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { DEEPSPEED_TERM_GRACE_S } from './args.js';
 import { DSLaunchError } from './errors.js';
 import { decodeWorldInfo } from './hostfile.js';
 import {
@@ -38,7 +39,7 @@ export interface AgentArgs {
 export function parseAgentArgs(argv: readonly string[]): AgentArgs {
   const a: AgentArgs = {
     worldInfo: null, fromSchedulerEnv: false, nodeRank: -1, masterAddr: '127.0.0.1', masterPort: 29500,
-    runId: '', graceMs: 5000, watchStdin: false, module: false, noPython: false, noLocalRank: false,
+    runId: '', graceMs: DEEPSPEED_TERM_GRACE_S * 1000, watchStdin: false, module: false, noPython: false, noLocalRank: false,
     enableEachRankLog: undefined, bindCoresToRank: false, bindCoreList: undefined, savePid: undefined,
     script: '', userArgs: [],
   };

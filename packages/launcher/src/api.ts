@@ -2,6 +2,7 @@
 // packages' multi-process tests. Same spawn, env and failure handling as `ds`, no CLI parsing.
 import { createServer } from 'node:net';
 import { cpuCores, localGpuCount, physicalCoreCount, resolveScript, tsLoaderUrl, which, WATCHDOG_URL } from './machine.js';
+import { DEEPSPEED_TERM_GRACE_S } from './args.js';
 import { DSLaunchError } from './errors.js';
 import { planNodeRanks } from './node-plan.js';
 import { NodeRun, type RankResult } from './node-run.js';
@@ -20,7 +21,7 @@ export interface LaunchOptions {
   cwd?: string;
   /** Hard limit: past it every rank is stopped and the result lists the ranks still running. */
   timeoutMs?: number;
-  /** Milliseconds from SIGTERM to SIGKILL when stopping ranks (default 2000). */
+  /** Milliseconds from SIGTERM to SIGKILL when stopping ranks (default 30000, DeepSpeed's 30 s). */
   graceMs?: number;
   /** Keep each rank's output in the result (default true). */
   captureOutput?: boolean;
@@ -85,7 +86,7 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   });
   const echo = options.echo ?? false;
   const run = new NodeRun({
-    ranks: launches, cwd, graceMs: options.graceMs ?? 2000, timeoutMs: options.timeoutMs, watchdog: true,
+    ranks: launches, cwd, graceMs: options.graceMs ?? DEEPSPEED_TERM_GRACE_S * 1000, timeoutMs: options.timeoutMs, watchdog: true,
     captureOutput: options.captureOutput ?? true,
     onLine: echo ? (rank, stream, line) => process[stream].write(`${rankLine(rank, line)}\n`) : undefined,
   });

@@ -3,6 +3,14 @@
 // `--flag=value`. DeepSpeed flags we do not provide are rejected by name, never ignored.
 import { DSLaunchError, DSLaunchUnsupportedError } from './errors.js';
 
+/**
+ * Seconds between SIGTERM and SIGKILL when ranks are stopped (a rank failed, or ds was interrupted):
+ * DeepSpeed's launch.py terminates each rank's process tree and waits 30 s (psutil.wait_procs
+ * timeout=30) before killing what is left; it has no flag or environment variable for it.
+ * --term_grace_s is ours.
+ */
+export const DEEPSPEED_TERM_GRACE_S = 30;
+
 export type LauncherName = 'ssh' | 'pdsh' | 'slurm' | 'openmpi';
 export const LAUNCHERS: readonly LauncherName[] = ['ssh', 'pdsh', 'slurm', 'openmpi'];
 
@@ -64,7 +72,7 @@ export const DEFAULT_ARGS: Omit<DsArgs, 'userScript' | 'userArgs'> = {
   enableEachRankLog: undefined,
   bindCoresToRank: false,
   bindCoreList: undefined,
-  termGraceS: 5,
+  termGraceS: DEEPSPEED_TERM_GRACE_S,
   help: false,
 };
 
@@ -98,7 +106,7 @@ const FLAGS: FlagSpec[] = [
   { names: ['--enable_each_rank_log'], key: 'enableEachRankLog', kind: 'string', help: 'write each rank\'s output to DIR/<time>_rank<R>.log' },
   { names: ['--bind_cores_to_rank'], key: 'bindCoresToRank', kind: 'bool', help: 'pin each rank to its share of cores' },
   { names: ['--bind_core_list'], key: 'bindCoreList', kind: 'string', help: "cores to share out, e.g. '0-3,8'" },
-  { names: ['--term_grace_s'], key: 'termGraceS', kind: 'number', help: 'seconds from SIGTERM to SIGKILL when stopping ranks (default 5)' },
+  { names: ['--term_grace_s'], key: 'termGraceS', kind: 'number', help: `seconds from SIGTERM to SIGKILL when stopping ranks (default ${DEEPSPEED_TERM_GRACE_S}, as DeepSpeed's launch.py, which has no flag for it)` },
 ];
 
 const UNSUPPORTED: Record<string, string> = {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseDsArgs, shellQuote, shellSplit } from '../src/args.js';
+import { parseAgentArgs } from '../src/agent.js';
+import { DEEPSPEED_TERM_GRACE_S, parseDsArgs, shellQuote, shellSplit, usage } from '../src/args.js';
 
 describe('parseDsArgs', () => {
   it('has DeepSpeed defaults and passes the script and its args through untouched', () => {
@@ -25,6 +26,14 @@ describe('parseDsArgs', () => {
     });
     expect(parseDsArgs(['-e', 'h1:0', '--num_nodes', '2', '--num_gpus', '3', 's.js'])).toMatchObject({ exclude: 'h1:0', numNodes: 2, numGpus: 3 });
     expect(parseDsArgs(['--', '--weird-name.js'])).toMatchObject({ userScript: '--weird-name.js', userArgs: [] });
+  });
+
+  it("waits DeepSpeed's 30 s between SIGTERM and SIGKILL by default, in ds, in each node's agent and in launch()", () => {
+    // deepspeed/launcher/launch.py: terminate_process_tree() waits psutil.wait_procs(timeout=30), no flag or env var.
+    expect(DEEPSPEED_TERM_GRACE_S).toBe(30);
+    expect(parseDsArgs(['s.js']).termGraceS).toBe(30);
+    expect(parseAgentArgs(['--world_info=e30=', '--node_rank=0', '--', 's.js']).graceMs).toBe(30_000);
+    expect(usage()).toMatch(/--term_grace_s.*default 30, as DeepSpeed's launch\.py/);
   });
 
   it('rejects unknown flags with the nearest valid one', () => {

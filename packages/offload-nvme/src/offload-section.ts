@@ -3,23 +3,21 @@
 // - device, nvme_path: choose the tier and where the nvme tier keeps its file.
 // - pin_memory: the cpu tier page-locks its host buffers (mlock), as DeepSpeed pins its host
 //   buffers for DMA; for nvme the pinned buffers would be ZeRO's staging buffers, not built.
-// - pipeline_read / pipeline_write: ZeRO always reads sub-group i+1 and writes i-1 while it steps i
-//   (packages/zero/src/offload-state.ts), which is what `true` asks for; `false` gives the same numbers.
-// - buffer_count, fast_init, ratio (optimizer) and buffer_size, max_in_cpu (param): their defaults
-//   only; other values are rejected, naming what is not built.
+// - pipeline_read / pipeline_write / buffer_count (optimizer): read by @ds/zero, which streams the
+//   sub-groups through staging sets (packages/zero/src/offload-state.ts): pipelining overlaps the
+//   read of sub-group i+1 and the write of i-1 with the step of i, buffer_count bounds the sets.
+// - buffer_count, buffer_size, max_in_cpu (param): read by @ds/zero's parameter offload
+//   (packages/zero/src/param-offload.ts); buffer_size and max_in_cpu choose which units stay in host
+//   memory under 'nvme', so with 'cpu' they have no effect and a warning says so.
+// - fast_init, ratio (optimizer): their defaults only; other values are rejected, naming what is not built.
 import { DSConfigError, type ConfigProblem, type OffloadTierOptions } from '@ds/core';
 
 const UNBUILT: Readonly<Record<OffloadTierOptions['kind'], Readonly<Record<string, [unknown, string]>>>> = {
   optimizer: {
-    buffer_count: [4, 'ZeRO streams the sub-groups through two staging buffers; a deeper swap pipeline is not built'],
     fast_init: [false, 'fast NVMe initialisation of the optimizer state is not built (the state starts as zeros without a swap-in anyway)'],
     ratio: [1, 'partial optimizer offload (part of the state on the device, part in the tier) is not built'],
   },
-  param: {
-    buffer_count: [5, 'parameter offload buffers are not built yet'],
-    buffer_size: [1e8, 'parameter offload buffers are not built yet'],
-    max_in_cpu: [1e9, 'parameter offload buffers are not built yet'],
-  },
+  param: {},
 };
 
 export interface TierSection {

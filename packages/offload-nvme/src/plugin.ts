@@ -20,6 +20,11 @@ export interface OffloadNvmeOptions {
 export function createCpuTier(options: OffloadTierOptions, ctx: Pick<PluginContext, 'runtime' | 'log'>): OffloadTier {
   const section = tierSectionOf(options, 'cpu');
   if (section.nvmePath !== null) ctx.log('warn', `zero_optimization.offload_${options.kind}.nvme_path has no effect with device 'cpu' (the state stays in host memory), as in DeepSpeed`);
+  // These two choose which parameter units stay in host memory under 'nvme'; with 'cpu' all of them do.
+  for (const [key, dflt] of [['buffer_size', 1e8], ['max_in_cpu', 1e9]] as const) {
+    const v = options.section[key];
+    if (options.kind === 'param' && v !== undefined && v !== dflt) ctx.log('warn', `zero_optimization.offload_param.${key} has no effect with device 'cpu' (every parameter block stays in host memory)`);
+  }
   return new CpuTier(ctx.runtime.tracker, section.pinMemory);
 }
 

@@ -1,7 +1,7 @@
 // The `zero_optimization` section: DeepSpeed's keys and defaults (runtime/zero/config.py; sizes are
 // element counts). Unknown keys are errors (the object is strict, so a typo gets the nearest key
-// suggested by core's validator). Keys DeepSpeed knows but this package does not build (offload,
-// ZeRO++, MiCS, elastic checkpoints, ...) are rejected by name when set to anything but "off"; keys
+// suggested by core's validator). Keys DeepSpeed knows but this package does not build (the
+// deprecated cpu_offload switches, ZeRO++, MiCS, elastic checkpoints, ...) are rejected by name when set to anything but "off"; keys
 // whose DeepSpeed effect does not exist under this design are accepted with a warning saying so
 // (noEffectNotes, handed to core's validator as config notes).
 import { attachConfigNotes, DSConfigError, type ConfigNote } from '@ds/core';
@@ -97,8 +97,9 @@ function unbuiltProblems(c: Raw): [string, string][] {
   const out: [string, string][] = [];
   // offload_optimizer is accepted: its device names an offload tier a registered plugin contributes
   // (core's plugin requirements name @ds/offload-nvme when none is), which receives the section.
+  // offload_param is accepted at stage 3 (param-offload.ts), the only stage that partitions parameters.
   const dev = c.offload_param?.device;
-  if (dev && dev !== 'none') out.push(['offload_param.device', `offload_param to '${dev}' (ZeRO-Infinity parameter offload) is not built in @ds/zero; it belongs to @ds/offload-nvme`]);
+  if (dev && dev !== 'none' && c.stage !== 3) out.push(['offload_param.device', `offload_param to '${dev}' (parameter offload) needs stage 3, where parameters are partitioned (stage is ${c.stage}); set zero_optimization.stage to 3 or remove offload_param`]);
   if (c.cpu_offload === true) out.push(['cpu_offload', "cpu_offload (deprecated form of offload_optimizer.device 'cpu') is not built in @ds/zero"]);
   if (c.cpu_offload_param === true) out.push(['cpu_offload_param', "cpu_offload_param (deprecated form of offload_param.device 'cpu') is not built in @ds/zero"]);
   const on: [keyof Raw, string][] = [

@@ -24,7 +24,7 @@ import {
 import type { F32, FArray, FloatDType, HostArray, U16 } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
-import { OptimizerStateOffload } from './offload-state.js';
+import { optimizerOffloadOf, OptimizerStateOffload } from './offload-state.js';
 import { assembleFull, cutShard, describeUnits, readAllRanks, shardTensor, type ShardMeta } from './rank-state.js';
 
 /** A block of elements on the engine's device (a kernel operand: host words or device memory). */
@@ -46,8 +46,11 @@ export abstract class ShardedState implements ModelStateManager {
   protected master: FlatBuffer | null = null;
   protected slots: OptimizerSlot[] = [];
   /** Unit index of each slot (a unit is split into several slots when larger than sub_group_size). */
-  private slotUnit: number[] = [];
-  /** The optimizer moments in an offload tier (offload_optimizer.device), or null: resident. */
+  protected slotUnit: number[] = [];
+  /** Where each slot starts in its unit's block, and its length. */
+  protected slotAt: number[] = [];
+  protected slotLen: number[] = [];
+  /** The optimizer moments (and, with 16-bit parameters, the fp32 masters) in an offload tier (offload_optimizer.device), or null: resident. */
   protected offload: OptimizerStateOffload | null = null;
 
   constructor(
@@ -75,36 +78,62 @@ export abstract class ShardedState implements ModelStateManager {
 
   /**
    * Allocates the fp32 masters (16-bit parameters) from the parameter blocks, builds the slots (one
-   * per sub-group of at most sub_group_size elements) and, with offload_optimizer, their regions in the tier.
+   * per sub-group of at most sub_group_size elements) and, with offload_optimizer, their regions in
+   * the tier, where the masters then live instead of the device.
    */
   protected async setupShards(): Promise<void> {
     const { runtime, paramDtype } = this.args;
-    if (paramDtype !== 'f32') {
+    const offloadMasters = paramDtype !== 'f32' && optimizerOffloadOf(this.zc) !== null;
+    if (paramDtype !== 'f32' && !offloadMasters) {
       this.master = allocateFlat(runtime, 'f32', this.plan.shardNumel, 'optimizer_states', 'zero fp32 master shard', undefined, this.args.io.device);
       this.refreshMaster();
     }
     const sub = Math.max(1, Math.floor(this.zc.sub_group_size));
     const out16Dtype = paramDtype === 'f16' ? ('f16' as const) : ('bf16' as const);
     this.plan.units.forEach((u, ui) => {
-      const master = this.masterBlock(ui);
+      // Offloaded masters have no device block: each slot's master is its staging view during the step.
+      const master = offloadMasters ? null : this.masterBlock(ui);
       const grad = this.gradBlock(ui);
-      const p16 = this.master ? (this.paramBlock(ui) as U16) : null;
+      const p16 = paramDtype !== 'f32';
       const runs = this.groupRuns(ui);
       for (let at = 0; at < u.block; ) {
         const run = runs.find((r) => r.end > at)!;
         const end = Math.min(u.block, at + sub, run.end);
         this.slots.push({
-          master: master.subarray(at, end),
+          master: master ? master.subarray(at, end) : new Float32Array(0),
           grad: grad.subarray(at, end),
           gradDtype: this.gradDtype,
           group: run.group,
-          ...(p16 ? { out16: p16.subarray(at, end), out16Dtype } : {}),
+          ...(p16 ? { out16: this.out16For(ui, at, end), out16Dtype } : {}),
         });
         this.slotUnit.push(ui);
+        this.slotAt.push(at);
+        this.slotLen.push(end - at);
         at = end;
       }
     });
-    this.offload = await OptimizerStateOffload.create(this.args, this.zc, this.slots.map((s) => s.master.length));
+    this.offload = await OptimizerStateOffload.create(this.args, this.zc, this.slotLen, offloadMasters);
+    if (this.offload?.withMasters) this.refreshMaster();
+  }
+
+  /** Where the optimizer writes the updated 16-bit weights of elements [at, end) of unit u's block (out16). */
+  protected out16For(u: number, at: number, end: number): U16 {
+    return (this.paramBlock(u) as U16).subarray(at, end);
+  }
+
+  /** Where each slot starts in this rank's shard. */
+  private slotShardStart(i: number): number {
+    return this.plan.units[this.slotUnit[i]!]!.shardStart + this.slotAt[i]!;
+  }
+
+  /** Runs fn(i, master) for each slot with its offloaded master read into a host scratch array. */
+  private eachOffloadedMaster(fn: (i: number, master: Float32Array) => void): void {
+    const scratch = new Float32Array(Math.max(0, ...this.slotLen));
+    this.slotLen.forEach((n, i) => {
+      const m = scratch.subarray(0, n);
+      this.offload!.readMaster(i, m);
+      fn(i, m);
+    });
   }
 
   /**
@@ -129,8 +158,10 @@ export abstract class ShardedState implements ModelStateManager {
     return runs;
   }
 
+  /** Unit u's resident fp32 masters (the parameters themselves in an fp32 model); not for offloaded masters. */
   protected masterBlock(u: number): F32 {
     const unit = this.plan.units[u]!;
+    if (this.offload?.withMasters) throw new DSError(`ZeRO: the fp32 masters of unit ${u} live in the ${this.offload.tierName} offload tier, not on the device`, { code: 'DS_ZERO_INTERNAL' });
     if (!this.master) return this.paramBlock(u) as F32;
     return flatArray(this.master, unit.shardStart, unit.block) as F32;
   }
@@ -138,14 +169,54 @@ export abstract class ShardedState implements ModelStateManager {
   /** This rank's fp32 master shard as one host array (an explicit copy from the device). */
   protected masterShardOnHost(): Float32Array {
     const shard = new Float32Array(this.plan.shardNumel);
-    this.plan.units.forEach((u, ui) => shard.set(this.args.io.toHost(this.masterBlock(ui)), u.shardStart));
+    if (this.offload?.withMasters) this.slotLen.forEach((n, i) => this.offload!.readMaster(i, shard.subarray(this.slotShardStart(i), this.slotShardStart(i) + n)));
+    else this.plan.units.forEach((u, ui) => shard.set(this.args.io.toHost(this.masterBlock(ui)), u.shardStart));
     return shard;
+  }
+
+  /** Masters := this rank's shard of fp32 values (host), resident or in the tier. */
+  private writeMasterShard(shard: Float32Array): void {
+    if (this.offload?.withMasters) this.slotLen.forEach((n, i) => this.offload!.writeMaster(i, shard.subarray(this.slotShardStart(i), this.slotShardStart(i) + n)));
+    else this.plan.units.forEach((u, ui) => this.args.io.fromHost(shard.subarray(u.shardStart, u.shardStart + u.block), this.masterBlock(ui)));
   }
 
   /** Masters := the parameter blocks (after loading 16-bit weights). */
   protected refreshMaster(): void {
+    const { kernels, paramDtype } = this.args;
+    if (this.offload?.withMasters) {
+      const scratch = new Float32Array(Math.max(0, ...this.slotLen));
+      this.slotLen.forEach((n, i) => {
+        const m = scratch.subarray(0, n);
+        kernels.cast(paramDtype, this.readParamPiece(i), 'f32', m, n);
+        this.offload!.writeMaster(i, m);
+      });
+      return;
+    }
     if (!this.master) return;
-    this.plan.units.forEach((u, ui) => this.args.kernels.cast(this.args.paramDtype, this.paramBlock(ui), 'f32', this.masterBlock(ui), u.block));
+    this.plan.units.forEach((u, ui) => kernels.cast(paramDtype, this.paramBlock(ui), 'f32', this.masterBlock(ui), u.block));
+  }
+
+  /** Slot i's 16-bit parameters (a view; a stage whose shard is offloaded returns a copy). */
+  protected readParamPiece(i: number): U16 {
+    return (this.paramBlock(this.slotUnit[i]!) as U16).subarray(this.slotAt[i]!, this.slotAt[i]! + this.slotLen[i]!);
+  }
+
+  /**
+   * After `piece` (from readParamPiece(i)) was changed: makes the change stick. Resident pieces are
+   * views, changed in place already; a stage whose shard is offloaded writes the copy back to its tier.
+   */
+  protected commitParamPiece(_i: number, _piece: U16): void {}
+
+  /** The 16-bit parameters := the masters, rounded (after the masters were loaded). */
+  protected mastersTo16(): void {
+    const { kernels, paramDtype } = this.args;
+    if (this.offload?.withMasters) {
+      this.eachOffloadedMaster((i, m) => {
+        const p = this.readParamPiece(i);
+        kernels.cast('f32', m, paramDtype, p, m.length);
+        this.commitParamPiece(i, p);
+      });
+    } else if (this.master) this.plan.units.forEach((u, ui) => kernels.cast('f32', this.masterBlock(ui), paramDtype, this.paramBlock(ui), u.block));
   }
 
   /** Slot grads are views taken at setup; a stage whose gradient blocks move re-points them here. */
@@ -154,8 +225,8 @@ export abstract class ShardedState implements ModelStateManager {
     this.slots.forEach((s, i) => {
       const u = this.slotUnit[i]!;
       const at = cursor.get(u) ?? 0;
-      s.grad = this.gradBlock(u).subarray(at, at + s.master.length);
-      cursor.set(u, at + s.master.length);
+      s.grad = this.gradBlock(u).subarray(at, at + this.slotLen[i]!);
+      cursor.set(u, at + this.slotLen[i]!);
     });
   }
 
@@ -174,7 +245,7 @@ export abstract class ShardedState implements ModelStateManager {
     if (totals[1]! > 0 || !Number.isFinite(totals[0]!)) return { overflow: true, gradNorm: NaN };
     const gradNorm = Math.sqrt(totals[0]!) / input.lossScale;
     const coeff = clipCoefficient(gradNorm, input.clip);
-    if (this.offload) await this.offload.step(this.args.optimizer, this.slots, coeff / input.lossScale);
+    if (this.offload) await this.offload.step(this.args.optimizer, this.slots, coeff / input.lossScale, (i) => this.slots[i]!.out16 && this.commitParamPiece(i, this.slots[i]!.out16!));
     else this.args.optimizer.step(this.slots, { gradScale: coeff / input.lossScale });
     await this.afterUpdate();
     return { overflow: false, gradNorm };
@@ -236,7 +307,7 @@ export abstract class ShardedState implements ModelStateManager {
     const shard = new Float32Array(this.plan.shardNumel);
     if (this.zc.load_from_fp32_weights) {
       cutShard(units, this.rank, fp32, shard);
-      this.plan.units.forEach((u, ui) => this.args.io.fromHost(shard.subarray(u.shardStart, u.shardStart + u.block), this.masterBlock(ui)));
+      this.writeMasterShard(shard);
       this.mastersLoaded(fp32);
     } else this.refreshMaster();
     if (meta.state_names.length === 0) return;
@@ -247,8 +318,7 @@ export abstract class ShardedState implements ModelStateManager {
       cut.set(name, s);
     }
     let at = 0;
-    const slots = this.slots.map((slot) => {
-      const n = slot.master.length;
+    const slots = this.slotLen.map((n) => {
       const tensors: Record<string, Float32Array> = {};
       for (const name of this.args.optimizer.stateNames) {
         const s = cut.get(name);

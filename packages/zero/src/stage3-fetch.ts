@@ -9,20 +9,28 @@
 // elements. A pass that departs from the trace invalidates it and the next one records again. Every
 // decision depends only on the trace and sizes, never on timing, so every rank issues the same
 // collectives in the same order.
-import { allocateFlat, flatArray, flatView, releaseFlat, type FlatBuffer, type ProcessGroup, type Work } from '@ds/core';
-import type { KernelTable, Runtime, Tensor } from '@ds/tensor';
+//
+// With offload_param a unit's own block is not on the device: launching the unit starts reading it
+// from the tier straight into the gathered buffer ('swapping'), and its all-gather is issued at the
+// next call this coordinator gets from a hook or a caller (pump), waiting for the read there if it
+// is not done. Gathers are issued in launch order at those points, so their order is the same on
+// every rank whatever the disk's timing; at most `readAhead` units are being read at once.
+import { allocateFlat, flatArray, flatView, releaseFlat, type FlatBuffer, type OffloadWork, type ProcessGroup, type Work } from '@ds/core';
+import type { FArray, KernelTable, Runtime, Tensor } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
 import type { PartitionPlan } from '@ds/core';
 import { waitSync } from '@ds/core';
 
-type Status = 'released' | 'inflight' | 'available';
+type Status = 'released' | 'swapping' | 'inflight' | 'available';
 
 interface UnitSlot {
   status: Status;
   full: FlatBuffer | null;
   /** The all-gather filling `full` while the unit is in flight. */
   work: Work | null;
+  /** The read of the own block from the offload tier while the unit is swapping. */
+  swap: OffloadWork | null;
 }
 
 export interface FetchContext {
@@ -33,8 +41,15 @@ export interface FetchContext {
   paramDtype: 'bf16' | 'f16' | 'f32';
   group: ProcessGroup | null;
   plan: PartitionPlan;
-  /** This rank's blocks of every unit, in the parameter dtype. */
-  shard: FlatBuffer;
+  /** The device the gathered buffers live on. */
+  device: string;
+  /**
+   * Puts this rank's block of unit u into `own` (the gathered buffer's part for this rank): a copy
+   * from the resident shard (null), or a read from the offload tier to wait for.
+   */
+  fillOwn(u: number, own: FArray): OffloadWork | null;
+  /** Most units whose own block is being read at once (offload_param.buffer_count; Infinity when resident). */
+  readAhead: number;
   placeholder: Tensor;
   zc: ZeroConfig;
   log: (message: string) => void;
@@ -47,12 +62,14 @@ export class ParamCoordinator {
   private cursor = 0;
   /** Elements currently gathered or being gathered (persistent unit excluded). */
   private live = 0;
+  /** Units whose own block is being read, in launch order: their gathers are issued by pump(). */
+  private swapping: number[] = [];
 
   constructor(
     private readonly c: FetchContext,
     private readonly persistentUnit: number,
   ) {
-    this.slots = c.plan.units.map(() => ({ status: 'released', full: null, work: null }));
+    this.slots = c.plan.units.map(() => ({ status: 'released', full: null, work: null, swap: null }));
   }
 
   isAvailable(u: number): boolean {
@@ -72,19 +89,33 @@ export class ParamCoordinator {
   launch(u: number): void {
     const slot = this.slots[u]!;
     if (slot.status !== 'released') return;
-    const { runtime, kernels, paramDtype, group, plan, shard } = this.c;
+    const { runtime, paramDtype, plan } = this.c;
     const unit = plan.units[u]!;
-    const full = allocateFlat(runtime, paramDtype, unit.padded, 'parameters', `zero-3 gathered unit ${u}`, undefined, shard.storage.device);
-    const own = flatArray(full, plan.rank * unit.block, unit.block);
-    kernels.copy(flatArray(shard, unit.shardStart, unit.block), own, unit.block);
+    const full = allocateFlat(runtime, paramDtype, unit.padded, 'parameters', `zero-3 gathered unit ${u}`, undefined, this.c.device);
     slot.full = full;
     if (u !== this.persistentUnit) this.live += unit.padded;
-    if (!group) {
-      this.materialize(u);
-      return;
+    slot.swap = this.c.fillOwn(u, flatArray(full, plan.rank * unit.block, unit.block));
+    slot.status = 'swapping';
+    this.swapping.push(u);
+    if (!slot.swap) this.pump();
+  }
+
+  /** Issues the gathers of the units whose own block was being read, in launch order (waiting for each read). */
+  private pump(): void {
+    const { paramDtype, group, plan } = this.c;
+    for (const u of this.swapping) {
+      const slot = this.slots[u]!;
+      slot.swap?.waitSync();
+      slot.swap = null;
+      if (!group) {
+        this.materialize(u);
+        continue;
+      }
+      const unit = plan.units[u]!;
+      slot.work = group.allGather({ dtype: paramDtype, array: flatArray(slot.full!) }, { dtype: paramDtype, array: flatArray(slot.full!, plan.rank * unit.block, unit.block) });
+      slot.status = 'inflight';
     }
-    slot.work = group.allGather({ dtype: paramDtype, array: flatArray(full) }, { dtype: paramDtype, array: own });
-    slot.status = 'inflight';
+    this.swapping = [];
   }
 
   private materialize(u: number): void {
@@ -103,6 +134,7 @@ export class ParamCoordinator {
   fetch(u: number): void {
     this.follow(u);
     this.launch(u);
+    this.pump();
     const slot = this.slots[u]!;
     if (slot.status === 'inflight') {
       this.block(u);
@@ -114,6 +146,7 @@ export class ParamCoordinator {
   /** The same from async code (checkpoints, gatheredParameters): awaits instead of blocking. */
   async fetchAsync(u: number): Promise<void> {
     this.launch(u);
+    this.pump();
     const slot = this.slots[u]!;
     if (slot.status === 'inflight') {
       await slot.work!.wait();
@@ -144,7 +177,7 @@ export class ParamCoordinator {
       const v = this.trace[j]!;
       if (this.slots[v]!.status !== 'released') continue;
       const n = plan.units[v]!.padded;
-      if (n > budget) break;
+      if (n > budget || this.swapping.length >= this.c.readAhead) break;
       this.launch(v);
       budget -= n;
     }
@@ -152,6 +185,7 @@ export class ParamCoordinator {
 
   /** After a module's forward or backward: frees unit u unless the trace says it is reused soon. */
   release(u: number): void {
+    this.pump();
     if (u === this.persistentUnit) return;
     if (this.mode === 'complete' && this.reusedSoon(u)) return;
     this.drop(u);
@@ -172,6 +206,7 @@ export class ParamCoordinator {
   drop(u: number): void {
     const slot = this.slots[u]!;
     if (slot.status === 'released') return;
+    if (slot.status === 'swapping') this.pump();
     if (slot.status === 'inflight') this.block(u);
     for (const i of this.c.plan.units[u]!.params) this.c.params[i]!.setData(this.c.placeholder);
     releaseFlat(slot.full!);
@@ -186,6 +221,7 @@ export class ParamCoordinator {
     for (let u = 0; u < this.slots.length; u++) {
       if (u === this.persistentUnit) continue;
       const slot = this.slots[u]!;
+      if (slot.status === 'swapping') this.pump();
       if (slot.status === 'inflight') await slot.work!.wait();
       this.drop(u);
     }
@@ -200,6 +236,7 @@ export class ParamCoordinator {
   destroy(): void {
     for (let u = 0; u < this.slots.length; u++) {
       const slot = this.slots[u]!;
+      slot.swap?.waitSync(); // the tier must not write into a freed buffer
       if (slot.full) releaseFlat(slot.full);
       slot.full = null;
     }

@@ -4,6 +4,10 @@
 // through core's gradient reduction in buckets mode, reduce-scattered per unit while backward continues. The
 // optimizer writes the updated 16-bit blocks straight into the shard; nothing is gathered at the end
 // of a step except the persistent unit (small parameters kept whole).
+//
+// With offload_param (param-offload.ts) the 16-bit shard lives in an offload tier instead: it is
+// built on the device once, written to the tier and freed; each unit's block is read into its
+// gathered buffer when the unit is fetched, and the step writes each updated sub-group back.
 import {
   allocateFlat,
   DSCheckpointError,
@@ -18,17 +22,21 @@ import {
   type NamedTensor,
   type StateManagerArgs,
 } from '@ds/core';
-import { BYTES_PER_ELEMENT, Tensor, type FArray, type HookHandle, type Module } from '@ds/tensor';
+import { BYTES_PER_ELEMENT, hostOnly, Tensor, type FArray, type HookHandle, type Module, type U16 } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
+import { ParamShardOffload } from './param-offload.js';
 import { ParamCoordinator } from './stage3-fetch.js';
 import { planStage3, type Stage3Layout } from './stage3-plan.js';
 import { prePartitionOf, shardFromSlices, type PrePartition } from './zero-init.js';
 
 export class Stage3State extends ShardedState {
   readonly stage = 3;
-  private readonly shard16: FlatBuffer;
+  /** This rank's 16-bit blocks of every unit; null once they live in the offload tier (offload_param). */
+  private shard16: FlatBuffer | null;
+  /** With offload_param: where the optimizer writes a sub-group's updated 16-bit weights before they go to the tier. */
+  private out16Staging: FlatBuffer | null = null;
   private readonly gradShard: FlatBuffer;
   private readonly shapes: number[][];
   private readonly placeholder: Tensor;
@@ -44,13 +52,14 @@ export class Stage3State extends ShardedState {
     sizes: number[],
     log: (message: string) => void,
     pre: PrePartition | undefined,
+    private paramOffload: ParamShardOffload | null,
   ) {
     super(args, zc, layout.plan, gradDtypeOf(args), sizes);
     const { runtime, kernels, params, paramDtype } = args;
     this.shapes = shapes;
     const plan = layout.plan;
     const device = args.io.device;
-    this.shard16 = allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', 'zero-3 parameter shard', undefined, device);
+    this.shard16 = allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', paramOffload ? 'zero-3 parameter shard (until written to the offload tier)' : 'zero-3 parameter shard', undefined, device);
     this.fillShard(pre);
     this.placeholder = Tensor.empty([0], paramDtype, { runtime, device, category: 'parameters', label: 'zero-3 released parameter', track: false });
     for (const p of params) {
@@ -59,7 +68,11 @@ export class Stage3State extends ShardedState {
     }
     this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-3 gradient shard', undefined, device);
     this.coord = new ParamCoordinator(
-      { runtime, kernels, params, shapes, paramDtype, group: this.group, plan, shard: this.shard16, placeholder: this.placeholder, zc: this.zc, log },
+      {
+        runtime, kernels, params, shapes, paramDtype, group: this.group, plan, device, placeholder: this.placeholder, zc: this.zc, log,
+        fillOwn: (u, own) => this.fillOwn(u, own),
+        readAhead: paramOffload ? paramOffload.readAhead : Infinity,
+      },
       layout.persistentUnit,
     );
     this.reduction = gradientReductionFor(args, {
@@ -89,8 +102,10 @@ export class Stage3State extends ShardedState {
     const shapes = args.params.map((p) => [...(pre?.shapes.get(p) ?? p.shape)]);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
     const layout = planStage3(args.module, args.params, sizes, zc, world, rank);
-    const state = new Stage3State(args, zc, layout, shapes, sizes, log, pre);
+    const paramOffload = await ParamShardOffload.create(args, zc, layout.plan);
+    const state = new Stage3State(args, zc, layout, shapes, sizes, log, pre, paramOffload);
     if (pre) await state.fillFromSlices(pre);
+    state.moveShardToTier();
     if (layout.persistentUnit >= 0) await state.coord.fetchAsync(layout.persistentUnit);
     await state.setupShards();
     return state;
@@ -105,7 +120,7 @@ export class Stage3State extends ShardedState {
         if (pre?.slices.has(p)) return;
         const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
         if (to <= from) return;
-        const dst = flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from);
+        const dst = flatArray(this.shard16!, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from);
         kernels.cast(p.dtype as 'f32', (p.operand() as FArray).subarray(from, to), paramDtype, dst, to - from);
       });
     });
@@ -114,7 +129,51 @@ export class Stage3State extends ShardedState {
   /** Collective: the blocks of the parameters zeroInit sliced. */
   private fillFromSlices(pre: PrePartition): Promise<void> {
     const { runtime, kernels, params, paramDtype } = this.args;
-    return shardFromSlices(pre, { runtime, kernels, group: this.group, plan: this.plan, params, sizes: this.sizes, paramDtype, shard: this.shard16 });
+    return shardFromSlices(pre, { runtime, kernels, group: this.group, plan: this.plan, params, sizes: this.sizes, paramDtype, shard: this.shard16! });
+  }
+
+  /** With offload_param: writes every unit's block to the tier and frees the device shard. */
+  private moveShardToTier(): void {
+    const off = this.paramOffload;
+    if (!off || !this.shard16) return;
+    this.plan.units.forEach((u, ui) => off.write(ui, this.hostWords(this.paramBlock(ui))).waitSync());
+    releaseFlat(this.shard16);
+    this.shard16 = null;
+    const most = Math.max(1, Math.min(this.plan.shardNumel, Math.floor(this.zc.sub_group_size)));
+    this.out16Staging = allocateFlat(this.args.runtime, this.args.paramDtype, most, 'offload', 'zero-3 updated 16-bit sub-group staging');
+  }
+
+  /** Offload runs on the cpu device only (tierFor refuses others): 16-bit blocks are host words. */
+  private hostWords(a: FArray): Uint16Array {
+    return hostOnly('zero-3 parameter offload', 'a 16-bit parameter block', a as U16) as Uint16Array;
+  }
+
+  /** This rank's block of unit u into the gathered buffer: a copy from the shard, or a read from the tier. */
+  private fillOwn(u: number, own: FArray) {
+    const unit = this.plan.units[u]!;
+    if (this.shard16) {
+      this.args.kernels.copy(flatArray(this.shard16, unit.shardStart, unit.block), own, unit.block);
+      return null;
+    }
+    return this.paramOffload!.read(u, this.hostWords(own));
+  }
+
+  protected override out16For(u: number, at: number, end: number): U16 {
+    if (!this.out16Staging) return super.out16For(u, at, end);
+    return flatArray(this.out16Staging, 0, end - at) as U16;
+  }
+
+  /** Slot i's 16-bit weights: a view of the shard, or (offloaded) a copy read from the tier. */
+  protected override readParamPiece(i: number): U16 {
+    if (this.shard16) return super.readParamPiece(i);
+    const piece = new Uint16Array(this.slotLen[i]!);
+    this.paramOffload!.read(this.slotUnit[i]!, piece, this.slotAt[i]! * 2).waitSync();
+    return piece;
+  }
+
+  /** An offloaded piece goes back to the tier (a resident one was changed in place). */
+  protected override commitParamPiece(i: number, piece: U16): void {
+    if (this.paramOffload && !this.shard16) this.paramOffload.write(this.slotUnit[i]!, this.hostWords(piece), this.slotAt[i]! * 2).waitSync();
   }
 
   private installHooks(): void {
@@ -140,6 +199,7 @@ export class Stage3State extends ShardedState {
 
   protected paramBlock(u: number): Block {
     const unit = this.plan.units[u]!;
+    if (!this.shard16) throw new DSError(`ZeRO-3: unit ${u}'s 16-bit block lives in the offload tier, not on the device`, { code: 'DS_ZERO_INTERNAL' });
     return flatArray(this.shard16, unit.shardStart, unit.block);
   }
 
@@ -150,7 +210,8 @@ export class Stage3State extends ShardedState {
 
   protected paramGradBytes(): { parameters: number; gradients: number } {
     const persistent = this.layout.persistentUnit >= 0 ? this.plan.units[this.layout.persistentUnit]!.padded * BYTES_PER_ELEMENT[this.args.paramDtype] : 0;
-    return { parameters: this.shard16.storage.byteLength + persistent, gradients: this.gradShard.storage.byteLength };
+    const shard = (this.shard16 ?? this.out16Staging)!.storage.byteLength;
+    return { parameters: shard + persistent, gradients: this.gradShard.storage.byteLength };
   }
 
   /** The module whose hooks gather each unit (for tools and tests). */
@@ -210,7 +271,10 @@ export class Stage3State extends ShardedState {
       if (refreshMaster) throw new DSCheckpointError('this ZeRO-3 checkpoint holds no 16-bit weights (saved without stage3_gather_16bit_weights_on_model_save); load it with its optimizer states, or consolidate it with `ds-zero to-fp32`');
       return;
     }
-    this.plan.units.forEach((unit) => {
+    this.plan.units.forEach((unit, ui) => {
+      // An offloaded block is read, changed and written back.
+      const block = this.shard16 ? flatArray(this.shard16, unit.shardStart, unit.block) : new Uint16Array(unit.block);
+      if (!this.shard16) this.paramOffload!.read(ui, block as Uint16Array).waitSync();
       unit.params.forEach((i, k) => {
         const w = weights.get(names[i]!);
         if (!w) throw new DSCheckpointError(`checkpoint has no weights for parameter '${names[i]}'`);
@@ -218,8 +282,10 @@ export class Stage3State extends ShardedState {
         const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
         if (to <= from) return;
         const src = (w.data as Float32Array | Uint16Array).subarray(from, to);
-        this.args.io.castFromHost(w.dtype, src, paramDtype, flatArray(this.shard16, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from), to - from);
+        const at = unit.offsets[k]! + from - this.rank * unit.block;
+        this.args.io.castFromHost(w.dtype, src, paramDtype, block.subarray(at, at + to - from), to - from);
       });
+      if (!this.shard16) this.paramOffload!.write(ui, block as Uint16Array).waitSync();
     });
     if (refreshMaster) this.refreshMaster();
     if (this.layout.persistentUnit >= 0) this.coord.drop(this.layout.persistentUnit);
@@ -227,7 +293,7 @@ export class Stage3State extends ShardedState {
 
   /** New masters: the 16-bit shard follows them; the persistent unit is gathered again by the next forward. */
   protected override mastersLoaded(_full: Map<string, Float32Array>): void {
-    if (this.master) this.plan.units.forEach((u, ui) => this.args.kernels.cast('f32', this.masterBlock(ui), this.args.paramDtype, this.paramBlock(ui), u.block));
+    this.mastersTo16();
     if (this.layout.persistentUnit >= 0) this.coord.drop(this.layout.persistentUnit);
   }
 
@@ -246,7 +312,11 @@ export class Stage3State extends ShardedState {
     releaseFlat(this.gradShard);
     this.releaseOffload();
     this.releaseMaster();
-    releaseFlat(this.shard16);
+    if (this.shard16) releaseFlat(this.shard16);
+    if (this.out16Staging) releaseFlat(this.out16Staging);
+    const off = this.paramOffload;
+    this.paramOffload = null;
+    off?.close().catch((err: unknown) => this.args.ctx.log('warn', `ZeRO-3: closing the parameter offload tier failed: ${String(err)}`));
     this.placeholder.dispose();
   }
 }

@@ -52,7 +52,9 @@ describe('zero_optimization section', () => {
   it('rejects recognised but unbuilt features by name', () => {
     // offload_optimizer is built on the registry's offload tiers: without one registered, the config names the package that has them.
     expect(problems({ stage: 2, offload_optimizer: { device: 'cpu' } })).toMatch(/zero_optimization\.offload_optimizer\.device cpu needs @ds\/offload-nvme .*pnpm add @ds\/offload-nvme, then initialize\(\{ \.\.\., plugins: \[offloadNvme\(\)\] \}\)/);
-    expect(problems({ stage: 3, offload_param: { device: 'nvme', nvme_path: '/x' } })).toMatch(/offload_param\.device/);
+    // offload_param is built at stage 3 on the same tiers; at stages 1-2 there is no parameter partition to offload.
+    expect(problems({ stage: 3, offload_param: { device: 'nvme', nvme_path: '/x' } })).toMatch(/offload_param\.device nvme needs @ds\/offload-nvme/);
+    expect(problems({ stage: 2, offload_param: { device: 'cpu' } })).toMatch(/zero_optimization\.offload_param\.device: recognised but not supported: offload_param to 'cpu' \(parameter offload\) needs stage 3/);
     for (const key of ['zero_quantized_weights', 'zero_quantized_gradients', 'elastic_checkpoint', 'legacy_stage1', 'mics_hierarchical_params_gather', 'cpu_offload']) {
       expect(problems({ stage: 1, [key]: true })).toMatch(new RegExp(`zero_optimization\\.${key}: recognised but not supported`));
     }

@@ -1,5 +1,6 @@
 // HF-style "auto" values. Hugging Face's Trainer replaces them before DeepSpeed sees the config;
-// DeepSpeed itself never accepts them. They are filled from the `autoValues` option or rejected.
+// DeepSpeed itself never accepts them. They are filled from the `autoValues` option (of loadConfig and
+// of initialize(), which validates through loadConfig) or rejected with the same message on both paths.
 import type { ConfigProblem } from '../errors.js';
 import { joinPath } from './problems.js';
 import type { ConfigObject } from './read.js';
@@ -24,7 +25,7 @@ export function resolveAutoValues(raw: ConfigObject, autoValues: AutoValues | un
         value,
         message:
           `"auto" is a Hugging Face Trainer placeholder that the caller must fill in; DeepSpeed does not accept it. ` +
-          `Put the number in the config, or pass loadConfig(config, { autoValues: { '${path}': <value> } })`,
+          `Put the number in the config, or pass { autoValues: { '${path}': <value> } } to initialize() or loadConfig()`,
       });
       return value;
     }

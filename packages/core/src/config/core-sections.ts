@@ -85,6 +85,23 @@ const commDtype = z
   .transform((s) => s.toLowerCase())
   .pipe(z.enum(['fp16', 'bf16', 'fp32']));
 
+/**
+ * DeepSpeed's flops profiler (profiling/): at global step `profile_step` rank 0 counts each module's
+ * parameters, MACs, FLOPs and forward latency and prints (or writes to `output_file`) the profile.
+ */
+export const flopsProfilerSection = section({
+  enabled: flag(false),
+  /** Extra forward passes backward recomputes (activation checkpointing): bwd flops = (2 + f) x fwd flops. */
+  recompute_fwd_factor: z.number().min(0).default(0.0),
+  profile_step: z.number().int().min(0).default(1),
+  /** Deepest module level in the aggregated and detailed profiles; -1 is every level. */
+  module_depth: z.number().int().min(-1).default(-1),
+  top_modules: posInt.default(1),
+  detailed: flag(true),
+  output_file: z.string().min(1).nullable().default(null),
+});
+export type FlopsProfilerConfig = z.output<typeof flopsProfilerSection>;
+
 export const timersSection = section({
   throughput: section({ enabled: flag(true), synchronized: flag(true) }),
 });
@@ -120,6 +137,7 @@ export const CORE_SECTIONS = {
   checkpoint: checkpointSection,
   data_types: section({ grad_accum_dtype: commDtype.nullable().default(null) }),
   timers: timersSection,
+  flops_profiler: flopsProfilerSection,
   dataloader_drop_last: flag(false),
   vocabulary_size: posInt.optional(),
   data_parallel_size: posInt.optional(),

@@ -7,7 +7,7 @@ export type { ConfigInput, ConfigObject, ConfigSource, ReadConfigResult } from '
 export { resolveBatch, tryResolveBatch } from './batch.js';
 export type { BatchKeys, ResolvedBatch, BatchResolution } from './batch.js';
 export { coreConfigSchema, CORE_SECTIONS, CORE_SECTION_KEYS, fp16Section, bf16Section } from './core-sections.js';
-export type { DSConfig, CoreConfig, Fp16Config, Bf16Config, ActivationCheckpointingConfig } from './core-sections.js';
+export type { DSConfig, CoreConfig, Fp16Config, Bf16Config, ActivationCheckpointingConfig, FlopsProfilerConfig } from './core-sections.js';
 export { KEY_RULES } from './key-rules.js';
 export type { KeyRule } from './key-rules.js';
 export { LOOSE_SECTIONS } from './loose.js';

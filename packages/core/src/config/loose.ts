@@ -1,6 +1,6 @@
 // Parsing one core section with DeepSpeed's tolerance for unknown keys. DeepSpeed (v0.16.5) reads
-// fp16, bf16, optimizer, scheduler, activation_checkpointing, checkpoint, data_types and timers as
-// plain dicts: a key it does not know there is ignored, not an error (its own test configs carry
+// fp16, bf16, optimizer, scheduler, activation_checkpointing, checkpoint, data_types, timers and
+// flops_profiler as plain dicts: a key it does not know there is ignored, not an error (its own test configs carry
 // fp16's loss-scale keys inside bf16). Here such a key is ignored with a warning naming the nearest
 // valid key, or is an error under `strict`. Sections DeepSpeed validates with pydantic
 // (comms_logger, the monitors, timers.throughput) keep rejecting unknown keys, as DeepSpeed does.
@@ -21,6 +21,7 @@ export const LOOSE_SECTIONS: readonly string[] = [
   'checkpoint.parallel_write',
   'data_types',
   'timers',
+  'flops_profiler',
 ];
 
 const FP16_ONLY = new Set(['auto_cast', 'loss_scale', 'initial_scale_power', 'loss_scale_window', 'hysteresis', 'consecutive_hysteresis', 'min_loss_scale', 'fp16_master_weights_and_grads']);

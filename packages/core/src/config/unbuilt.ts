@@ -36,7 +36,6 @@ export const UNBUILT_SECTIONS: readonly UnbuiltSection[] = [
   { key: 'elasticity', feature: 'elastic training', active: anyEnabled },
   { key: 'eigenvalue', feature: 'eigenvalue computation', active: anyEnabled },
   { key: 'progressive_layer_drop', feature: 'progressive layer drop', active: anyEnabled },
-  { key: 'flops_profiler', feature: 'the flops profiler', active: anyEnabled },
   { key: 'amp', feature: 'NVIDIA Apex AMP (use fp16 or bf16 instead)', active: anyEnabled },
   { key: 'hybrid_engine', feature: 'the hybrid (RLHF) engine', active: anyEnabled },
   { key: 'nebula', feature: 'Nebula checkpointing', active: anyEnabled },

@@ -1,9 +1,10 @@
 // Engine checkpoints: collective save and load on top of the layout in ../checkpoint/layout.ts.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { DSCheckpointError } from '../errors.js';
 import { checkTag, commitStaging, META, MODEL_STATES, optimStatesFile, prepareStaging, resolveLoadTag, tagDir } from '../checkpoint/layout.js';
+import { CheckpointProgress } from '../checkpoint/progress.js';
 import { readSafetensors, writeSafetensors, type NamedTensor } from '../checkpoint/safetensors.js';
 import type { Engine, EngineParts } from './engine.js';
 import type { RankState } from './types.js';
@@ -67,7 +68,7 @@ async function validateTag(parts: EngineParts, tag: string): Promise<void> {
   if (h[0] === lo[0]) return;
   const msg = `checkpoint tag '${tag}' is not the same on every rank; pass the same tag (or none) to saveCheckpoint on all ranks`;
   if (mode === 'fail') throw new DSCheckpointError(msg);
-  parts.log(`warning: ${msg}`);
+  parts.log(msg, 'warn');
 }
 
 function toFile(state: RankState): [Map<string, NamedTensor>, Record<string, string>] {
@@ -89,13 +90,18 @@ export async function saveEngineCheckpoint(engine: Engine, parts: EngineParts, d
   }
   await barrier();
   const staging = join(dir, `.${tag}.partial`);
+  // Rank 0's own files (the log is silent elsewhere); with partitioned state the other ranks write as many again.
+  const progress = new CheckpointProgress(parts.log, 'saving', join(dir, tag));
+  const written = (file: string) => progress.file(file, statSync(join(staging, file)).size);
   const weights = await parts.state.moduleState();
   if (parts.state.partitioned || rank === 0) {
     const [tensors, meta] = toFile(parts.state.rankState());
     writeSafetensors(join(staging, optimStatesFile(rank)), tensors, meta);
+    written(optimStatesFile(rank));
   }
   if (rank === 0) {
     writeSafetensors(join(staging, MODEL_STATES), weights, { format: 'pt' });
+    written(MODEL_STATES);
     const meta: Meta = {
       format: 'ds-ts-checkpoint',
       version: 1,
@@ -114,15 +120,18 @@ export async function saveEngineCheckpoint(engine: Engine, parts: EngineParts, d
       ds_config: parts.config,
     };
     writeFileSync(join(staging, META), JSON.stringify(meta, null, 2));
+    written(META);
   }
   await barrier();
   if (rank === 0) commitStaging(dir, tag, opts.saveLatest ?? true);
   await barrier();
+  progress.done();
   return join(dir, tag);
 }
 
-function readRank(path: string, file: string): RankState {
+function readRank(path: string, file: string, progress: CheckpointProgress): RankState {
   const f = readSafetensors(join(path, file));
+  progress.file(file, statSync(join(path, file)).size);
   const raw = f.metadata.ds_rank_meta;
   if (!raw) throw new DSCheckpointError(`${join(path, file)} has no ds_rank_meta metadata: not an optimizer-state file of this engine`);
   return { tensors: f.tensors, meta: JSON.parse(raw) as Record<string, unknown> };
@@ -131,16 +140,21 @@ function readRank(path: string, file: string): RankState {
 export async function loadEngineCheckpoint(engine: Engine, parts: EngineParts, dir: string, opts: LoadCheckpointOptions): Promise<LoadCheckpointResult> {
   const tag = resolveLoadTag(dir, opts.tag);
   if (tag === null) {
-    parts.log(`warning: no 'latest' file in ${dir} and no tag given: nothing loaded`);
+    parts.log(`no 'latest' file in ${dir} and no tag given: nothing loaded`, 'warn');
     return { path: null, clientState: null };
   }
   const path = tagDir(dir, tag);
   const meta = JSON.parse(readFileSync(join(path, META), 'utf8')) as Meta;
   if (meta.format !== 'ds-ts-checkpoint') throw new DSCheckpointError(`${join(path, META)} is not a checkpoint of this engine (format '${meta.format}')`);
+  const progress = new CheckpointProgress(parts.log, 'loading', path);
   const weights = readSafetensors(join(path, MODEL_STATES)).tensors;
+  progress.file(MODEL_STATES, statSync(join(path, MODEL_STATES)).size);
   const loadOptimizer = !opts.loadModuleOnly && (opts.loadOptimizerStates ?? true);
   await parts.state.loadModuleState(weights, !loadOptimizer);
-  if (opts.loadModuleOnly) return { path, clientState: meta.client_state };
+  if (opts.loadModuleOnly) {
+    progress.done();
+    return { path, clientState: meta.client_state };
+  }
   if (loadOptimizer) {
     const savedWorld = meta.partitioned ? meta.dp_world_size : 1;
     for (let r = 0; r < savedWorld; r++) {
@@ -148,7 +162,7 @@ export async function loadEngineCheckpoint(engine: Engine, parts: EngineParts, d
         throw new DSCheckpointError(`checkpoint ${path} was saved by ${meta.dp_world_size} rank(s) but ${optimStatesFile(r)} is missing`);
       }
     }
-    parts.state.loadRankStates(savedWorld, (r) => readRank(path, optimStatesFile(r)));
+    parts.state.loadRankStates(savedWorld, (r) => readRank(path, optimStatesFile(r), progress));
   }
   if ((opts.loadLrSchedulerStates ?? true) && parts.lrScheduler && meta.lr_scheduler) parts.lrScheduler.loadStateDict(meta.lr_scheduler as never);
   parts.lossScaler.loadStateDict(meta.loss_scaler as never);
@@ -156,5 +170,6 @@ export async function loadEngineCheckpoint(engine: Engine, parts: EngineParts, d
   engine.globalSamples = meta.global_samples;
   engine.microSteps = meta.micro_steps;
   engine.skippedSteps = meta.skipped_steps;
+  progress.done();
   return { path, clientState: meta.client_state };
 }

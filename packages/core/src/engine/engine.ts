@@ -9,6 +9,9 @@ import type { CommsLogger } from '../comm/logger.js';
 import type { ParallelGroups } from '../comm/topology.js';
 import type { DSConfig } from '../config/core-sections.js';
 import type { MonitorMaster } from '../monitor/index.js';
+import type { Log } from '../monitor/log.js';
+import { EngineProfiler } from '../profiling/engine-profiler.js';
+import type { StepProfile } from '../profiling/report.js';
 import { castInputsHalf } from '../precision/auto-cast.js';
 import type { LossScaler } from '../precision/index.js';
 import type { Optimizer } from '../optim/types.js';
@@ -44,7 +47,8 @@ export interface EngineParts {
   monitor: MonitorMaster;
   /** DeepSpeed's comms_logger, attached to the data-parallel group when enabled. */
   commsLogger: CommsLogger | null;
-  log: (message: string) => void;
+  /** Rank 0's log lines, with levels filtered by DS_LOG_LEVEL (a no-op on other ranks). */
+  log: Log;
   /** Releases the optimizer-state storages initialize() allocated. */
   releaseState?: () => void;
 }
@@ -67,6 +71,8 @@ export class Engine {
   private readonly throughput: ThroughputTimer | null;
   /** Unmarks the layers activation_checkpointing marked. */
   private uncheckpoint: () => void = () => {};
+  /** flops_profiler: times and counts the step at profile_step (rank 0 only). */
+  private readonly profiler: EngineProfiler | null;
 
   constructor(private readonly parts: EngineParts) {
     this.module = parts.module;
@@ -79,6 +85,11 @@ export class Engine {
       this.destroy(); // initialize() built the model states already: give them back
       throw err;
     }
+    const { degrees } = parts.groups.topology;
+    this.profiler = EngineProfiler.create(this.config.flops_profiler, {
+      module: parts.module, rank: this.rank, worldSize: this.worldSize, dataParallelSize: degrees.data, modelParallelSize: degrees.model,
+      microBatch: parts.batch.trainMicroBatchSizePerGpu, runtime: parts.runtime, device: parts.device, paramDtype: parts.paramDtype, log: parts.log,
+    });
     this.throughput = this.config.timers.throughput.enabled ? new ThroughputTimer(parts.batch.trainBatchSize, this.config.steps_per_print) : null;
     if (this.config.dump_state) for (const line of stateLines('DeepSpeedEngine', engineState(this))) parts.log(line);
   }
@@ -148,7 +159,9 @@ export class Engine {
     this.throughput?.start();
     // fp16.auto_cast: floating-point inputs go in as f16 (DeepSpeed's _cast_inputs_half).
     const inputs = this.config.fp16.enabled && this.config.fp16.auto_cast ? (castInputsHalf(args) as unknown[]) : args;
+    this.profiler?.begin('forward', this.globalSteps);
     const out = this.timers.time('forward', () => (this.module.call as (...a: unknown[]) => Out)(...inputs));
+    this.profiler?.end('forward');
     this.seeMemory('Engine after forward');
     return out;
   }
@@ -166,6 +179,7 @@ export class Engine {
     this.accumulatedLoss += value / this.gradientAccumulationSteps();
     const seed = full(loss.shape, this.parts.lossScaler.lossScale / this.gradientAccumulationSteps(), { dtype: loss.dtype as 'f32' });
     this.parts.state.beforeBackward(boundary);
+    this.profiler?.begin('backward', this.globalSteps);
     try {
       this.timers.time('backward', () => runBackward(loss, seed));
     } finally {
@@ -173,6 +187,7 @@ export class Engine {
       freeGraph(loss);
     }
     await this.timers.timeAsync('backward_allreduce', () => this.parts.state.afterBackward());
+    this.profiler?.end('backward');
     this.seeMemory('Engine after backward');
     return value;
   }
@@ -188,7 +203,9 @@ export class Engine {
     }
     const clip = this.config.gradient_clipping;
     const scaler = this.parts.lossScaler;
+    this.profiler?.begin('step', this.globalSteps);
     const out = await this.timers.timeAsync('step', () => this.parts.state.step({ lossScale: scaler.lossScale, clip }));
+    this.profiler?.end('step');
     const skip = scaler.update(out.overflow);
     this.stepApplied = !skip;
     this.lastGradNorm = out.gradNorm;
@@ -237,6 +254,11 @@ export class Engine {
       if (this.config.wall_clock_breakdown) this.parts.log(this.timers.summary());
       if (this.parts.commsLogger) this.parts.log(this.parts.commsLogger.summary());
     }
+  }
+
+  /** flops_profiler's profile of profile_step on rank 0 once that step has run; null before, elsewhere and when off. */
+  get flopsProfile(): StepProfile | null {
+    return this.profiler?.lastProfile ?? null;
   }
 
   /** The comms_logger of this engine (null unless `comms_logger.enabled`). */

@@ -17,6 +17,8 @@ import type { DSConfig } from '../config/core-sections.js';
 import { DistributedDataLoader, type Dataset } from '../data/loader.js';
 import { DSConfigError } from '../errors.js';
 import { MonitorMaster } from '../monitor/index.js';
+import { createLog, silentLog } from '../monitor/log.js';
+import type { AutoValues } from '../config/auto.js';
 import { createCoreOptimizer } from '../optim/factory.js';
 import type { Optimizer, OptimizerContext, ParamGroup } from '../optim/types.js';
 import { knownPluginForBackend, registerHint } from '../plugin/catalogue.js';
@@ -82,10 +84,16 @@ export interface InitializeOptions {
    */
   topology?: { pipe?: number; model?: number };
   runtime?: Runtime;
-  /** Rank-0 log lines; default console.log. */
+  /** Rank-0 log lines (those DS_LOG_LEVEL lets through, with their level prefix); default console.log. */
   log?: (message: string) => void;
   /** Unknown config keys are errors instead of warnings. */
   strict?: boolean;
+  /**
+   * Values for HF-style "auto" placeholders by key path, as loadConfig's `autoValues`: the config
+   * initialize() validates is the one loadConfig returns for the same options, and an unresolved
+   * "auto" fails with the same message.
+   */
+  autoValues?: AutoValues;
   /** The environment to read (RANK, DS_COMM_BACKEND, ...); default process.env. */
   env?: NodeJS.ProcessEnv;
 }
@@ -231,12 +239,12 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   const worldSize = opts.dist !== undefined ? (opts.dist?.size ?? 1) : (env.dist?.worldSize ?? 1);
   // Validated before any rendezvous, so a bad config fails alike on every rank without waiting for the others.
   const topology = topologyFor(registry, opts);
-  const loaded = loadConfig(raw, { registry, worldSize: dataDegree(worldSize, topology), strict: opts.strict ?? false });
+  const loaded = loadConfig(raw, { registry, worldSize: dataDegree(worldSize, topology), strict: opts.strict ?? false, ...(opts.autoValues !== undefined ? { autoValues: opts.autoValues } : {}) });
   const config: DSConfig = loaded.config;
   const dist = opts.dist !== undefined ? opts.dist : env.dist ? await initDistributed({ env: opts.env, backend: await resolveCommBackend(registry, backendName(opts, env, raw, registry), env) }) : null;
   const rank = dist?.rank ?? 0;
-  const log = rank === 0 ? (opts.log ?? ((m: string) => console.log(m))) : () => {};
-  for (const w of formatWarnings(loaded.warnings)) log(`warning: ${w}`);
+  const log = rank === 0 ? createLog(opts.log ?? ((m: string) => console.log(m)), env.logLevel) : silentLog;
+  for (const w of formatWarnings(loaded.warnings)) log(w, 'warn');
   const groups = await buildParallelGroups(dist, topology);
   if (config.data_parallel_size !== undefined && config.data_parallel_size !== groups.topology.degrees.data) {
     throw new DSConfigError(`data_parallel_size is ${config.data_parallel_size}, but the topology (${groups.topology}) over ${worldSize} rank(s) has a data-parallel degree of ${groups.topology.degrees.data}; remove the key or make it match`);
@@ -257,7 +265,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
     dist,
     groups,
     registry,
-    log: (level, m) => log(level === 'warn' ? `warning: ${m}` : m),
+    log: (level, m) => log(m, level),
   };
   resolveAttentionKernels(opts.model, ctx);
 
@@ -293,7 +301,13 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
 
   let lrScheduler: LRScheduler | null = null;
   if (opts.lrScheduler) lrScheduler = typeof opts.lrScheduler === 'function' ? opts.lrScheduler(optimizer) : opts.lrScheduler;
-  else if (config.scheduler) lrScheduler = createScheduler(optimizer, config.scheduler, { warn: (m: string) => log(`warning: ${m}`) });
+  else if (config.scheduler) lrScheduler = createScheduler(optimizer, config.scheduler, { warn: (m: string) => log(m, 'warn') });
+  log(
+    `initialize: ${groups.topology} over ${dist?.size ?? 1} rank(s)${dist ? ` on the '${dist.backend.name}' backend` : ''}, device ${device}, ${paramDtype} parameters, ` +
+      `${wrapper ? `${wrapper.plugin.name} model states (stage ${state.stage})` : 'stage 0 data parallelism'}, ${optimizer.type} optimizer, ` +
+      `micro batch ${batch.trainMicroBatchSizePerGpu} x ${batch.gradientAccumulationSteps} accumulation step(s) = train batch ${batch.trainBatchSize}`,
+    'debug',
+  );
 
   const parts: EngineParts = {
     module: opts.model,

@@ -36,3 +36,7 @@ export class MonitorMaster implements Monitor {
 export { CsvMonitor } from './csv.js';
 export { TensorBoardMonitor, crc32c, maskedCrc, encodeEvent, encodeRecord } from './tensorboard.js';
 export type { Monitor, MonitorEvent, MonitorOutput } from './types.js';
+export { createLog, logLevelEnabled, silentLog } from './log.js';
+export type { Log } from './log.js';
+// The flops profiler lives in src/profiling; it is exported here, beside the other observers of a run.
+export * from '../profiling/index.js';

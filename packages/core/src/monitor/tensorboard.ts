@@ -1,6 +1,10 @@
 // tensorboard monitor: writes TensorBoard event files (events.out.tfevents.<time>.<host>) with scalar
 // summaries, readable by TensorBoard and tensorboard's EventAccumulator without TensorFlow.
 //
+// Writing follows PyTorch's SummaryWriter, which DeepSpeed's monitor uses: events queue in memory
+// and reach the file when max_queue (10) are queued, every flush_secs (120 s, with an fsync), at
+// close() (fsync) and when the process exits; nothing is fsynced per step.
+//
 // An event file is a sequence of TFRecords: u64 length, u32 masked CRC-32C of the length bytes, the
 // payload (a serialized tensorflow.Event protobuf), u32 masked CRC-32C of the payload. The first
 // event carries file_version "brain.Event:2"; each scalar is Event{wall_time, step,
@@ -78,33 +82,64 @@ export function encodeRecord(payload: Uint8Array): Uint8Array {
   return rec;
 }
 
+export interface TensorBoardOptions {
+  /** Seconds between timed flushes (each with an fsync); SummaryWriter's flush_secs, 120. */
+  flushSecs?: number;
+  /** Queued events that trigger a write to the file; SummaryWriter's max_queue, 10. */
+  maxQueue?: number;
+  /** Wall-clock seconds for the events (tests pass a fixed clock). */
+  now?: () => number;
+}
+
 export class TensorBoardMonitor implements Monitor {
   readonly file: string;
   private fd: number | null;
+  private queue: Uint8Array[] = [];
+  private readonly maxQueue: number;
+  private readonly now: () => number;
+  private readonly timer: NodeJS.Timeout;
+  /** A script may end without engine.destroy(): what is queued still reaches the file. */
+  private readonly atExit = (): void => this.flush(false);
 
-  constructor(out: MonitorOutput, now: () => number = () => Date.now() / 1000) {
+  constructor(out: MonitorOutput, opts: TensorBoardOptions = {}) {
     const dir = join(out.outputPath, out.jobName);
     mkdirSync(dir, { recursive: true });
-    this.now = now;
-    this.file = join(dir, `events.out.tfevents.${Math.floor(now())}.${hostname()}.${process.pid}`);
+    this.now = opts.now ?? (() => Date.now() / 1000);
+    this.maxQueue = opts.maxQueue ?? 10;
+    this.file = join(dir, `events.out.tfevents.${Math.floor(this.now())}.${hostname()}.${process.pid}`);
     this.fd = openSync(this.file, 'w');
-    this.write(encodeEvent(now(), 0, { fileVersion: 'brain.Event:2' }));
+    this.enqueue(encodeEvent(this.now(), 0, { fileVersion: 'brain.Event:2' }));
+    this.flush(false);
+    this.timer = setInterval(() => this.flush(true), 1000 * (opts.flushSecs ?? 120));
+    this.timer.unref();
+    process.on('exit', this.atExit);
   }
 
-  private readonly now: () => number;
-
-  private write(payload: Uint8Array): void {
+  private enqueue(payload: Uint8Array): void {
     if (this.fd === null) throw new DSError(`tensorboard monitor: ${this.file} is already closed; write events before close() (engine.destroy() closes the monitors)`, { code: 'DS_MONITOR_CLOSED' });
-    writeSync(this.fd, encodeRecord(payload));
+    this.queue.push(encodeRecord(payload));
   }
 
   writeEvents(events: readonly MonitorEvent[]): void {
-    for (const [tag, value, step] of events) this.write(encodeEvent(this.now(), step, { tag, value }));
-    if (this.fd !== null) fsyncSync(this.fd);
+    for (const [tag, value, step] of events) this.enqueue(encodeEvent(this.now(), step, { tag, value }));
+    if (this.queue.length >= this.maxQueue) this.flush(false);
+  }
+
+  /** Writes the queued events to the file, and fsyncs it when `sync`. */
+  flush(sync = true): void {
+    if (this.fd === null) return;
+    if (this.queue.length > 0) {
+      writeSync(this.fd, Buffer.concat(this.queue.splice(0)));
+    }
+    if (sync) fsyncSync(this.fd);
   }
 
   close(): void {
-    if (this.fd !== null) closeSync(this.fd);
+    if (this.fd === null) return;
+    clearInterval(this.timer);
+    process.off('exit', this.atExit);
+    this.flush(true);
+    closeSync(this.fd);
     this.fd = null;
   }
 }

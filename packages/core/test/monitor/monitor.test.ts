@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import { MonitorMaster, TensorBoardMonitor, crc32c, maskedCrc } from '../../src/monitor/index.js';
 
@@ -111,5 +112,51 @@ describe('monitors', () => {
     expect(m.enabled).toBe(false);
     m.writeEvents([['x', 1, 1]]);
     expect(readdirSync(dir)).not.toContain('rank1');
+  });
+});
+
+describe('TensorBoard flushing', () => {
+  /** Records in a TFRecord file: each is 12 bytes of header, the payload and a 4-byte CRC. */
+  function recordCount(file: string): number {
+    const buf = readFileSync(file);
+    let n = 0;
+    for (let i = 0; i < buf.length; n++) i += 16 + Number(buf.readBigUInt64LE(i));
+    return n;
+  }
+
+  it('queues events, writes them at max_queue, on the flush_secs timer and at close, with no write per step', () => {
+    vi.useFakeTimers();
+    try {
+      const tb = new TensorBoardMonitor({ outputPath: dir, jobName: 'queued' }, { flushSecs: 5, maxQueue: 4 });
+      expect(recordCount(tb.file)).toBe(1); // the file_version event
+      tb.writeEvents([['Train/Samples/train_loss', 2, 8]]);
+      tb.writeEvents([['Train/Samples/train_loss', 1.9, 16]]);
+      expect(recordCount(tb.file)).toBe(1);
+      vi.advanceTimersByTime(5000);
+      expect(recordCount(tb.file)).toBe(3);
+      tb.writeEvents([['a', 1, 1], ['b', 2, 1], ['c', 3, 1]]);
+      expect(recordCount(tb.file)).toBe(3);
+      tb.writeEvents([['d', 4, 1]]); // the fourth queued event writes the queue
+      expect(recordCount(tb.file)).toBe(7);
+      tb.writeEvents([['e', 5, 2]]);
+      const before = statSync(tb.file).size;
+      tb.close();
+      expect(statSync(tb.file).size).toBeGreaterThan(before);
+      expect(recordCount(tb.file)).toBe(8);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a script that exits without close() still leaves its queued events in the file', () => {
+    const out = join(dir, 'exit');
+    const src = new URL('../../src/monitor/tensorboard.ts', import.meta.url).pathname;
+    const code = `import { TensorBoardMonitor } from ${JSON.stringify(src)};
+const tb = new TensorBoardMonitor({ outputPath: ${JSON.stringify(out)}, jobName: 'j' });
+tb.writeEvents([['Train/Samples/train_loss', 2.5, 16], ['Train/Samples/lr', 0.1, 16]]);
+console.log(tb.file);`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', cwd: join(import.meta.dirname, '../..') });
+    expect(r.status, r.stderr).toBe(0);
+    expect(recordCount(r.stdout.trim())).toBe(3);
   });
 });

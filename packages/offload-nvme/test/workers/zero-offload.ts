@@ -1,5 +1,5 @@
 // One rank: trains the tiny GPT under each run of DS_TEST_RUNS (a JSON array of
-// {config, io}) and prints {"runs": [{losses, masters?, swapFiles, hostOffloadBytes}]}: the masters
+// {config, io}) and prints {"runs": [{losses, masters?, swapFiles, hostOffloadBytes, device}]}: the masters
 // (whole, collective) on rank 0 only. `io` picks the nvme tier's engine: native (io_uring where the
 // kernel allows), threads (the pread/pwrite pool), reference (the TypeScript twin) or lossy (reads
 // return zeros: the control that shows the comparison can fail).
@@ -44,12 +44,16 @@ for (const run of runs) {
   const { engine } = await initialize({ model: new GPT(TINY_GPT), config: run.config, plugins: [zero(), offloadNvme({ ioEngine: engines[run.io] })], log: () => {}, ...(dist !== undefined ? { dist } : {}) });
   dist = engine.dist;
   const losses = await trainSteps(engine, 0, steps, engine.rank);
-  const zc = run.config.zero_optimization as { offload_optimizer?: { device: string; nvme_path?: string } };
-  const nvmePath = zc.offload_optimizer?.device === 'nvme' ? zc.offload_optimizer.nvme_path : undefined;
-  const swapFiles = nvmePath ? readdirSync(nvmePath).filter((f) => f.endsWith('.swap')).length : 0;
-  const hostOffloadBytes = getRuntime().tracker.liveBytes(HOST_DEVICE, 'offload');
+  type Section = { device: string; nvme_path?: string };
+  const zc = run.config.zero_optimization as { offload_optimizer?: Section; offload_param?: Section };
+  const paths = new Set([zc.offload_optimizer, zc.offload_param].filter((s) => s?.device === 'nvme').map((s) => s!.nvme_path!));
+  const swapFiles = [...paths].reduce((n, p) => n + readdirSync(p).filter((f) => f.endsWith('.swap')).length, 0);
+  const tracker = getRuntime().tracker;
+  const hostOffloadBytes = tracker.liveBytes(HOST_DEVICE, 'offload');
+  // What stays on the engine's device between steps: the masters and moments, and the 16-bit shard.
+  const device = { optimizerStates: tracker.liveBytes('cpu', 'optimizer_states'), parameters: tracker.liveBytes('cpu', 'parameters') };
   const masters = Object.fromEntries([...(await engine.stateManager.masterWeights())].map(([k, v]) => [k, [...v]]));
-  out.push({ losses, swapFiles, hostOffloadBytes, ...(engine.rank === 0 ? { masters } : {}) });
+  out.push({ losses, swapFiles, hostOffloadBytes, device, ...(engine.rank === 0 ? { masters } : {}) });
   engine.destroy();
 }
 console.log(JSON.stringify({ runs: out }));
