@@ -43,11 +43,14 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   kernels.setNumThreads(THREADS);
   // A smoke run's figures mean nothing, so it skips the (slow) PyTorch anchor.
   const worker = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
-  // The bf16 dot peak of one core, measured now (not derived from the nominal clock), for MFU.
-  const bf16PeakPerCore = 'probePeak' in kernels ? (kernels as CpuKernels).probePeak(opts.smoke ? 0.01 : 0.5).bf16DotGflops : null;
+  // The peak of one core for MFU, measured now (not derived from the nominal clock): the bf16 dot
+  // peak where the CPU has a bf16 dot path (AVX512-BF16, AMX); else bf16 math runs on f32 FMAs
+  // after conversion, so the f32 FMA peak is the ceiling (AVX2-only CPUs).
+  const probe = 'probePeak' in kernels ? (kernels as CpuKernels).probePeak(opts.smoke ? 0.01 : 0.5) : null;
+  const peak: Peak | null = !probe ? null : probe.bf16DotGflops > 0 ? { perCore: probe.bf16DotGflops, kind: 'bf16 dot' } : probe.f32FmaGflops > 0 ? { perCore: probe.f32FmaGflops, kind: 'f32 FMA (no bf16 dot path on this CPU)' } : null;
   try {
     const rows: Row[] = [];
-    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, bf16PeakPerCore));
+    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak));
     return rows;
   } finally {
     if (typeof worker !== 'string') worker.close();
@@ -64,7 +67,13 @@ export function trainFlopsPerToken(parameters: number, model: Shape['model'], se
 /** In-run and standalone PyTorch figures further apart than this mark a row noisy (load moved the anchor). */
 const ANCHOR_DRIFT = 0.15;
 
-async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, bf16PeakPerCore: number | null): Promise<Row> {
+/** One core's measured peak (GFLOP/s) and which instructions it was measured on. */
+interface Peak {
+  perCore: number;
+  kind: string;
+}
+
+async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, peak: Peak | null): Promise<Row> {
   const { model, batch, seq } = shape;
   const warmup = opts.smoke ? 0 : 1;
   const rounds = opts.smoke ? 1 : ROUNDS;
@@ -170,9 +179,10 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       anchorDrift: drift,
       ...(noisy ? { noisy: true, noisyReason: `PyTorch in the run ${anchorValue!.toFixed(0)} vs alone ${standalone!.toFixed(0)} tokens/s (${(100 * drift!).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)` } : {}),
       flopsPerToken: trainFlopsPerToken(parameters, model, seq),
-      bf16DotPeakGflopsPerCore: bf16PeakPerCore,
-      mfu: bf16PeakPerCore ? (value * trainFlopsPerToken(parameters, model, seq)) / (bf16PeakPerCore * 1e9 * THREADS) : null,
-      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${rounds} x ${steps} steps after ${warmup} warm-up${bf16PeakPerCore ? `; MFU ${(100 * (value * trainFlopsPerToken(parameters, model, seq)) / (bf16PeakPerCore * 1e9 * THREADS)).toFixed(0)}% of the measured bf16 dot peak of ${THREADS} cores` : ''}`,
+      peakGflopsPerCore: peak?.perCore ?? null,
+      peakKind: peak?.kind ?? null,
+      mfu: peak ? (value * trainFlopsPerToken(parameters, model, seq)) / (peak.perCore * 1e9 * THREADS) : null,
+      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${rounds} x ${steps} steps after ${warmup} warm-up${peak ? `; MFU ${(100 * (value * trainFlopsPerToken(parameters, model, seq)) / (peak.perCore * 1e9 * THREADS)).toFixed(0)}% of the measured ${peak.kind} peak of ${THREADS} cores` : ''}`,
       ...(anchorMissing !== null ? { anchorMissing } : { torch: torchVersion }),
     },
   };
