@@ -5,7 +5,8 @@
 //     as 2 and 4 processes on this machine's cores.
 //   pipe2_tokens_per_s: the GPT as 2 pipeline stages on 2 ranks, against data parallelism on the
 //     same 2 ranks with the same layers and global batch, measured in the same run (ratio = pipe / dp).
-// tp2_tokens_per_s (tensor parallelism) is not built yet and has no row.
+//   tp2_tokens_per_s: the same GPT with every layer split over 2 tensor-parallel ranks, against the
+//     same data-parallel anchor (ratio = tp / dp).
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,10 +51,11 @@ for (const p of [2, 4]) {
   }
 }
 
-// Data parallelism first and last, the pipeline in between: drift hits both alike; each keeps its faster run.
+// Data parallelism first and last, the pipeline and tensor parallelism in between: drift hits both alike; each keeps its faster run.
 const MICRO = 8;
 const dp1 = await run<{ batchS: number; tokensPerBatch: number }>(2, { DS_BENCH_MODE: 'dp', DS_BENCH_MICRO: String(MICRO) });
 const pipe = await run<{ batchS: number; tokensPerBatch: number }>(2, { DS_BENCH_MODE: 'pipe', DS_BENCH_MICRO: String(MICRO) });
+const tp = await run<{ batchS: number; tokensPerBatch: number }>(2, { DS_BENCH_MODE: 'tp', DS_BENCH_MICRO: String(MICRO) });
 const dp2 = await run<{ batchS: number; tokensPerBatch: number }>(2, { DS_BENCH_MODE: 'dp', DS_BENCH_MICRO: String(MICRO) });
 const slowest = (o: { batchS: number }[]) => Math.max(...o.map((x) => x.batchS));
 const dpS = Math.min(slowest(dp1), slowest(dp2));
@@ -69,6 +71,17 @@ rows.push({
   config: { gpt: GPT, micro_batches: MICRO, rows_per_micro_batch: ROWS, global_rows: MICRO * ROWS, bf16: true, threads_per_rank: 1 },
 });
 
-console.log(`@ds/pipeline bench${smoke ? ' (smoke)' : ''}: ratio above 1 is better (bubble: anchor / measured; tokens/s: pipe / dp)`);
+const tpS = slowest(tp);
+rows.push({
+  metric: 'tp2_tokens_per_s',
+  value: tp[0]!.tokensPerBatch / tpS,
+  unit: 'tokens/s',
+  anchor: 'data parallel on the same 2 ranks, same layers and global batch (same run)',
+  anchorValue: tokens / dpS,
+  ratio: dpS / tpS,
+  config: { gpt: GPT, tensor_parallel: 2, micro_batches: MICRO, rows_per_micro_batch: ROWS, global_rows: MICRO * ROWS, bf16: true, threads_per_rank: 1 },
+});
+
+console.log(`@ds/pipeline bench${smoke ? ' (smoke)' : ''}: ratio above 1 is better (bubble: anchor / measured; tokens/s: pipe / dp, tp / dp)`);
 console.log(table(rows));
 console.log(writeResults(dirname(fileURLToPath(import.meta.url)), rows, { before, smoke }));

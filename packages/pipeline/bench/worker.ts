@@ -4,11 +4,13 @@
 //           batch's idle fraction on this stage (1 - compute / wall of trainBatch).
 //   pipe    the GPT as 2 pipeline stages, DS_BENCH_MICRO micro batches of DS_BENCH_ROWS rows.
 //   dp      the same GPT layers as one module, data parallel over the ranks, the same global batch.
-// pipe and dp print the median seconds per batch and the tokens per batch.
+//   tp      the GPT with its layers split over all ranks (tensor parallel, GPTTensorParallel), every
+//           rank reading the whole global batch of DS_BENCH_MICRO micro batches.
+// pipe, dp and tp print the median seconds per batch and the tokens per batch.
 import { initialize } from '@ds/core';
 import { Generator, mean, Module, randint, randn, tidy, type Tensor } from '@ds/tensor';
 
-import { BlockPipe, gptPipe, LayerSpec, pipeline, PipelineModule, type PipeBatch, type PipelineEngine } from '../src/index.js';
+import { BlockPipe, gptPipe, GPTTensorParallel, LayerSpec, pipeline, PipelineModule, TensorParallel, type PipeBatch, type PipelineEngine } from '../src/index.js';
 
 const mode = process.env.DS_BENCH_MODE!;
 const micro = Number(process.env.DS_BENCH_MICRO);
@@ -24,7 +26,8 @@ const config = (gas: number, perRank: number) => ({
   bf16: { enabled: true },
   optimizer: { type: 'AdamW', params: { lr: 1e-4, weight_decay: 0.01 } },
 });
-const g = new Generator(7 + rank);
+// Tensor-parallel ranks must read the same batch: they share the generator's seed.
+const g = new Generator(mode === 'tp' ? 7 : 7 + rank);
 const tokens = (n: number): PipeBatch => [randint([n, T], gpt.vocabSize, { generator: g, dtype: 'i32' }), randint([n, T], gpt.vocabSize, { generator: g, dtype: 'i32' })];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -56,9 +59,14 @@ if (mode === 'bubble') {
   await engine.dist?.destroy();
 } else {
   const pipeMode = mode === 'pipe';
-  const model = pipeMode ? gptPipe(gpt, { numStages: world, rank, worldSize: world }) : new WholeModel(gptPipe(gpt, { numStages: 1, stageId: 0 }));
-  // The same global batch: micro x rows rows through the pipeline, or micro / world x rows on each data rank.
-  const gas = pipeMode ? micro : micro / world;
+  const model =
+    mode === 'tp'
+      ? new GPTTensorParallel(gpt, new TensorParallel({ degree: world, globalRank: rank }))
+      : pipeMode
+        ? gptPipe(gpt, { numStages: world, rank, worldSize: world })
+        : new WholeModel(gptPipe(gpt, { numStages: 1, stageId: 0 }));
+  // The same global batch: micro x rows rows through the pipeline or the tensor-parallel ranks, or micro / world x rows on each data rank.
+  const gas = mode === 'dp' ? micro / world : micro;
   const { engine } = await initialize({ model, config: config(gas, rows), plugins: [pipeline()], ...(pipeMode ? { topology: { pipe: world } } : {}), log: () => {} });
   const times: number[] = [];
   for (let s = 0; s < steps + 1; s++) {

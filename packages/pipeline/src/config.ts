@@ -1,9 +1,10 @@
 // The `pipeline` ds_config section: DeepSpeed's keys and defaults (runtime/config.py,
 // get_pipeline_config). The PipelineModule is built before initialize() and decides the partition,
 // so here the keys check the module: `stages` and `partition` must agree with it (or be "auto" /
-// "best"), `activation_checkpoint_interval` too when non-zero. `seed_layers` true and
-// `pipe_partitioned` / `grad_partitioned` false are rejected by name: layers are seeded by their own
-// constructor arguments, and the partitioned send only exists with tensor parallelism, not built yet.
+// "best"), `activation_checkpoint_interval` too when non-zero. `seed_layers` true is rejected by
+// name: layers are seeded by their own constructor arguments. `pipe_partitioned` / `grad_partitioned`
+// split the sends between stages over the model-parallel ranks (p2p.ts); as in DeepSpeed they only
+// matter with a model degree above 1.
 import { DSConfigError } from '@ds/core';
 import { z } from 'zod';
 
@@ -18,9 +19,6 @@ export const pipelineSchema = z
   })
   .superRefine((c, ctx) => {
     if (c.seed_layers) ctx.addIssue({ code: 'custom', path: ['seed_layers'], message: 'recognised but not supported: layers are seeded by their own LayerSpec arguments (give each layer its seed); set it to false' });
-    for (const key of ['pipe_partitioned', 'grad_partitioned'] as const) {
-      if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'recognised but not supported: splitting sends across tensor-parallel ranks needs tensor parallelism, not built in this version of @ds/pipeline; leave it at true' });
-    }
   });
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;

@@ -15,6 +15,7 @@ import { DSConfigError, DSUnsupportedError, Engine, type EngineParts, type LoadC
 import { pipelineConfigOf } from './config.js';
 import { PipelineModule } from './module.js';
 import { StageLink } from './p2p.js';
+import { checkTensorParallelConfig } from './tensor-parallel/engine.js';
 import { InferenceSchedule, TrainSchedule, type Instruction } from './schedule.js';
 
 /** One micro batch as the data iterator yields it: [inputs, labels]. */
@@ -76,7 +77,11 @@ export class PipelineEngine extends Engine {
     this.numStages = this.pipeModule.numStages;
     this.stageId = this.pipeModule.stageId;
     this.microBatches = pp.batch.gradientAccumulationSteps;
-    this.link = pp.groups.pipe ? new StageLink(pp.groups.pipe, this.stageId) : null;
+    const { pipe, model } = pp.groups;
+    const pc = pipelineConfigOf(pp.config);
+    // Activations and input gradients are replicated over the model group: split their sends (DeepSpeed's pipe_partitioned / grad_partitioned).
+    const partition = model ? { model, activations: pc?.pipe_partitioned ?? true, grads: pc?.grad_partitioned ?? true } : null;
+    this.link = pipe ? new StageLink(pipe, this.stageId, partition) : null;
   }
 
   /** Checks the module against the topology and config, then builds the tied-weight groups (collective). */
@@ -84,14 +89,16 @@ export class PipelineEngine extends Engine {
     const module = parts.module as PipelineModule;
     checkSetup(module, parts);
     const tieGroups: TieGroup[] = [];
-    const { topology, coords } = parts.groups;
+    const { topology } = parts.groups;
     for (const [key, stages] of module.tiedKeyStages()) {
       if (stages.length < 2 || !parts.dist) continue;
-      // Every rank creates every tie group in the same order; members get theirs.
+      // Every rank creates every tie group (one per data and model coordinate) in the same order; members get theirs.
       for (let d = 0; d < topology.degrees.data; d++) {
-        const ranks = stages.map((s) => topology.rankOf({ pipe: s, data: d, model: coords.model }));
-        const group = await parts.dist.newGroup(ranks, { name: `tied[${key}][${ranks.join(',')}]` });
-        if (group) tieGroups.push({ key, group, params: module.tiedParameters(key) });
+        for (let mr = 0; mr < topology.degrees.model; mr++) {
+          const ranks = stages.map((s) => topology.rankOf({ pipe: s, data: d, model: mr }));
+          const group = await parts.dist.newGroup(ranks, { name: `tied[${key}][${ranks.join(',')}]` });
+          if (group) tieGroups.push({ key, group, params: module.tiedParameters(key) });
+        }
       }
     }
     return new PipelineEngine(parts, tieGroups);
@@ -190,10 +197,12 @@ export class PipelineEngine extends Engine {
         return;
       case 'ForwardPass':
         return this.forwardPass(b, c.buffer, training);
-      case 'SendActivation':
-        b.sends[c.buffer]!.push({ works: this.link!.sendActivation(b.outputs[c.buffer]!), free: training ? [] : [b.outputs[c.buffer]!] });
+      case 'SendActivation': {
+        const sent = this.link!.sendActivation(b.outputs[c.buffer]!);
+        b.sends[c.buffer]!.push({ works: sent.works, free: training ? sent.free : [...sent.free, b.outputs[c.buffer]!] });
         if (!training) b.outputs[c.buffer] = null;
         return;
+      }
       case 'RecvGrad':
         b.grads[c.buffer] = await this.link!.recvGrad(b.outputs[c.buffer]!);
         return;
@@ -201,7 +210,8 @@ export class PipelineEngine extends Engine {
         return this.backwardPass(b, c.buffer);
       case 'SendGrad': {
         const x = b.inputs[c.buffer]!;
-        b.sends[c.buffer]!.push({ works: [this.link!.sendGrad(x.grad!)], free: [x.grad!, x] });
+        const sent = this.link!.sendGrad(x.grad!);
+        b.sends[c.buffer]!.push({ works: [sent.work], free: [...sent.free, x.grad!, x] });
         b.inputs[c.buffer] = null;
         return;
       }
@@ -327,9 +337,7 @@ function checkSetup(module: PipelineModule, parts: EngineParts): void {
   if (coords.pipe !== module.stageId) {
     throw new DSConfigError(`PipelineModule was built for stage ${module.stageId} but this rank is stage ${coords.pipe} of the topology (${topology}); build it with the rank and world size of the job`);
   }
-  if (topology.degrees.model > 1) {
-    throw new DSUnsupportedError(`pipeline: model (tensor) parallel degree ${topology.degrees.model} with a pipeline is not built in this version of @ds/pipeline; use topology { pipe, model: 1 }`);
-  }
+  checkTensorParallelConfig(parts, 'pipeline');
   const m = parts.batch.gradientAccumulationSteps;
   if (m < module.numStages) {
     throw new DSConfigError(`pipeline: ${m} micro batch(es) per batch (gradient_accumulation_steps) is fewer than the ${module.numStages} stages; raise gradient_accumulation_steps to at least ${module.numStages} (DeepSpeed advises 8 x stages)`);

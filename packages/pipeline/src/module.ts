@@ -11,6 +11,7 @@ import { checkpoint, Module, type Tensor } from '@ds/tensor';
 import { DSConfigError, DSUnsupportedError } from '@ds/core';
 
 import { partitionBalanced, partitionUniform } from './partition.js';
+import { tensorParallelContexts, type TensorParallel } from './tensor-parallel/context.js';
 
 type Ctor<A extends unknown[]> = new (...args: A) => Module;
 
@@ -71,6 +72,11 @@ export interface PipelineModuleOptions {
   /** Global rank and world size of the job (default 0 and 1: a single process); stage = rank / (worldSize / numStages). */
   rank?: number;
   worldSize?: number;
+  /**
+   * The tensor-parallel context of the layers, when they are tensor-parallel: every stage then
+   * reports the same model degree to initialize(), whichever layers it holds.
+   */
+  tensorParallel?: TensorParallel;
 }
 
 /** One layer of this stage as forward() runs it. */
@@ -132,6 +138,7 @@ export class PipelineModule extends Module<[Tensor], Tensor> {
   readonly partitionMethod: string;
   readonly activationCheckpointInterval: number;
   readonly lossFn: ((output: Tensor, label: Tensor) => Tensor) | undefined;
+  readonly tensorParallel: TensorParallel | undefined;
   private readonly specs: readonly PipeLayer[];
   private readonly built: BuiltLayer[] = [];
   /** Tied modules of this stage by key (registered as tied_modules.<key>). */
@@ -153,8 +160,12 @@ export class PipelineModule extends Module<[Tensor], Tensor> {
     if (!Number.isInteger(this.stageId) || this.stageId < 0 || this.stageId >= this.numStages) {
       throw new DSConfigError(`PipelineModule: stage ${this.stageId} is outside [0, ${this.numStages})`);
     }
+    this.tensorParallel = opts.tensorParallel;
     this.buildStage();
     this.labelParameters();
+    if (!this.tensorParallel && tensorParallelContexts(this).length > 0) {
+      throw new DSConfigError('PipelineModule: stage layers are tensor-parallel but the module was built without tensorParallel; pass the TensorParallel the layers were built with, so that every stage reports the same model degree');
+    }
   }
 
   /** Layers [start, end) of this stage. */

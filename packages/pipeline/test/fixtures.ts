@@ -20,6 +20,35 @@ export function pipeConfig(micro: number, data: number, bf16 = false): Record<st
   };
 }
 
+/** What trainMicroSteps needs of core's Engine. */
+interface MicroStepEngine {
+  forward<Out>(...args: unknown[]): Out;
+  backward(loss: Tensor): Promise<number>;
+  step(): Promise<void>;
+}
+
+/**
+ * Forward / backward / step per micro batch, `micro` micro batches of `rows(step, micro)` per step,
+ * with a model that returns its loss; returns each step's mean loss.
+ */
+export async function trainMicroSteps(engine: MicroStepEngine, steps: number, micro: number, rows: (s: number, k: number) => { ids: Tensor; targets: Tensor }): Promise<number[]> {
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    let sum = 0;
+    for (let k = 0; k < micro; k++) {
+      const { ids, targets } = rows(s, k);
+      const loss = tidy(() => engine.forward<Tensor>(ids, targets).keep());
+      sum += await engine.backward(loss);
+      loss.dispose();
+      ids.dispose();
+      targets.dispose();
+      await engine.step();
+    }
+    losses.push(sum / micro);
+  }
+  return losses;
+}
+
 class WholeModel extends Module<[Tensor, Tensor], Tensor> {
   constructor(readonly pipe: PipelineModule) {
     super();
@@ -38,20 +67,7 @@ export async function referenceLosses(micro: number, data: number, steps: number
   const model = new WholeModel(gptPipe(PIPE_GPT, { numStages: 1, stageId: 0 }));
   const cfg = { ...pipeConfig(micro, data, bf16), train_micro_batch_size_per_gpu: 2 * data, train_batch_size: 2 * micro * data };
   const { engine } = await initialize({ model, config: cfg, dist: null, log: () => {} });
-  const losses: number[] = [];
-  for (let s = 0; s < steps; s++) {
-    let sum = 0;
-    for (let k = 0; k < micro; k++) {
-      const { ids, targets } = batch(s, k, 0, 2 * data);
-      const loss = tidy(() => engine.forward<Tensor>(ids, targets).keep());
-      sum += await engine.backward(loss);
-      loss.dispose();
-      ids.dispose();
-      targets.dispose();
-      await engine.step();
-    }
-    losses.push(sum / micro);
-  }
+  const losses = await trainMicroSteps(engine, steps, micro, (s, k) => batch(s, k, 0, 2 * data));
   model.eval();
   let evalSum = 0;
   for (let k = 0; k < micro; k++) {

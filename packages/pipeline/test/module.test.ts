@@ -122,7 +122,6 @@ describe('PipelineEngine in one process', () => {
     await expect(init({ pipeline: { stages: 2 } })).rejects.toThrow(/pipeline.stages is 2 but the PipelineModule has 1 stages/);
     await expect(init({ pipeline: { partition: 'uniform' } })).rejects.toThrow(/pipeline.partition is 'uniform' but the PipelineModule was partitioned by 'parameters'/);
     await expect(init({ pipeline: { seed_layers: true } })).rejects.toThrow(/seed_layers/);
-    await expect(init({ pipeline: { grad_partitioned: false } })).rejects.toThrow(/grad_partitioned/);
     await expect(init({ gradient_clipping: 1 })).rejects.toThrow(/gradient_clipping 1 needs the global norm over every stage/);
     await expect(init({ fp16: { enabled: true } })).rejects.toThrow(DSUnsupportedError);
     const { engine } = await init({ pipeline: { stages: 'auto', partition: 'best' } });
