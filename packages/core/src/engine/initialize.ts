@@ -329,6 +329,10 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   };
   const custom = registry.engineFor(opts.model, config);
   const engine = custom ? await custom.value.create({ parts }, ctx) : new Engine(parts);
+  // Every rank leaves initialize() together. Rank 0 serves the rendezvous store on its event loop,
+  // and the first forward may block that loop in a hook (a synchronous wait on a collective): a rank
+  // still creating groups through the store at that moment would wait for rank 0 forever.
+  if (dist) await dist.world.barrier();
   const trainingDataLoader = opts.trainingData
     ? new DistributedDataLoader<unknown, unknown>(opts.trainingData, {
         batchSize: batch.trainMicroBatchSizePerGpu,
