@@ -54,7 +54,7 @@ describe('comm-nccl plugin', () => {
     // Core's environment of a single process (what readCoreEnv gives without RANK/WORLD_SIZE).
     const env: Parameters<typeof resolveCommBackend>[2] = {
       dist: undefined, commTimeoutMs: 300_000, commChunkBytes: undefined, commSpin: undefined, commTransport: 'auto',
-      commIfAddr: undefined, hostId: undefined, shmDir: '/dev/shm', commBackend: 'nccl',
+      commIfAddr: undefined, hostId: undefined, shmDir: '/dev/shm', commBackend: 'nccl', logLevel: 'info',
     };
     await expect(resolveCommBackend(registry, 'nccl', env)).rejects.toThrow(new RegExp(`^comm backend 'nccl' cannot run here: .*${status.reason!.slice(0, 40).replace(/[()[\].*+?^$|\\]/g, '\\$&')}`));
   });

@@ -3,16 +3,11 @@
 // Validates a ds_config and explains it: the resolved batch triad, the plugins it needs and whether
 // they are installed (installed @ds/* plugins are loaded so their own schemas check their sections),
 // and every problem. Exit code 0 when valid, 1 when not, 2 for a usage error.
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { checkConfig, formatCheckReport } from '../config/check.js';
 import { isMainModule } from '../main-module.js';
-import { KNOWN_PLUGINS } from '../plugin/catalogue.js';
-import { createRegistry, type Registry } from '../plugin/registry.js';
-import type { Plugin } from '../plugin/types.js';
+import { discoverPlugins } from '../plugin/discover.js';
 
 const USAGE = `usage: ds-config check FILE [--world-size N] [--strict]
        ds-config --help
@@ -57,45 +52,7 @@ function parseCommand(argv: readonly string[]): Args | string {
   return { file, worldSize, strict: values.strict ?? false };
 }
 
-function resolveFrom(pkg: string, fromDir: string): string | undefined {
-  for (const base of [join(fromDir, 'package.json'), import.meta.url]) {
-    try {
-      return createRequire(base).resolve(pkg);
-    } catch {
-      // not resolvable from this base; try the next
-    }
-  }
-  return undefined;
-}
-
-/**
- * Finds installed @ds/* plugin packages (resolved from `fromDir`, then from @ds/core itself) and
- * registers each through the plugin factory it exports, or, failing that, as a bare plugin made of
- * the `configSections` it exports, so that its schema checks its sections.
- */
-export async function discoverPlugins(fromDir: string = process.cwd()): Promise<{ registry: Registry; installed: Set<string>; notes: string[] }> {
-  const registry = createRegistry();
-  const installed = new Set<string>();
-  const notes: string[] = [];
-  for (const known of KNOWN_PLUGINS) {
-    const path = resolveFrom(known.package, fromDir);
-    if (!path) continue;
-    installed.add(known.package);
-    try {
-      const mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
-      const factory = mod[known.factory];
-      const sections = mod.configSections;
-      if (typeof factory === 'function') registry.use((factory as () => Plugin)());
-      else if (typeof sections === 'object' && sections !== null) {
-        registry.use({ name: known.name, package: known.package, configSections: sections as Plugin['configSections'], contributes: {} });
-      } else notes.push(`${known.package} is installed but exports neither ${known.factory}() nor configSections`);
-    } catch (err) {
-      notes.push(`${known.package} is installed but could not be loaded: ${(err as Error)?.message ?? String(err)}`);
-    }
-  }
-  return { registry, installed, notes };
-}
-
+export { discoverPlugins };
 export type Discover = typeof discoverPlugins;
 
 /** Runs the command; `discover` is replaceable so that tests can look plugins up once for many runs. */

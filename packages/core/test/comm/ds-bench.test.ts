@@ -34,6 +34,28 @@ describe('ds-bench', () => {
     }
   }, 70_000);
 
+  it('--device sim measures the cpu backend through staging copies; --backend names a backend (an unknown one fails by name)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-bench-'));
+    try {
+      const json = join(dir, 'out.json');
+      const w = await withWorld(2, bin, { args: ['allreduce', '--min', '4K', '--max', '8K', '--iters', '2', '--warmup', '1', '--backend', 'cpu', '--device', 'sim', '--json', json], timeoutMs: 60_000 });
+      expect(w.ranks.map((r) => r.code), describeWorld(w)).toEqual([0, 0]);
+      expect(w.ranks[0]!.stdout).toMatch(/backend cpu, buffers on sim/);
+      const report = JSON.parse(readFileSync(json, 'utf8')) as { backend: string; device: string; rows: { bytes: number; device: string; busbw: number }[] };
+      expect([report.backend, report.device]).toEqual(['cpu', 'sim']);
+      expect(report.rows.map((r) => [r.bytes, r.device])).toEqual([[4096, 'sim'], [8192, 'sim']]);
+      for (const r of report.rows) expect(r.busbw).toBeGreaterThan(0);
+      const bad = await withWorld(1, bin, { args: ['allreduce', '--backend', 'nosuch'], timeoutMs: 30_000 });
+      expect(bad.ranks[0]!.code).toBe(1);
+      expect(bad.ranks[0]!.stderr).toMatch(/comm backend 'nosuch' is not registered/);
+      const mixed = await withWorld(1, bin, { args: ['allreduce', '--registered', '--device', 'sim'], timeoutMs: 30_000 });
+      expect(mixed.ranks[0]!.code).toBe(2);
+      expect(mixed.ranks[0]!.stderr).toMatch(/--registered buffers are host shared memory/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it('rejects an unknown op with usage and exit code 2', async () => {
     const w = await withWorld(1, bin, { args: ['allfoo'], timeoutMs: 30_000 });
     expect(w.ranks[0]!.code).toBe(2);
