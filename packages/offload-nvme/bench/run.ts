@@ -5,6 +5,9 @@
 // engine / fio so that drift on a shared machine hits both; each row reports the median of its passes.
 // Anchor rows: ratio = ours / fio (above 1 is better). The bench installs fio with apt where it can,
 // or says why the anchor is missing. DS_BENCH_DIR picks the directory (default: the OS temp dir).
+// Then `offload_nvme_step_s` (bench/offload-step.ts): a ZeRO-3 training step with optimizer and
+// parameter offload on nvme in that directory, against max(compute-only step, bytes moved / the fio
+// bandwidth measured above); ratio = anchor / step (above 1 is better).
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -14,6 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { machineState, median, table, writeResults, type Row } from '@ds-internal/bench-kit';
 
 import { memoryFileSystem, measureIo } from '../src/index.js';
+
+import { offloadStepRow } from './offload-step.js';
 
 const smoke = process.argv.includes('--smoke');
 const MiB = 1 << 20;
@@ -93,6 +98,9 @@ for (const backend of ['io_uring', 'threads'] as const) {
     });
   }
 }
+
+const fioMedians = fio.read.length && fio.write.length ? { read: median(fio.read), write: median(fio.write) } : null;
+rows.push(await offloadStepRow({ smoke, dir, fio: fioMedians, fioProblem: fioProblem || 'fio measured no bandwidth' }));
 
 console.log(`aio engine vs fio on ${dir} (${fsType}), ${BYTES / MiB} MiB per pass, block 1 MiB, QD ${QD}${smoke ? ' (smoke)' : ''}; CPU ${cpu}; load average ${load0.map((x) => x.toFixed(2)).join(' ')} -> ${load1.map((x) => x.toFixed(2)).join(' ')}`);
 console.log(table(rows));

@@ -1,6 +1,6 @@
 // The plugin: `initialize({ ..., plugins: [zero(), offloadNvme()] })`. It owns the `aio` section and
 // contributes the `cpu` and `nvme` offload tiers that ZeRO asks the registry for by the device of
-// zero_optimization.offload_optimizer (and, once built, offload_param).
+// zero_optimization.offload_optimizer and offload_param.
 import type { OffloadTier, OffloadTierOptions, Plugin, PluginContext } from '@ds/core';
 
 import { aioConfigOf, aioSchema } from './aio-config.js';

@@ -79,6 +79,9 @@ describe('ZeRO with offload_optimizer (and offload_param at stage 3) on 2 ranks'
           // Every block on nvme; then the first units in host memory (max_in_cpu) and the rest on nvme.
           { offload: piped, param: { ...nvme, max_in_cpu: 0, buffer_count: 2 }, io: 'native' },
           { offload: nvme, param: { ...nvme, max_in_cpu: 3000 }, io: 'threads' },
+          // max_in_cpu 0, yet the units whose block passes buffer_size (c_attn's and the MLP's, over 400
+          // elements per rank) are not swappable and stay in host memory; the smaller ones go to nvme.
+          { offload: nvme, param: { ...nvme, max_in_cpu: 0, buffer_size: 300 }, io: 'native' },
           { offload: nvme, param: { ...nvme, max_in_cpu: 0 }, io: 'lossy' },
         ],
       },
@@ -104,7 +107,7 @@ describe('ZeRO with offload_optimizer (and offload_param at stage 3) on 2 ranks'
         for (const r of [0, 1]) {
           const run = ranks[r]![i]!;
           // The tiers were used: host bytes for cpu (and for nvme units kept by max_in_cpu), one swap file per rank and kind for nvme.
-          const hostHeld = devices.includes('cpu') || (spec.param?.max_in_cpu as number) > 0;
+          const hostHeld = devices.includes('cpu') || (spec.param?.max_in_cpu as number) > 0 || spec.param?.buffer_size !== undefined;
           if (hostHeld) expect(run.hostOffloadBytes, what).toBeGreaterThan(0);
           else expect(run.hostOffloadBytes, what).toBe(0);
           expect(run.swapFiles, what).toBe(2 * nvmeFiles);

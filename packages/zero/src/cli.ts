@@ -2,7 +2,7 @@
 // Flags are parsed with node:util parseArgs: `--x=y` and `--x y` both work.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-import { writeFp32 } from './consolidate.js';
+import { writeFp32, type ConsolidateOptions } from './consolidate.js';
 import { estimateZero2, estimateZero3, modelStateBytes, type EstimateRow, type ZeroStage } from './estimate.js';
 
 export interface CliResult {
@@ -15,6 +15,7 @@ const USAGE = `usage: ds-zero estimate --params N [--largest-layer-params N] [--
 
   to-fp32 rebuilds whole fp32 weights from a ZeRO checkpoint's per-rank files (the tag in 'latest'
   unless --tag is given) and writes them to one safetensors file (DeepSpeed's zero_to_fp32.py).
+  When it takes longer than a second it reports progress on stderr (rank files, bytes, elapsed).
 
   N accepts suffixes K, M, B (or T): 7.5B = 7.5e9 parameters.
   Prints the ZeRO paper's per-rank model-state memory for stages 0-3 over G*M data-parallel ranks,
@@ -100,7 +101,10 @@ export function estimateCommand(argv: string[]): CliResult {
   return { code: 0, out: lines.join('\n') };
 }
 
-export function toFp32Command(argv: string[]): CliResult {
+/** How a command reports while it runs (the bin: progress lines to stderr); tests pass a fake clock. */
+export type CliIo = Pick<ConsolidateOptions, 'progress' | 'now' | 'after'>;
+
+export function toFp32Command(argv: string[], io: CliIo = {}): CliResult {
   const parsed = parseFlags(argv, { tag: { type: 'string', short: 't' }, help: { type: 'boolean', short: 'h' } } as const);
   if (typeof parsed === 'string') return { code: 2, out: `ds-zero to-fp32: ${parsed}\n\n${USAGE}` };
   if (parsed.values.help) return { code: 0, out: USAGE };
@@ -108,7 +112,7 @@ export function toFp32Command(argv: string[]): CliResult {
   const tag = parsed.values.tag;
   if (positional.length !== 2) return { code: 2, out: `ds-zero to-fp32: expected CHECKPOINT_DIR and OUT.safetensors\n\n${USAGE}` };
   try {
-    const c = writeFp32(positional[0]!, positional[1]!, tag);
+    const c = writeFp32(positional[0]!, positional[1]!, tag, io);
     const numel = [...c.tensors.values()].reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
     return { code: 0, out: `wrote ${c.tensors.size} fp32 tensors (${numel} parameters) of tag '${c.tag}' (ZeRO stage ${c.stage}, ${c.world} rank file(s)) to ${positional[1]}` };
   } catch (err) {
@@ -116,10 +120,10 @@ export function toFp32Command(argv: string[]): CliResult {
   }
 }
 
-export function main(argv: string[]): CliResult {
+export function main(argv: string[], io: CliIo = {}): CliResult {
   const [cmd, ...rest] = argv;
   if (cmd === 'estimate') return estimateCommand(rest);
-  if (cmd === 'to-fp32') return toFp32Command(rest);
+  if (cmd === 'to-fp32') return toFp32Command(rest, io);
   if (cmd === undefined || cmd === '-h' || cmd === '--help') return { code: cmd ? 0 : 2, out: USAGE };
   return { code: 2, out: `ds-zero: unknown command '${cmd}' (available: estimate, to-fp32)\n\n${USAGE}` };
 }

@@ -12,4 +12,4 @@ export type { GatheredOptions } from './stage3.js';
 export { zeroInit, registerExternalParameter } from './zero-init.js';
 export type { ZeroInitOptions } from './zero-init.js';
 export { consolidateFp32, writeFp32 } from './consolidate.js';
-export type { Consolidated } from './consolidate.js';
+export type { Consolidated, ConsolidateOptions } from './consolidate.js';

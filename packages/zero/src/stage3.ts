@@ -5,9 +5,19 @@
 // optimizer writes the updated 16-bit blocks straight into the shard; nothing is gathered at the end
 // of a step except the persistent unit (small parameters kept whole).
 //
-// With offload_param (param-offload.ts) the 16-bit shard lives in an offload tier instead: it is
-// built on the device once, written to the tier and freed; each unit's block is read into its
-// gathered buffer when the unit is fetched, and the step writes each updated sub-group back.
+// With offload_param (param-offload.ts) the 16-bit shard lives in an offload tier instead: each
+// unit's block is built in one unit-sized staging buffer and written to the tier before the next
+// (DeepSpeed's zero.Init with remote_device swaps each partition out as it is made), so the shard
+// is never whole on the device; each unit's block is read into its gathered buffer when the unit is
+// fetched, and the step writes each updated sub-group back.
+//
+// The gradient shard stays on the device in grad_accum_dtype (16-bit by default), also under
+// offload. DeepSpeed differs here: with offload_optimizer its stage 3 keeps the gradient partition
+// in fp32 in host memory (device 'cpu') and, with 'nvme', swaps each sub-group's gradients out with
+// its optimizer state. We keep core's gradient reduction writing straight into the shard instead;
+// it is 2 bytes per parameter / N, an eighth of the ZeRO-3 model states, so the device still holds
+// a small part of them (test/zero-offload-scale.test.ts in @ds/offload-nvme trains a model whose
+// states are over 4x DS_MEMORY_LIMIT this way).
 import {
   allocateFlat,
   DSCheckpointError,
@@ -20,6 +30,7 @@ import {
   type GradientReduction,
   type ModelStateManager,
   type NamedTensor,
+  type PartitionPlan,
   type StateManagerArgs,
 } from '@ds/core';
 import { BYTES_PER_ELEMENT, hostOnly, Tensor, type FArray, type HookHandle, type Module, type U16 } from '@ds/tensor';
@@ -29,7 +40,7 @@ import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
 import { ParamShardOffload } from './param-offload.js';
 import { ParamCoordinator } from './stage3-fetch.js';
 import { planStage3, type Stage3Layout } from './stage3-plan.js';
-import { prePartitionOf, shardFromSlices, type PrePartition } from './zero-init.js';
+import { checkSlices, finishSlices, prePartitionOf, unitFromSlices, type PrePartition } from './zero-init.js';
 
 export class Stage3State extends ShardedState {
   readonly stage = 3;
@@ -51,7 +62,7 @@ export class Stage3State extends ShardedState {
     shapes: number[][],
     sizes: number[],
     log: (message: string) => void,
-    pre: PrePartition | undefined,
+    shard16: FlatBuffer | null,
     private paramOffload: ParamShardOffload | null,
   ) {
     super(args, zc, layout.plan, gradDtypeOf(args), sizes);
@@ -59,8 +70,11 @@ export class Stage3State extends ShardedState {
     this.shapes = shapes;
     const plan = layout.plan;
     const device = args.io.device;
-    this.shard16 = allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', paramOffload ? 'zero-3 parameter shard (until written to the offload tier)' : 'zero-3 parameter shard', undefined, device);
-    this.fillShard(pre);
+    this.shard16 = shard16;
+    if (paramOffload) {
+      const most = Math.max(1, Math.min(plan.shardNumel, Math.floor(zc.sub_group_size)));
+      this.out16Staging = allocateFlat(runtime, paramDtype, most, 'offload', 'zero-3 updated 16-bit sub-group staging');
+    }
     this.placeholder = Tensor.empty([0], paramDtype, { runtime, device, category: 'parameters', label: 'zero-3 released parameter', track: false });
     for (const p of params) {
       p.setData(this.placeholder);
@@ -103,49 +117,12 @@ export class Stage3State extends ShardedState {
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
     const layout = planStage3(args.module, args.params, sizes, zc, world, rank);
     const paramOffload = await ParamShardOffload.create(args, zc, layout.plan);
-    const state = new Stage3State(args, zc, layout, shapes, sizes, log, pre, paramOffload);
-    if (pre) await state.fillFromSlices(pre);
-    state.moveShardToTier();
+    // Built before the state allocates its gradient shard, so that zeroInit's slices are gone by then.
+    const shard16 = await buildShard(args, layout.plan, sizes, pre, paramOffload);
+    const state = new Stage3State(args, zc, layout, shapes, sizes, log, shard16, paramOffload);
     if (layout.persistentUnit >= 0) await state.coord.fetchAsync(layout.persistentUnit);
     await state.setupShards();
     return state;
-  }
-
-  /** This rank's blocks from the parameters' values, except those zeroInit sliced (fillFromSlices). */
-  private fillShard(pre: PrePartition | undefined): void {
-    const { kernels, params, paramDtype } = this.args;
-    this.plan.units.forEach((unit) => {
-      unit.params.forEach((i, k) => {
-        const p = params[i]!;
-        if (pre?.slices.has(p)) return;
-        const [from, to] = pieceOf(unit.offsets[k]!, this.sizes[i]!, unit.block, this.rank);
-        if (to <= from) return;
-        const dst = flatArray(this.shard16!, unit.shardStart + unit.offsets[k]! + from - this.rank * unit.block, to - from);
-        kernels.cast(p.dtype as 'f32', (p.operand() as FArray).subarray(from, to), paramDtype, dst, to - from);
-      });
-    });
-  }
-
-  /** Collective: the blocks of the parameters zeroInit sliced. */
-  private fillFromSlices(pre: PrePartition): Promise<void> {
-    const { runtime, kernels, params, paramDtype } = this.args;
-    return shardFromSlices(pre, { runtime, kernels, group: this.group, plan: this.plan, params, sizes: this.sizes, paramDtype, shard: this.shard16! });
-  }
-
-  /** With offload_param: writes every unit's block to the tier and frees the device shard. */
-  private moveShardToTier(): void {
-    const off = this.paramOffload;
-    if (!off || !this.shard16) return;
-    this.plan.units.forEach((u, ui) => off.write(ui, this.hostWords(this.paramBlock(ui))).waitSync());
-    releaseFlat(this.shard16);
-    this.shard16 = null;
-    const most = Math.max(1, Math.min(this.plan.shardNumel, Math.floor(this.zc.sub_group_size)));
-    this.out16Staging = allocateFlat(this.args.runtime, this.args.paramDtype, most, 'offload', 'zero-3 updated 16-bit sub-group staging');
-  }
-
-  /** Offload runs on the cpu device only (tierFor refuses others): 16-bit blocks are host words. */
-  private hostWords(a: FArray): Uint16Array {
-    return hostOnly('zero-3 parameter offload', 'a 16-bit parameter block', a as U16) as Uint16Array;
   }
 
   /** This rank's block of unit u into the gathered buffer: a copy from the shard, or a read from the tier. */
@@ -155,7 +132,7 @@ export class Stage3State extends ShardedState {
       this.args.kernels.copy(flatArray(this.shard16, unit.shardStart, unit.block), own, unit.block);
       return null;
     }
-    return this.paramOffload!.read(u, this.hostWords(own));
+    return this.paramOffload!.read(u, hostWords(own));
   }
 
   protected override out16For(u: number, at: number, end: number): U16 {
@@ -173,7 +150,7 @@ export class Stage3State extends ShardedState {
 
   /** An offloaded piece goes back to the tier (a resident one was changed in place). */
   protected override commitParamPiece(i: number, piece: U16): void {
-    if (this.paramOffload && !this.shard16) this.paramOffload.write(this.slotUnit[i]!, this.hostWords(piece), this.slotAt[i]! * 2).waitSync();
+    if (this.paramOffload && !this.shard16) this.paramOffload.write(this.slotUnit[i]!, hostWords(piece), this.slotAt[i]! * 2).waitSync();
   }
 
   private installHooks(): void {
@@ -319,6 +296,52 @@ export class Stage3State extends ShardedState {
     off?.close().catch((err: unknown) => this.args.ctx.log('warn', `ZeRO-3: closing the parameter offload tier failed: ${String(err)}`));
     this.placeholder.dispose();
   }
+}
+
+/** Offload runs on the cpu device only (tierFor refuses others): 16-bit blocks are host words. */
+function hostWords(a: FArray): Uint16Array {
+  return hostOnly('zero-3 parameter offload', 'a 16-bit parameter block', a as U16) as Uint16Array;
+}
+
+/**
+ * Collective: this rank's 16-bit block of every unit, unit by unit, from the parameters built whole
+ * (broadcast from rank 0 already) and from zeroInit's slices (freed as each unit is made). Resident:
+ * the blocks go into a new shard, which is returned. With offload_param: each block is made in one
+ * staging buffer of the largest block and written to the tier before the next; returns null.
+ */
+async function buildShard(args: StateManagerArgs, plan: PartitionPlan, sizes: readonly number[], pre: PrePartition | undefined, off: ParamShardOffload | null): Promise<FlatBuffer | null> {
+  const { runtime, kernels, params, paramDtype } = args;
+  const device = args.io.device;
+  const rank = plan.rank;
+  const group = args.group && args.group.size > 1 ? args.group : null;
+  const source = { runtime, kernels, group, plan, params, sizes, paramDtype, device };
+  if (pre) await checkSlices(pre, source);
+  const largest = Math.max(1, ...plan.units.map((u) => u.block));
+  const shard = off ? null : allocateFlat(runtime, paramDtype, plan.shardNumel, 'parameters', 'zero-3 parameter shard', undefined, device);
+  const staging = off ? allocateFlat(runtime, paramDtype, largest, 'offload', 'zero-3 parameter block staging (setup)', undefined, device) : null;
+  try {
+    for (const [u, unit] of plan.units.entries()) {
+      const block = shard ? flatArray(shard, unit.shardStart, unit.block) : flatArray(staging!, 0, unit.block);
+      if (staging) kernels.fill(paramDtype, block, unit.block, 0); // the padding, and what the previous unit left
+      unit.params.forEach((i, k) => {
+        const p = params[i]!;
+        if (pre?.slices.has(p)) return;
+        const [from, to] = pieceOf(unit.offsets[k]!, sizes[i]!, unit.block, rank);
+        if (to <= from) return;
+        const at = unit.offsets[k]! + from - rank * unit.block;
+        kernels.cast(p.dtype as 'f32', (p.operand() as FArray).subarray(from, to), paramDtype, block.subarray(at, at + to - from), to - from);
+      });
+      if (pre) await unitFromSlices(pre, source, u, block);
+      if (off) off.write(u, hostWords(block)).waitSync();
+    }
+    if (pre) finishSlices(pre);
+  } catch (err) {
+    if (shard) releaseFlat(shard);
+    throw err;
+  } finally {
+    if (staging) releaseFlat(staging);
+  }
+  return shard;
 }
 
 export interface GatheredOptions {

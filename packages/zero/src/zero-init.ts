@@ -2,9 +2,13 @@
 //
 // `zeroInit(build, opts)` partitions every trainable parameter the moment it is created, through
 // @ds/tensor's parameter hook (DeepSpeed's zero.Init): rank r keeps slice r of the parameter (an
-// even cut into `world` slices of ceil(numel / world) elements, in fp32, tracked as 'parameters')
-// and the parameter's own storage is freed before the next parameter exists. Building a model
-// therefore holds about total / world plus the largest single parameter, never the whole model.
+// even cut into `world` slices of ceil(numel / world) elements, tracked as 'parameters') and the
+// parameter's own storage is freed before the next parameter exists. Building a model therefore
+// holds about total / world plus the largest single parameter, never the whole model.
+// Slices are kept in the training dtype the config selects (bf16 or fp16 when enabled, else fp32),
+// as DeepSpeed's zero.Init converts each parameter to the config's dtype before partitioning it:
+// the engine's 16-bit shard is that rounding of the initial values either way (its fp32 masters
+// are made from the 16-bit blocks), so a 16-bit slice loses nothing and holds half the bytes.
 // The model must give each parameter its initial values when it creates it (GPT does).
 //
 // Every rank must draw the same initial values (seed the model alike on every rank). We differ from
@@ -16,12 +20,13 @@
 //
 // Slices are cut per parameter because stage 3's units (one per module, padded, split into equal
 // blocks) are only known once the whole model exists. Stage3State.create turns the slices into
-// this rank's blocks with one all-gather of the slices per unit (collective, once), then frees them.
+// this rank's blocks unit by unit, with one all-gather of the slices per unit (collective, once),
+// freeing each unit's slices as soon as its block is made.
 //
 // `registerExternalParameter(module, p)` tells stage 3 that `module`'s forward uses `p` although p
 // is registered elsewhere, so the module's hooks gather it (DeepSpeed's function of the same name).
-import { allocateFlat, DSConfigError, flatArray, releaseFlat, type FlatBuffer, type ProcessGroup } from '@ds/core';
-import { Tensor, withParameterHook, type F32, type FArray, type FloatDType, type KernelTable, type Module, type Runtime } from '@ds/tensor';
+import { allocateFlat, DSConfigError, flatArray, releaseFlat, resolvePrecision, type PrecisionConfig, type ProcessGroup } from '@ds/core';
+import { Tensor, withParameterHook, type FArray, type FloatDType, type KernelTable, type Module, type Runtime } from '@ds/tensor';
 
 import { zeroConfigOf } from './config.js';
 import { pieceOf, type PartitionPlan } from '@ds/core';
@@ -33,8 +38,10 @@ export interface PrePartition {
   world: number;
   rank: number;
   shapes: Map<Tensor, number[]>;
-  /** This rank's slice of each parameter: elements [rank * c, rank * c + c), c = sliceLength(numel), zero-padded, fp32. */
+  /** This rank's slice of each parameter: elements [rank * c, rank * c + c), c = sliceLength(numel), zero-padded, in `dtype`. */
   slices: Map<Tensor, Tensor>;
+  /** The slices' dtype: the config's training dtype (bf16, f16 or f32). */
+  dtype: FloatDType;
   /** Each sliced parameter's fingerprint (sum and sum of squares of its whole initial value) and name. */
   fingerprints: Map<Tensor, { sum: number; sumSquares: number; name: string }>;
   /** Set once an engine has taken the slices (and freed them). */
@@ -60,7 +67,9 @@ export function zeroInit<M extends Module>(build: () => M, opts: ZeroInitOptions
   if (zc.stage !== 3) throw new DSConfigError(`zeroInit partitions parameters for ZeRO stage 3, but zero_optimization.stage is ${zc.stage}`);
   const { world, rank } = opts;
   if (!(world >= 1) || !(rank >= 0 && rank < world)) throw new DSConfigError(`zeroInit: rank ${rank} is not in a world of ${world}`);
-  const record: PrePartition = { world, rank, shapes: new Map(), slices: new Map(), fingerprints: new Map(), consumed: false };
+  const training = resolvePrecision(opts.config as PrecisionConfig).dtype;
+  const dtype: FloatDType = training === 'bf16' ? 'bf16' : training === 'fp16' ? 'f16' : 'f32';
+  const record: PrePartition = { world, rank, shapes: new Map(), slices: new Map(), dtype, fingerprints: new Map(), consumed: false };
   // Released parameters point at an empty tensor of their own device (one per device met).
   const empties = new Map<string, Tensor>();
   const model = withParameterHook((p, module, name) => {
@@ -69,10 +78,10 @@ export function zeroInit<M extends Module>(build: () => M, opts: ZeroInitOptions
     const c = sliceLength(p.numel, world);
     const from = Math.min(p.numel, rank * c);
     const to = Math.min(p.numel, from + c);
-    const slice = Tensor.empty([c], 'f32', { device: p.device, runtime: p.runtime, category: 'parameters', label: `zeroInit slice of ${module.constructor.name}.${name}`, track: false });
-    const dst = slice.operand() as F32;
-    kernels.fill('f32', dst, c, 0);
-    if (to > from) kernels.cast(p.dtype as 'f32', (p.operand() as FArray).subarray(from, to), 'f32', dst, to - from);
+    const slice = Tensor.empty([c], dtype, { device: p.device, runtime: p.runtime, category: 'parameters', label: `zeroInit slice of ${module.constructor.name}.${name}`, track: false });
+    const dst = slice.operand() as FArray;
+    kernels.fill(dtype, dst, c, 0);
+    if (to > from) kernels.cast(p.dtype as 'f32', (p.operand() as FArray).subarray(from, to), dtype, dst.subarray(0, to - from), to - from);
     const dt = p.dtype as FloatDType;
     record.fingerprints.set(p, {
       sum: kernels.sum(dt, p.operand() as FArray, p.numel),
@@ -93,8 +102,8 @@ export function zeroInit<M extends Module>(build: () => M, opts: ZeroInitOptions
   return model;
 }
 
-/** What shardFromSlices writes into: Stage3State's plan and 16-bit shard. */
-export interface SliceTarget {
+/** What the unit blocks are built from the slices with: Stage3State's plan, parameters and dtype. */
+export interface SliceSource {
   runtime: Runtime;
   kernels: KernelTable;
   group: ProcessGroup | null;
@@ -102,49 +111,70 @@ export interface SliceTarget {
   params: readonly Tensor[];
   sizes: readonly number[];
   paramDtype: FloatDType;
-  shard: FlatBuffer;
+  /** The engine's device: slices must be there. */
+  device: string;
 }
 
 /**
- * Collective: fills this rank's block of every unit in `t.shard` from zeroInit's slices (parameters
- * without a slice are left alone), then frees the slices. Per unit, every rank contributes its
- * slices back to back, one all-gather brings everyone's, and the rank cuts its block out of them.
+ * Collective, before the first unitFromSlices: every rank built the same initial values (the
+ * fingerprints), on the engine's device, in a dtype the engine's parameters can take without loss.
  */
-export async function shardFromSlices(pre: PrePartition, t: SliceTarget): Promise<void> {
-  const { world, rank } = pre;
-  if (t.group && world > 1) await checkSameInit(pre, t.params, t.group);
-  for (const unit of t.plan.units) {
-    const lens = unit.params.map((i) => (pre.slices.has(t.params[i]!) ? sliceLength(t.sizes[i]!, world) : 0));
-    const starts = lens.map((_, k) => lens.slice(0, k).reduce((a, b) => a + b, 0));
-    const per = lens.reduce((a, b) => a + b, 0);
-    if (per === 0) continue;
-    const buf = allocateFlat(t.runtime, 'f32', per * world, 'communication', 'zeroInit slice exchange', undefined, t.shard.storage.device);
-    const all = flatArray(buf) as F32;
-    const mine = all.subarray(rank * per, (rank + 1) * per);
-    unit.params.forEach((i, k) => {
-      const slice = pre.slices.get(t.params[i]!);
-      if (slice) {
-        if (slice.device !== t.shard.storage.device) throw new DSConfigError(`zeroInit: a parameter was built on '${slice.device}' but the engine trains on '${t.shard.storage.device}'; build the model on the engine's device`);
-        t.kernels.copy(slice.operand(), mine.subarray(starts[k]!, starts[k]! + lens[k]!), lens[k]!);
-      }
-    });
-    if (t.group) await t.group.allGather({ dtype: 'f32', array: all }, { dtype: 'f32', array: mine });
-    unit.params.forEach((i, k) => {
-      const c = lens[k]!;
-      if (c === 0) return;
-      const [from, to] = pieceOf(unit.offsets[k]!, t.sizes[i]!, unit.block, rank);
-      // Element j of the parameter sits in rank floor(j / c)'s slice.
-      for (let j = from; j < to; ) {
-        const q = Math.floor(j / c);
-        const end = Math.min(to, (q + 1) * c);
-        const at = q * per + starts[k]! + j - q * c;
-        const dst = flatArray(t.shard, unit.shardStart + unit.offsets[k]! + j - rank * unit.block, end - j);
-        t.kernels.cast('f32', all.subarray(at, at + end - j), t.paramDtype, dst, end - j);
-        j = end;
-      }
-    });
-    releaseFlat(buf);
+export async function checkSlices(pre: PrePartition, t: SliceSource): Promise<void> {
+  for (const slice of pre.slices.values()) {
+    if (slice.device !== t.device) throw new DSConfigError(`zeroInit: a parameter was built on '${slice.device}' but the engine trains on '${t.device}'; build the model on the engine's device`);
   }
+  if (pre.dtype !== 'f32' && pre.dtype !== t.paramDtype) {
+    throw new DSConfigError(
+      `zeroInit kept ${pre.dtype} slices (the config it was given enables ${pre.dtype === 'bf16' ? 'bf16' : 'fp16'}) but the engine trains ${t.paramDtype} parameters: ` +
+        'pass zeroInit the same ds_config as initialize',
+    );
+  }
+  if (t.group && pre.world > 1) await checkSameInit(pre, t.params, t.group);
+}
+
+/**
+ * Collective: writes this rank's block of unit `u` into `block` (unit.block elements in the
+ * parameter dtype) for the parameters zeroInit sliced (others are left alone), then frees their
+ * slices. Every rank contributes its slices of the unit back to back, one all-gather brings
+ * everyone's, and the rank cuts its block out of them.
+ */
+export async function unitFromSlices(pre: PrePartition, t: SliceSource, u: number, block: FArray): Promise<void> {
+  const { world, rank, dtype } = pre;
+  const unit = t.plan.units[u]!;
+  const lens = unit.params.map((i) => (pre.slices.has(t.params[i]!) ? sliceLength(t.sizes[i]!, world) : 0));
+  const starts = lens.map((_, k) => lens.slice(0, k).reduce((a, b) => a + b, 0));
+  const per = lens.reduce((a, b) => a + b, 0);
+  if (per === 0) return;
+  const buf = allocateFlat(t.runtime, dtype, per * world, 'communication', 'zeroInit slice exchange', undefined, t.device);
+  const all = flatArray(buf);
+  const mine = all.subarray(rank * per, (rank + 1) * per);
+  unit.params.forEach((i, k) => {
+    const slice = pre.slices.get(t.params[i]!);
+    if (slice) t.kernels.copy(slice.operand(), mine.subarray(starts[k]!, starts[k]! + lens[k]!), lens[k]!);
+  });
+  if (t.group) await t.group.allGather({ dtype, array: all }, { dtype, array: mine });
+  unit.params.forEach((i, k) => {
+    const c = lens[k]!;
+    if (c === 0) return;
+    const [from, to] = pieceOf(unit.offsets[k]!, t.sizes[i]!, unit.block, rank);
+    // Element j of the parameter sits in rank floor(j / c)'s slice.
+    for (let j = from; j < to; ) {
+      const q = Math.floor(j / c);
+      const end = Math.min(to, (q + 1) * c);
+      const at = q * per + starts[k]! + j - q * c;
+      const from16 = unit.offsets[k]! + j - rank * unit.block;
+      t.kernels.cast(dtype, all.subarray(at, at + end - j), t.paramDtype, block.subarray(from16, from16 + end - j), end - j);
+      j = end;
+    }
+    const p = t.params[i]!;
+    pre.slices.get(p)!.dispose();
+    pre.slices.delete(p);
+  });
+  releaseFlat(buf);
+}
+
+/** After the last unit: frees any slice left (a parameter outside every unit) and marks the slices taken. */
+export function finishSlices(pre: PrePartition): void {
   for (const slice of pre.slices.values()) slice.dispose();
   pre.slices.clear();
   pre.consumed = true;

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 
 import { TINY_GPT, tinyConfig, trainSteps } from '@ds-internal/gpt-fixtures';
 import { bucketGroups, createRegistry, DataParallelState, DSConfigError, initialize, planUnits, readSafetensors, validateConfig } from '@ds/core';
-import { GPT } from '@ds/tensor';
+import { getRuntime, GPT } from '@ds/tensor';
 
 import { gatheredParameters, registerExternalParameter, Stage12State, Stage3State, zero, ZERO_ALIASES, zeroConfigOf, zeroInit } from '../src/index.js';
 import { planStage3 } from '../src/stage3-plan.js';
@@ -125,6 +125,20 @@ describe('stage 3 units', () => {
     expect(m.parameters().every((p) => p.numel === 0)).toBe(true);
     expect(() => zeroInit(() => new GPT(TINY_GPT), { config: { zero_optimization: { stage: 2 } }, rank: 0, world: 2 })).toThrow(/stage 3/);
     expect(() => zeroInit(() => new GPT(TINY_GPT), { config: { zero_optimization: { stage: 3, zero_quantized_weights: true } }, rank: 0, world: 2 })).toThrow(DSConfigError);
+  });
+
+  it('zeroInit keeps slices in the config\'s training dtype, and an engine of another dtype refuses them', async () => {
+    const bf16 = tinyConfig(1, { stage: 3 });
+    const tracker = getRuntime().tracker;
+    const before = tracker.liveBytes('cpu', 'parameters');
+    const m = zeroInit(() => new GPT(TINY_GPT), { config: bf16, rank: 0, world: 1 });
+    const sliced = tracker.liveBytes('cpu', 'parameters') - before;
+    // 2 bytes per element: bf16, as the config enables (fp32 would be 4 per element).
+    expect(sliced).toBe(2 * new GPT(TINY_GPT).numParameters());
+    const fp32 = { ...bf16, bf16: { enabled: false } };
+    await expect(initialize({ model: m, config: fp32, plugins: [zero()], dist: null, log: () => {} })).rejects.toThrow(
+      /zeroInit kept bf16 slices \(the config it was given enables bf16\) but the engine trains f32 parameters: pass zeroInit the same ds_config as initialize/,
+    );
   });
 });
 
