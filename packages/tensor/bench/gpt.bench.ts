@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { CpuKernels } from '../src/backends/cpu.js';
 import { randint, zeros } from '../src/create.js';
 import { tidy } from '../src/memory/scope.js';
-import { GPT } from '../src/nn/gpt.js';
+import { GPT, gptTrainFlopsPerToken } from '../src/nn/gpt.js';
 import { adamwStep } from '../src/ops/optim.js';
 import { autocast, getRuntime, withCategory } from '../src/runtime.js';
 import type { Tensor } from '../src/tensor.js';
@@ -59,10 +59,6 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
 }
 
 /** One shape; `worker` is the PyTorch worker (each shape sends it a fresh setup), or why there is none. */
-/** Training FLOPs per token (PaLM's count): 6 per parameter (forward 2, backward 4) plus attention's 12 x layers x seq x d. */
-export function trainFlopsPerToken(parameters: number, model: Shape['model'], seq: number): number {
-  return 6 * parameters + 12 * model.nLayer * seq * model.nEmbd;
-}
 
 /** In-run and standalone PyTorch figures further apart than this mark a row noisy (load moved the anchor). */
 const ANCHOR_DRIFT = 0.15;
@@ -178,11 +174,11 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       torchStandaloneTokensPerS: standalone,
       anchorDrift: drift,
       ...(noisy ? { noisy: true, noisyReason: `PyTorch in the run ${anchorValue!.toFixed(0)} vs alone ${standalone!.toFixed(0)} tokens/s (${(100 * drift!).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)` } : {}),
-      flopsPerToken: trainFlopsPerToken(parameters, model, seq),
+      flopsPerToken: gptTrainFlopsPerToken(parameters, model, seq),
       peakGflopsPerCore: peak?.perCore ?? null,
       peakKind: peak?.kind ?? null,
-      mfu: peak ? (value * trainFlopsPerToken(parameters, model, seq)) / (peak.perCore * 1e9 * THREADS) : null,
-      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${rounds} x ${steps} steps after ${warmup} warm-up${peak ? `; MFU ${(100 * (value * trainFlopsPerToken(parameters, model, seq)) / (peak.perCore * 1e9 * THREADS)).toFixed(0)}% of the measured ${peak.kind} peak of ${THREADS} cores` : ''}`,
+      mfu: peak ? (value * gptTrainFlopsPerToken(parameters, model, seq)) / (peak.perCore * 1e9 * THREADS) : null,
+      note: `d ${model.nEmbd}, ${model.nLayer} layers, ${model.nHead} heads, seq ${seq}, batch ${batch}, vocab ${model.vocabSize}; ${rounds} x ${steps} steps after ${warmup} warm-up${peak ? `; MFU ${(100 * (value * gptTrainFlopsPerToken(parameters, model, seq)) / (peak.perCore * 1e9 * THREADS)).toFixed(0)}% of the measured ${peak.kind} peak of ${THREADS} cores` : ''}`,
       ...(anchorMissing !== null ? { anchorMissing } : { torch: torchVersion }),
     },
   };

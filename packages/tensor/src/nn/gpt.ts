@@ -36,6 +36,15 @@ export interface GPTConfig {
   device?: string;
 }
 
+/**
+ * Training FLOPs per token of a GPT (forward and backward): 6 N for the matrix products over N
+ * parameters plus 12 L T C for attention's scores and weighted sum (the estimate of the PaLM paper's
+ * appendix and nanoGPT's MFU). The benchmarks' MFU uses it.
+ */
+export function gptTrainFlopsPerToken(parameters: number, cfg: Pick<GPTConfig, 'nLayer' | 'nEmbd'>, seq: number): number {
+  return 6 * parameters + 12 * cfg.nLayer * seq * cfg.nEmbd;
+}
+
 /** GPT-2's init: weights normal(0, 0.02), biases zero, residual projections (c_proj) normal(0, 0.02 / sqrt(2 nLayer)). */
 export interface Gpt2Init {
   init: ParamInit;

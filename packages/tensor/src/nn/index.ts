@@ -7,7 +7,7 @@ export { Linear, Embedding, LayerNorm, GELU, Dropout } from './layers.js';
 export type { InitOptions, ParamInit } from './layers.js';
 export { CausalSelfAttention, denseAttention, isAttentionHost, DENSE_ATTENTION } from './attention.js';
 export type { AttendOptions, AttentionHost, AttentionKernel, SelfAttentionOptions } from './attention.js';
-export { MLP, Block, GPT } from './gpt.js';
+export { MLP, Block, GPT, gptTrainFlopsPerToken } from './gpt.js';
 export type { GPTConfig, GPTOutput, Gpt2Init } from './gpt.js';
 export { checkpoint, Checkpointed, checkpointLayers } from './checkpoint.js';
 export type { CheckpointOptions, CheckpointedLayers } from './checkpoint.js';
