@@ -1,18 +1,17 @@
 // The one place @ds/comm-nccl reads environment variables (as core's env.ts is for @ds/core): where
 // to look for the CUDA runtime and NCCL, and NCCL's own setting that would defeat the watchdog.
 // Everything else receives an NcclEnv, so tests pass a plain object.
-import { homedir } from 'node:os';
-
 import { DSConfigError } from '@ds/core';
+import type { NvidiaSearchEnv } from '@ds/tensor';
 
 export interface NcclEnv {
   /** DS_NCCL_LIBRARY: the libnccl file to load, instead of searching for libnccl.so.2. */
   library: string | undefined;
-  /** LD_LIBRARY_PATH's directories (searched explicitly too, so a value set after start-up still counts). */
-  ldLibraryPath: string[];
-  /** VIRTUAL_ENV and CONDA_PREFIX, whose Python packages may hold the nvidia-* wheels. */
-  pythonPrefixes: string[];
-  home: string;
+  /**
+   * What @ds/tensor's nvidiaLibraryDirs reads (LD_LIBRARY_PATH, searched explicitly too so that a
+   * value set after start-up still counts; CUDA_HOME/CUDA_PATH; VIRTUAL_ENV/CONDA_PREFIX; HOME).
+   */
+  search: NvidiaSearchEnv;
 }
 
 export function readNcclEnv(env: NodeJS.ProcessEnv = process.env): NcclEnv {
@@ -26,8 +25,6 @@ export function readNcclEnv(env: NodeJS.ProcessEnv = process.env): NcclEnv {
   }
   return {
     library: env.DS_NCCL_LIBRARY || undefined,
-    ldLibraryPath: (env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
-    pythonPrefixes: [env.VIRTUAL_ENV, env.CONDA_PREFIX].filter((p): p is string => !!p),
-    home: env.HOME || homedir(),
+    search: { LD_LIBRARY_PATH: env.LD_LIBRARY_PATH, CUDA_HOME: env.CUDA_HOME, CUDA_PATH: env.CUDA_PATH, VIRTUAL_ENV: env.VIRTUAL_ENV, CONDA_PREFIX: env.CONDA_PREFIX, HOME: env.HOME },
   };
 }

@@ -19,6 +19,8 @@ export { createSimDevice } from './devices/sim.js';
 export { createCudaDevice, createCudaKernels } from './devices/cuda.js';
 export type { CudaDevice, CudaDeviceOptions, CudaEvent } from './devices/cuda.js';
 export { cudaStatus, loadCudaAddon } from './native/load-cuda.js';
+export { nvidiaLibraryDirs } from './native/nvidia-libs.js';
+export type { NvidiaSearchEnv } from './native/nvidia-libs.js';
 export type { CudaStatus, CudaProbe, CudaMemoryStats, CudaAddon } from './native/load-cuda.js';
 export { cudaSelfCheck, cudaSelfCheckCases } from './devices/cuda-selfcheck.js';
 export type { CudaSelfCheckCase, CudaSelfCheckCaseInfo, CudaSelfCheckOptions, CudaSelfCheckResult, SelfCheckOutput } from './devices/cuda-selfcheck.js';

@@ -2,8 +2,10 @@
 // LD_LIBRARY_PATH as it was at start-up, the ldconfig cache), then the directories a CUDA install or
 // Python's nvidia-* wheels (nvidia-nccl-cu13, nvidia-cuda-runtime-cu12, ...) put them in. The addon
 // dlopens the first candidate that loads.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+
+import { nvidiaLibraryDirs } from '@ds/tensor';
 
 import type { NcclEnv } from '../env.js';
 
@@ -11,30 +13,9 @@ export const NCCL_SONAME = 'libnccl.so.2';
 /** CUDA 13, 12 and 11 runtimes; any of them serves (NCCL carries its own runtime; device pointers are the driver's). */
 export const CUDART_SONAMES = ['libcudart.so.13', 'libcudart.so.12', 'libcudart.so.11.0'] as const;
 
-function subdirs(parent: string, prefix: string): string[] {
-  try {
-    return readdirSync(parent)
-      .filter((d) => d.startsWith(prefix))
-      .map((d) => join(parent, d));
-  } catch {
-    return [];
-  }
-}
-
-/** Directories that may hold the libraries, most specific first. */
+/** Directories that may hold the libraries, most specific first (one list with @ds/tensor's cuda loader and ds-report). */
 export function searchDirs(env: NcclEnv): string[] {
-  const dirs = [...env.ldLibraryPath];
-  for (const cuda of subdirs('/usr/local', 'cuda')) dirs.push(join(cuda, 'lib64'), join(cuda, 'lib'), join(cuda, 'targets', 'x86_64-linux', 'lib'));
-  dirs.push('/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/local/lib');
-  const roots = [...env.pythonPrefixes.map((p) => join(p, 'lib')), '/usr/lib', '/usr/local/lib', join(env.home, '.local', 'lib')];
-  for (const root of roots) {
-    for (const py of subdirs(root, 'python3')) {
-      for (const site of ['site-packages', 'dist-packages']) {
-        for (const pkg of ['nccl', 'cuda_runtime', 'cu13', 'cu12']) dirs.push(join(py, site, 'nvidia', pkg, 'lib'));
-      }
-    }
-  }
-  return [...new Set(dirs)];
+  return nvidiaLibraryDirs(env.search);
 }
 
 /** The files to try, bare sonames first (the loader's search), then every existing file in `dirs`. */

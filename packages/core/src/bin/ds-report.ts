@@ -6,12 +6,12 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism, homedir } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { cudaStatus, loadCpuAddon, readTensorEnv, type CudaStatus } from '@ds/tensor';
+import { cudaStatus, loadCpuAddon, nvidiaLibraryDirs, readTensorEnv, type CudaStatus } from '@ds/tensor';
 
 import { isMainModule } from '../main-module.js';
 import { KNOWN_PLUGINS } from '../plugin/catalogue.js';
@@ -55,32 +55,6 @@ export function findLibraries(search: LibrarySearch, names: readonly string[] = 
     }
   }
   return found;
-}
-
-function listDirs(parent: string, prefix: string): string[] {
-  try {
-    return readdirSync(parent)
-      .filter((d) => d.startsWith(prefix))
-      .map((d) => join(parent, d));
-  } catch {
-    return [];
-  }
-}
-
-/** The places the cuda addon's loader searches, in its order. */
-export function cudaSearchDirs(env: NodeJS.ProcessEnv): string[] {
-  const dirs: string[] = (env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
-  for (const cuda of listDirs('/usr/local', 'cuda')) dirs.push(join(cuda, 'lib64'), join(cuda, 'targets', 'x86_64-linux', 'lib'));
-  const libRoots = ['/usr/lib', '/usr/local/lib', join(homedir(), '.local', 'lib')];
-  for (const prefix of [env.VIRTUAL_ENV, env.CONDA_PREFIX]) if (prefix) libRoots.unshift(join(prefix, 'lib'));
-  for (const root of libRoots) {
-    for (const py of listDirs(root, 'python3')) {
-      for (const site of ['site-packages', 'dist-packages']) {
-        for (const pkg of listDirs(join(py, site, 'nvidia'), '')) dirs.push(join(pkg, 'lib'));
-      }
-    }
-  }
-  return dirs;
 }
 
 function ldconfigOutput(): string | undefined {
@@ -151,7 +125,8 @@ export function collectReport(env: NodeJS.ProcessEnv = process.env): Report {
   }
   const commBackends = ['cpu', ...KNOWN_PLUGINS.filter((p) => p.commBackends.length > 0 && plugins.find((q) => q.package === p.package)?.installed).flatMap((p) => p.commBackends)];
   const ldconfig = ldconfigOutput();
-  const libraries = findLibraries({ dirs: cudaSearchDirs(env), ...(ldconfig ? { ldconfig } : {}) });
+  // The same directories the cuda binary and @ds/comm-nccl try (one list, in @ds/tensor).
+  const libraries = findLibraries({ dirs: nvidiaLibraryDirs(env), ...(ldconfig ? { ldconfig } : {}) });
   let cuda: Report['cuda'];
   try {
     cuda = cudaStatus();

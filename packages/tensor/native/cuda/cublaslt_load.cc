@@ -1,6 +1,5 @@
 // Finding and loading cuBLASLt at run time (see cublaslt.h). Built without CUDA headers.
 #include <dlfcn.h>
-#include <glob.h>
 #include <link.h>
 
 #include <algorithm>
@@ -14,33 +13,13 @@ namespace cuda {
 namespace lt {
 namespace {
 
-// Directories a pattern names that exist, newest-looking last-sorted first (cuda-13.0 before cuda-12.4).
-std::vector<std::string> expand(const std::string& pattern) {
-  std::vector<std::string> out;
-  glob_t g{};
-  if (glob(pattern.c_str(), GLOB_ONLYDIR, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  }
-  globfree(&g);
-  std::sort(out.rbegin(), out.rend());
-  return out;
-}
-
+// The directories to try after the loader's own search: the list src/native/nvidia-libs.ts makes
+// (LD_LIBRARY_PATH, CUDA installs, system directories, Python's nvidia-* wheels), existing ones only,
+// in order, without repeats. One list in TypeScript, so that ds-report shows what is tried here.
 std::vector<std::string> searchDirs(const std::vector<std::string>& extra) {
-  std::vector<std::string> patterns(extra);
-  patterns.insert(patterns.end(), {"/usr/local/cuda/lib64", "/usr/local/cuda-*/lib64", "/usr/local/cuda/targets/*/lib",
-                                   "/usr/lib/x86_64-linux-gnu"});
-  // Python's nvidia-* wheels: nvidia-cublas(-cu12) installs nvidia/cublas/lib, the CUDA 13 wheels nvidia/cu13/lib.
-  for (const char* site : {"/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages",
-                           "/usr/lib/python3/dist-packages", "/usr/lib/python3*/site-packages",
-                           "/opt/conda/lib/python3*/site-packages", "/root/.local/lib/python3*/site-packages",
-                           "/home/*/.local/lib/python3*/site-packages", "/root/.pyenv/versions/*/lib/python3*/site-packages"}) {
-    patterns.push_back(std::string(site) + "/nvidia/*/lib");
-  }
   std::vector<std::string> dirs;
-  for (const auto& p : patterns)
-    for (auto& d : expand(p))
-      if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(std::move(d));
+  for (const auto& d : extra)
+    if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
   return dirs;
 }
 

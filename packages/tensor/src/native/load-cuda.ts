@@ -9,6 +9,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { nvidiaLibraryDirs } from './nvidia-libs.js';
+
 /** The optional package that carries the cuda binary for linux x64. */
 export const CUDA_PACKAGE = '@ds/tensor-linux-x64-cuda';
 /** Where the binary lies inside that package and inside a checkout of @ds/tensor. */
@@ -160,21 +162,6 @@ function tensorRoot(): string | null {
   }
 }
 
-/**
- * Library directories to search for cuBLASLt beyond the loader's own (LD_LIBRARY_PATH, ld.so.cache)
- * and the fixed places the addon knows (/usr/local/cuda*, system and user Python site-packages):
- * a CUDA install named by CUDA_HOME/CUDA_PATH and the Python environment of VIRTUAL_ENV/CONDA_PREFIX.
- * Globs are expanded by the addon.
- */
-export function cudaLibraryDirs(env: NodeJS.ProcessEnv = process.env): string[] {
-  const dirs: string[] = [];
-  for (const home of [env.CUDA_HOME, env.CUDA_PATH]) if (home) dirs.push(join(home, 'lib64'), join(home, 'lib'));
-  for (const prefix of [env.VIRTUAL_ENV, env.CONDA_PREFIX]) {
-    if (prefix) dirs.push(join(prefix, 'lib', 'python3*', 'site-packages', 'nvidia', '*', 'lib'), join(prefix, 'lib'));
-  }
-  return dirs;
-}
-
 export interface LoadedCuda {
   addon: CudaAddon | null;
   binary: string | null;
@@ -191,7 +178,7 @@ const REQUIRED: readonly (keyof CudaAddon)[] = ['probe', 'openDevice', 'alloc', 
 /** Finds, loads and test-loads the cuda binary once; never throws. */
 export function loadCudaAddon(): LoadedCuda {
   if (loaded) return loaded;
-  const libDirs = cudaLibraryDirs();
+  const libDirs = nvidiaLibraryDirs();
   const candidates = cudaBinaryCandidates(optionalPackageDir, tensorRoot());
   const found = findCudaBinary(candidates);
   if (!found) {

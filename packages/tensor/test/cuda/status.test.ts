@@ -1,7 +1,8 @@
 // The cuda device without a GPU: the loader's search order, the status ds-report prints, the one
 // sentence createCudaDevice throws, and (where nvcc built it) the binary's exports. None of these
 // needs a GPU; the checks that a GPU would change are skipped there with the reason printed.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +13,8 @@ import { findNvcc } from '@ds-internal/native-build';
 import { DSUnsupportedError } from '../../src/errors.js';
 import { createCudaDevice } from '../../src/devices/cuda.js';
 import { createReferenceKernels } from '../../src/reference/index.js';
-import { CUDA_BINARY_PATH, cudaBinaryCandidates, cudaLibraryDirs, cudaStatus, findCudaBinary } from '../../src/native/load-cuda.js';
+import { CUDA_BINARY_PATH, cudaBinaryCandidates, cudaStatus, findCudaBinary } from '../../src/native/load-cuda.js';
+import { nvidiaLibraryDirs } from '../../src/native/nvidia-libs.js';
 
 const packageRoot = join(import.meta.dirname, '..', '..');
 const builtBinary = join(packageRoot, CUDA_BINARY_PATH);
@@ -39,11 +41,19 @@ describe('cuda binary search order', () => {
     expect(findCudaBinary(c, () => false)).toBeNull();
   });
 
-  it('adds CUDA_HOME and the Python environment to the cuBLASLt search', () => {
-    const dirs = cudaLibraryDirs({ CUDA_HOME: '/opt/cuda', VIRTUAL_ENV: '/venv' });
-    expect(dirs).toContain('/opt/cuda/lib64');
-    expect(dirs).toContain('/venv/lib/python3*/site-packages/nvidia/*/lib');
-    expect(cudaLibraryDirs({})).toEqual([]);
+  it('searches LD_LIBRARY_PATH first, then CUDA_HOME, then the nvidia-* wheels of a virtualenv; only existing directories, once each', () => {
+    const root = mkdtempSync(join(tmpdir(), 'ds-nvidia-'));
+    try {
+      const ld = join(root, 'ld');
+      const cudaHome = join(root, 'cuda');
+      const wheel = join(root, 'venv', 'lib', 'python3.12', 'site-packages', 'nvidia', 'cublas', 'lib');
+      for (const d of [ld, join(cudaHome, 'lib64'), wheel]) mkdirSync(d, { recursive: true });
+      const dirs = nvidiaLibraryDirs({ LD_LIBRARY_PATH: `${ld}:${join(root, 'missing')}:${ld}`, CUDA_HOME: cudaHome, VIRTUAL_ENV: join(root, 'venv'), HOME: root });
+      const mine = dirs.filter((d) => d.startsWith(root));
+      expect(mine).toEqual([ld, join(cudaHome, 'lib64'), wheel]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
