@@ -5,6 +5,8 @@ export type { DSErrorOptions } from '@ds/tensor';
 export * from './optim/index.js';
 export { encodeSafetensors, decodeSafetensors, readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';
 export type { NamedTensor, SafetensorsFile } from './checkpoint/safetensors.js';
+export { CheckpointProgress, WorkProgress, formatBytes } from './checkpoint/progress.js';
+export type { ProgressOptions } from './checkpoint/progress.js';
 export * from './monitor/index.js';
 export * from './config/index.js';
 export * from './plugin/index.js';

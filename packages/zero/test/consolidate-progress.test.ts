@@ -14,7 +14,7 @@ import { GPT } from '@ds/tensor';
 
 import { main } from '../src/cli.js';
 import { zero } from '../src/index.js';
-import { formatBytes } from '../src/consolidate-progress.js';
+import { formatBytes } from '@ds/core';
 
 const root = mkdtempSync(join(tmpdir(), 'ds-zero-progress-'));
 const ckpt = join(root, 'ckpt');

@@ -25,12 +25,45 @@ export function formatBytes(bytes: number): string {
   return u === 0 ? `${v.toFixed(0)} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
-export class CheckpointProgress {
+/**
+ * Bytes and items of long work so far, with the elapsed time and rate, and whether the work has run
+ * longer than `after` (then its progress lines are worth showing). Checkpoint saves and loads use it,
+ * and so does ds-zero's consolidation.
+ */
+export class WorkProgress {
   private readonly t0: number;
   private readonly after: number;
   private readonly now: () => number;
-  private bytes = 0;
-  private files = 0;
+  bytes = 0;
+  items = 0;
+
+  constructor(opts: ProgressOptions = {}) {
+    this.now = opts.now ?? (() => performance.now());
+    this.after = opts.after ?? 1000;
+    this.t0 = this.now();
+  }
+
+  /** One more item of `bytes` done. */
+  add(bytes: number): void {
+    this.bytes += bytes;
+    this.items += 1;
+  }
+
+  /** True once the work has run longer than `after`. */
+  get slow(): boolean {
+    return this.now() - this.t0 > this.after;
+  }
+
+  /** `<items>, 1.5 MiB <verb> in 2.0 s, 768.0 KiB/s`, with the caller's wording of the items. */
+  status(items: string, verb = ''): string {
+    const s = (this.now() - this.t0) / 1000;
+    const rate = s > 0 ? `, ${formatBytes(this.bytes / s)}/s` : '';
+    return `${items}, ${formatBytes(this.bytes)}${verb ? ` ${verb}` : ''} in ${s.toFixed(1)} s${rate}`;
+  }
+}
+
+export class CheckpointProgress {
+  private readonly work: WorkProgress;
 
   /** `verb` is 'saving' or 'loading'; `where` the tag directory. */
   constructor(
@@ -39,31 +72,22 @@ export class CheckpointProgress {
     private readonly where: string,
     opts: ProgressOptions = {},
   ) {
-    this.now = opts.now ?? (() => performance.now());
-    this.after = opts.after ?? 1000;
-    this.t0 = this.now();
+    this.work = new WorkProgress(opts);
   }
 
   private status(): string {
-    const s = (this.now() - this.t0) / 1000;
-    const rate = s > 0 ? `, ${formatBytes(this.bytes / s)}/s` : '';
-    return `${this.files} file(s), ${formatBytes(this.bytes)} in ${s.toFixed(1)} s${rate}`;
-  }
-
-  private get slow(): boolean {
-    return this.now() - this.t0 > this.after;
+    return this.work.status(`${this.work.items} file(s)`);
   }
 
   /** One file written or read. */
   file(name: string, bytes: number): void {
-    this.bytes += bytes;
-    this.files += 1;
-    this.log(`checkpoint: ${this.verb} ${this.where}: ${name} (${formatBytes(bytes)}); ${this.status()}`, this.slow ? 'info' : 'debug');
+    this.work.add(bytes);
+    this.log(`checkpoint: ${this.verb} ${this.where}: ${name} (${formatBytes(bytes)}); ${this.status()}`, this.work.slow ? 'info' : 'debug');
   }
 
   /** The end of the save or load. */
   done(): void {
     const verb = this.verb === 'saving' ? 'saved' : 'loaded';
-    this.log(`checkpoint: ${verb} ${this.where}: ${this.status()}`, this.slow ? 'info' : 'debug');
+    this.log(`checkpoint: ${verb} ${this.where}: ${this.status()}`, this.work.slow ? 'info' : 'debug');
   }
 }
