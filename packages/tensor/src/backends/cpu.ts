@@ -5,17 +5,11 @@
 // range, say) come back as DSShapeError too.
 
 import { DSNativeError, DSShapeError } from '../errors.js';
-import type { BinaryOp, FloatDType, HostAdamWArgs as AdamWArgs, HostFArray as FArray, HostGemmArgs as GemmArgs, HostKernelTable, HostKArray, KArray, KernelTable, UnaryOp } from '../kernels/table.js';
+import type { FloatDType, HostAdamWArgs as AdamWArgs, HostFArray as FArray, HostGemmArgs as GemmArgs, HostKernelTable, KArray, KernelTable } from '../kernels/table.js';
 import { hostOnly, type HostArray } from '../devices/device-array.js';
+import { BINARY_CODE, code, dim, DTYPE_CODE, finite, floatCode, gatherSpan, UNARY_CODE, type AnyDType } from '../kernels/checks.js';
 import { CPU_ISAS, loadCpuAddon, type CpuAddon, type CpuInfo, type PeakProbe } from '../native/load.js';
 
-type AnyDType = FloatDType | 'i32' | 'u8';
-
-const DTYPE_CODE: Readonly<Record<AnyDType, number>> = { f32: 0, bf16: 1, f16: 2, i32: 3, u8: 4 };
-const UNARY_CODE: Readonly<Record<UnaryOp, number>> = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, tanh: 5, relu: 6, abs: 7, square: 8, sigmoid: 9, sign: 10,
-};
-const BINARY_CODE: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5 };
 const ARRAY_FOR: Readonly<Record<AnyDType, string>> = {
   f32: 'Float32Array', bf16: 'Uint16Array', f16: 'Uint16Array', i32: 'Int32Array', u8: 'Uint8Array',
 };
@@ -36,22 +30,6 @@ export interface CpuKernels extends KernelTable {
   streamProbe(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number): void;
 }
 
-function code(op: string, dtype: string): number {
-  const c = DTYPE_CODE[dtype as AnyDType];
-  if (c === undefined) throw new DSShapeError(`${op}: unknown dtype '${dtype}' (expected f32, bf16, f16, i32 or u8)`);
-  return c;
-}
-
-function floatCode(op: string, dtype: string): number {
-  const c = code(op, dtype);
-  if (c > 2) throw new DSShapeError(`${op}: dtype must be f32, bf16 or f16, got '${dtype}'`);
-  return c;
-}
-
-function dim(op: string, name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) throw new DSShapeError(`${op}: ${name} must be a non-negative integer, got ${v}`);
-}
-
 function arr(op: string, name: string, a: KArray, dtype: AnyDType, count: number, sizes: string): asserts a is HostArray {
   hostOnly(op, name, a);
   const want = ARRAY_FOR[dtype];
@@ -65,10 +43,6 @@ function arr(op: string, name: string, a: KArray, dtype: AnyDType, count: number
   if (a.length < count) {
     throw new DSShapeError(`${op}: ${name} has ${a.length} elements but ${sizes} needs ${count}; pass a view of at least that length`);
   }
-}
-
-function finite(op: string, name: string, v: number): void {
-  if (typeof v !== 'number' || Number.isNaN(v)) throw new DSShapeError(`${op}: ${name} must be a number, got ${v}`);
 }
 
 /** Runs a native call, turning the addon's TypeError/RangeError into DSShapeError and anything else into DSNativeError. */
@@ -172,20 +146,8 @@ export function createCpuKernels(): CpuKernels {
     },
     gather(dtype, src, offset, shape, strides, dst) {
       const op = 'gather';
-      dim(op, 'offset', offset);
-      if (shape.length !== strides.length) throw new DSShapeError(`gather: shape [${shape.join(', ')}] and strides [${strides.join(', ')}] differ in rank`);
-      let total = 1;
-      let hi = offset;
-      let lo = offset;
-      shape.forEach((s, i) => {
-        dim(op, `shape[${i}]`, s);
-        if (!Number.isSafeInteger(strides[i])) throw new DSShapeError(`gather: strides[${i}] must be an integer, got ${strides[i]}`);
-        total *= s;
-      });
-      if (total > 0) shape.forEach((s, i) => (strides[i]! < 0 ? (lo += (s - 1) * strides[i]!) : (hi += (s - 1) * strides[i]!)));
-      const sizes = `shape [${shape.join(', ')}] strides [${strides.join(', ')}] offset ${offset}`;
-      if (lo < 0) throw new DSShapeError(`gather: ${sizes} reaches index ${lo}, before the start of src`);
-      arr(op, 'src', src, dtype, total > 0 ? hi + 1 : 0, sizes);
+      const { total, srcNeeded, sizes } = gatherSpan(offset, shape, strides);
+      arr(op, 'src', src, dtype, srcNeeded, sizes);
       arr(op, 'dst', dst, dtype, total, sizes);
       call(op, () => native.gather(code(op, dtype), src, offset, Float64Array.from(shape), Float64Array.from(strides), dst));
     },

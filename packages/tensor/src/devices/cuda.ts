@@ -11,21 +11,15 @@
 // DSShapeError naming the op and the operand); the addon checks once more that each operand's
 // extent lies inside one live allocation.
 import { DSNativeError, DSOutOfMemoryError, DSShapeError, DSUnsupportedError } from '../errors.js';
-import type { AdamWArgs, BinaryOp, FloatDType, GemmArgs, KArray, KernelTable, UnaryOp } from '../kernels/table.js';
+import type { AdamWArgs, GemmArgs, KArray, KernelTable } from '../kernels/table.js';
 import { DeviceArray, type DeviceAllocation, type ElementKind, type HostArray } from './device-array.js';
+import { BINARY_CODE, code, dim, DTYPE_CODE, finite, floatCode, gatherSpan, UNARY_CODE, type AnyDType } from '../kernels/checks.js';
 import type { DeviceBackend } from './types.js';
 import { loadCudaAddon, type CudaAddon, type CudaMemoryStats } from '../native/load-cuda.js';
 
-type AnyDType = FloatDType | 'i32' | 'u8';
 type StreamName = 'compute' | 'comm';
 
-const DTYPE_CODE: Readonly<Record<AnyDType, number>> = { f32: 0, bf16: 1, f16: 2, i32: 3, u8: 4 };
 const KIND: Readonly<Record<AnyDType, ElementKind>> = { f32: 'f32', bf16: 'u16', f16: 'u16', i32: 'i32', u8: 'u8' };
-// 'sign' (code 10) is the cuda addon's as well as the cpu's: listed here whether or not UnaryOp has it yet.
-const UNARY_CODE: Readonly<Record<UnaryOp | 'sign', number>> = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, tanh: 5, relu: 6, abs: 7, square: 8, sigmoid: 9, sign: 10,
-};
-const BINARY_CODE: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5 };
 const STREAM: Readonly<Record<StreamName, 0 | 1>> = { compute: 0, comm: 1 };
 
 /** A cuda event (cudaEvent_t) for ordering the compute and communication streams. */
@@ -53,26 +47,6 @@ export interface CudaDevice extends DeviceBackend {
 export interface CudaDeviceOptions {
   /** The GPU this process drives (default 0); launchers usually pass LOCAL_RANK. */
   index?: number;
-}
-
-function code(op: string, dtype: string): number {
-  const c = DTYPE_CODE[dtype as AnyDType];
-  if (c === undefined) throw new DSShapeError(`${op}: unknown dtype '${dtype}' (expected f32, bf16, f16, i32 or u8)`);
-  return c;
-}
-
-function floatCode(op: string, dtype: string): number {
-  const c = code(op, dtype);
-  if (c > 2) throw new DSShapeError(`${op}: dtype must be f32, bf16 or f16, got '${dtype}'`);
-  return c;
-}
-
-function dim(op: string, name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) throw new DSShapeError(`${op}: ${name} must be a non-negative integer, got ${v}`);
-}
-
-function finite(op: string, name: string, v: number): void {
-  if (typeof v !== 'number' || Number.isNaN(v)) throw new DSShapeError(`${op}: ${name} must be a number, got ${v}`);
 }
 
 /** A device operand of this table: a cuda DeviceArray of dtype's kind with at least `count` elements; returns its address. */
@@ -242,20 +216,8 @@ export function createCudaKernels(native: CudaAddon): KernelTable {
     },
     gather(dtype, src, offset, shape, strides, dst) {
       const op = 'gather';
-      dim(op, 'offset', offset);
-      if (shape.length !== strides.length) throw new DSShapeError(`gather: shape [${shape.join(', ')}] and strides [${strides.join(', ')}] differ in rank`);
-      let total = 1;
-      let hi = offset;
-      let lo = offset;
-      shape.forEach((s, i) => {
-        dim(op, `shape[${i}]`, s);
-        if (!Number.isSafeInteger(strides[i])) throw new DSShapeError(`gather: strides[${i}] must be an integer, got ${strides[i]}`);
-        total *= s;
-      });
-      if (total > 0) shape.forEach((s, i) => (strides[i]! < 0 ? (lo += (s - 1) * strides[i]!) : (hi += (s - 1) * strides[i]!)));
-      const sizes = `shape [${shape.join(', ')}] strides [${strides.join(', ')}] offset ${offset}`;
-      if (lo < 0) throw new DSShapeError(`gather: ${sizes} reaches index ${lo}, before the start of src`);
-      const s = dev(op, 'src', src, dtype, total > 0 ? hi + 1 : 0, sizes);
+      const { total, srcNeeded, sizes } = gatherSpan(offset, shape, strides);
+      const s = dev(op, 'src', src, dtype, srcNeeded, sizes);
       const d = dev(op, 'dst', dst, dtype, total, sizes);
       call(op, () => native.gather(code(op, dtype), s, offset, Float64Array.from(shape), Float64Array.from(strides), d));
     },
