@@ -9,8 +9,13 @@
 // from the hooks of the boundary backward (the last micro batch's), overlapping it; ReduceTiedGrads
 // then sums the tied weights' gradients over the stages that hold them. Both are sums over disjoint
 // axes, so the order does not change the result (DeepSpeed reduces tied gradients first).
+//
+// The step is core's: the global gradient norm (clipping) and the fp16 overflow flag are summed over
+// the pipe and model groups there, with tied weights counted on their first stage only
+// (PipelineModule.pipeReplicatedParameters). Checkpoints are core's too: each stage's data rank 0
+// writes its layers' files (PipelineModule.checkpointFiles) and its mp_rank_NN file.
 import { backward as runBackward, freeGraph, noGrad, tidy, type Tensor } from '@ds/tensor';
-import { DSConfigError, DSUnsupportedError, Engine, type EngineParts, type LoadCheckpointOptions, type LoadCheckpointResult, type ProcessGroup, type SaveCheckpointOptions, type Work } from '@ds/core';
+import { DSConfigError, DSUnsupportedError, Engine, type EngineParts, type ProcessGroup, type Work } from '@ds/core';
 
 import { pipelineConfigOf } from './config.js';
 import { PipelineModule } from './module.js';
@@ -124,14 +129,6 @@ export class PipelineEngine extends Engine {
   }
   override step(): Promise<void> {
     return Promise.reject(new DSUnsupportedError(`${PIPELINE_ERROR} Call engine.trainBatch(dataIterator): it ends with the optimizer step`));
-  }
-
-  /** Per-stage checkpoints (DeepSpeed's layer files) are not built: core's layout would have every stage write the same files. */
-  override saveCheckpoint(_dir: string, _opts?: SaveCheckpointOptions): Promise<string> {
-    return Promise.reject(new DSUnsupportedError('pipeline: saveCheckpoint needs per-stage checkpoint files (layer_NN-model_states), which this version of @ds/pipeline does not write yet'));
-  }
-  override loadCheckpoint(_dir: string, _opts?: LoadCheckpointOptions): Promise<LoadCheckpointResult> {
-    return Promise.reject(new DSUnsupportedError('pipeline: loadCheckpoint needs per-stage checkpoint files (layer_NN-model_states), which this version of @ds/pipeline does not read yet'));
   }
 
   /** One batch through the 1F1B schedule; returns the batch's mean loss on every rank (averaged over data-parallel ranks). */
@@ -343,9 +340,11 @@ function checkSetup(module: PipelineModule, parts: EngineParts): void {
     throw new DSConfigError(`pipeline: ${m} micro batch(es) per batch (gradient_accumulation_steps) is fewer than the ${module.numStages} stages; raise gradient_accumulation_steps to at least ${module.numStages} (DeepSpeed advises 8 x stages)`);
   }
   const { config } = parts;
-  if (config.fp16.enabled) throw new DSUnsupportedError('pipeline: fp16 loss scaling across stages (agreeing on overflow) is not built in this version of @ds/pipeline; use bf16 or fp32');
-  if (config.gradient_clipping > 0) throw new DSUnsupportedError(`pipeline: gradient_clipping ${config.gradient_clipping} needs the global norm over every stage, which this version of @ds/pipeline does not compute; set gradient_clipping to 0`);
-  if (parts.state.stage > 0) throw new DSUnsupportedError(`pipeline: ZeRO stage ${parts.state.stage} with a pipeline is not built in this version of @ds/pipeline (DeepSpeed allows stage 1); remove zero_optimization or use stage 0`);
+  if (parts.state.stage > 0) {
+    throw new DSUnsupportedError(
+      `pipeline: ZeRO stage ${parts.state.stage} with a pipeline is not built in this version of @ds/pipeline (DeepSpeed allows stage 1; ZeRO's step does not yet reduce the gradient norm and the overflow flag over the pipe and model groups); remove zero_optimization or use stage 0`,
+    );
+  }
   const pc = pipelineConfigOf(config);
   if (!pc) return;
   if (pc.stages !== 'auto' && pc.stages !== module.numStages) throw new DSConfigError(`pipeline.stages is ${pc.stages} but the PipelineModule has ${module.numStages} stages; make them match or use "auto"`);

@@ -17,3 +17,5 @@ export type { ColumnParallelOptions, RowParallelOptions, VocabParallelOptions } 
 export { vocabParallelCrossEntropy } from './tensor-parallel/cross-entropy.js';
 export { GPTTensorParallel, gptParallelLayers, gptPipeParallel, ParallelEmbeddingPipe, ParallelBlockPipe, ParallelSelfAttention, ParallelMLP, checkParallelGpt } from './tensor-parallel/gpt.js';
 export { TensorParallelEngine } from './tensor-parallel/engine.js';
+export { consolidatePipeline, writePipelineFp32, joinShards } from './consolidate.js';
+export type { ConsolidatedPipeline } from './consolidate.js';

@@ -83,6 +83,8 @@ export interface PipelineModuleOptions {
 interface BuiltLayer {
   index: number;
   run: LayerFn;
+  /** Where the layer's parameters sit in this module's names ('3.', 'tied_modules.embed.'); null for a function. */
+  prefix: string | null;
 }
 
 /** The trainable parameter count of each layer (DeepSpeed builds each layer to count, and so do we). */
@@ -204,6 +206,28 @@ export class PipelineModule extends Module<[Tensor], Tensor> {
     });
   }
 
+  /**
+   * The tied weights this stage holds that an earlier stage also holds (DeepSpeed's
+   * ds_pipe_replicated): after ReduceTiedGrads their gradients equal the first stage's, which alone
+   * counts them in core's global gradient norm.
+   */
+  pipeReplicatedParameters(): Tensor[] {
+    const out: Tensor[] = [];
+    for (const [key, stages] of this.tiedKeyStages()) if (Math.min(...stages) !== this.stageId) out.push(...this.tiedParameters(key));
+    return out;
+  }
+
+  /**
+   * DeepSpeed's per-layer checkpoint files (PipelineModule.ckpt_layer_path): one file per layer of
+   * this stage that has parameters, `layer_<LL>-model_<TP>-model_states.safetensors`, holding the
+   * layer's own names. A tied module is written under each of its layer indices on this stage (as
+   * DeepSpeed does). Core's checkpoint writes and reads them for this rank's model coordinate.
+   */
+  checkpointFiles(modelRank: number): { file: string; prefix: string }[] {
+    const pad = (n: number) => String(n).padStart(2, '0');
+    return this.built.filter((l) => l.prefix !== null).map((l) => ({ file: `layer_${pad(l.index)}-model_${pad(modelRank)}-model_states.safetensors`, prefix: l.prefix! }));
+  }
+
   stageOfLayer(index: number): number {
     for (let s = 0; s < this.numStages; s++) if (index < this.parts[s + 1]!) return s;
     return this.numStages - 1;
@@ -222,15 +246,15 @@ export class PipelineModule extends Module<[Tensor], Tensor> {
         }
         const mod = m;
         const fn = l.forwardFn;
-        this.built.push({ index: i, run: fn ? (x) => fn(mod, x) : (x) => mod.call(x) as Tensor });
+        this.built.push({ index: i, run: fn ? (x) => fn(mod, x) : (x) => mod.call(x) as Tensor, prefix: `tied_modules.${l.key}.` });
       } else if (l instanceof LayerSpec) {
         const m = this.registerModule(String(i), l.build());
-        this.built.push({ index: i, run: (x) => m.call(x) as Tensor });
+        this.built.push({ index: i, run: (x) => m.call(x) as Tensor, prefix: `${i}.` });
       } else if (l instanceof Module) {
         const m = this.registerModule(String(i), l);
-        this.built.push({ index: i, run: (x) => m.call(x) as Tensor });
+        this.built.push({ index: i, run: (x) => m.call(x) as Tensor, prefix: `${i}.` });
       } else {
-        this.built.push({ index: i, run: l });
+        this.built.push({ index: i, run: l, prefix: null });
       }
     }
   }

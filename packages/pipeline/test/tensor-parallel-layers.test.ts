@@ -7,9 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { batch } from '@ds-internal/gpt-fixtures';
 import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
 import { initialize, ProcessTopology, type EngineParts, type ParallelGroups } from '@ds/core';
-import { noGrad, randn, tidy } from '@ds/tensor';
+import { Generator, Linear, noGrad, randn, tidy } from '@ds/tensor';
 
-import { ColumnParallelLinear, GPTTensorParallel, gptPipe, gptPipeParallel, ParallelBlockPipe, PipelineModule, pipeline, TensorParallel } from '../src/index.js';
+import { ColumnParallelLinear, GPTTensorParallel, gptPipe, gptPipeParallel, joinShards, ParallelBlockPipe, PipelineModule, pipeline, RowParallelLinear, TensorParallel, VocabParallelEmbedding } from '../src/index.js';
 import { checkTensorParallelConfig } from '../src/tensor-parallel/engine.js';
 import { PIPE_GPT } from './fixtures.js';
 
@@ -69,13 +69,29 @@ describe('bad input names the numbers', () => {
     expect(() => new TensorParallel({ degree: 2, rank: 1 }).bind(groups(2, 2, 0))).toThrow(/hold model-parallel shard 1 but this rank is model rank 0/);
   });
 
-  it('what core\'s step cannot do with a model degree above 1 is rejected by name', () => {
+  it('ZeRO stages with a model degree above 1 are rejected by name; fp16 and clipping are not', () => {
     const parts = (config: Record<string, unknown>, stage = 0) =>
       ({ groups: { topology: new ProcessTopology(2, { model: 2 }) }, config: { fp16: { enabled: false }, gradient_clipping: 0, ...config }, state: { stage } }) as unknown as EngineParts;
-    expect(() => checkTensorParallelConfig(parts({ fp16: { enabled: true } }), 'tp')).toThrow(/fp16 loss scaling with 2-way tensor parallelism/);
-    expect(() => checkTensorParallelConfig(parts({ gradient_clipping: 1 }), 'tp')).toThrow(/gradient_clipping 1 with 2-way tensor parallelism/);
+    expect(() => checkTensorParallelConfig(parts({}, 1), 'tp')).toThrow(/ZeRO stage 1 with 2-way tensor parallelism/);
     expect(() => checkTensorParallelConfig(parts({}, 2), 'tp')).toThrow(/ZeRO stage 2 with 2-way tensor parallelism/);
-    expect(() => checkTensorParallelConfig(parts({ bf16: { enabled: true } }), 'tp')).not.toThrow();
+    for (const ok of [{ bf16: { enabled: true } }, { fp16: { enabled: true } }, { gradient_clipping: 1 }]) expect(() => checkTensorParallelConfig(parts(ok), 'tp')).not.toThrow();
+  });
+
+  it('each layer declares which of its parameters are split, and how; joinShards puts the single-rank weight back together', () => {
+    const whole = new Linear(4, 6, { generator: new Generator(5) });
+    const col = [0, 1].map((r) => new ColumnParallelLinear(4, 6, new TensorParallel({ degree: 2, rank: r }), { from: whole, stride: 3 }));
+    const row = new RowParallelLinear(6, 4, tp2, { from: new Linear(6, 4) });
+    expect(col[0]!.modelParallelSplits()).toEqual([[col[0]!.weight, { dim: 0, stride: 3 }], [col[0]!.bias, { dim: 0, stride: 3 }]]);
+    expect(row.modelParallelSplits()).toEqual([[row.weight, { dim: 1, stride: 1 }]]); // the bias is replicated
+    expect(new VocabParallelEmbedding(8, 4, tp2).modelParallelSplits()).toEqual([[expect.anything(), { dim: 0, stride: 1 }]]);
+    expect(new ColumnParallelLinear(4, 6, new TensorParallel({ degree: 1 })).modelParallelSplits()).toEqual([]);
+    const shards = col.map((c) => ({ shape: [...c.weight.shape], data: c.weight.data() as Float32Array }));
+    const joined = joinShards(shards, 0, 3);
+    expect(joined.shape).toEqual([6, 4]);
+    expect([...joined.data]).toEqual([...(whole.weight.data() as Float32Array)]);
+    const rowWhole = new Linear(6, 4, { generator: new Generator(7) });
+    const rows = [0, 1].map((r) => new RowParallelLinear(6, 4, new TensorParallel({ degree: 2, rank: r }), { from: rowWhole }));
+    expect([...joinShards(rows.map((l) => ({ shape: [...l.weight.shape], data: l.weight.data() as Float32Array })), 1, 1).data]).toEqual([...(rowWhole.weight.data() as Float32Array)]);
   });
 
   it('a layer of degree 2 run without a bound group, and a pipeline of tensor-parallel layers without tensorParallel', () => {

@@ -5,6 +5,13 @@
 //   <dir>/<tag>/zero_pp_rank_<R>_optim_states.safetensors   optimizer state of data-parallel rank R
 //   <dir>/<tag>/meta.json                         engine metadata, readable without a safetensors parser
 //
+// With model or pipeline parallelism (DeepSpeed's names; MP = the rank among the pipe x model ranks
+// of one data coordinate, stage * model degree + model rank, as DeepSpeed's pipeline grid numbers them):
+//   <dir>/<tag>/mp_rank_<MP:02d>_model_states.safetensors               module weights of that slice (data rank 0)
+//   <dir>/<tag>/zero_pp_rank_<R>_mp_rank_<MP:02d>_optim_states.safetensors  optimizer state of data rank R there
+// and a module that names its own files (a pipeline's layer_<LL>-model_<TP>-model_states) keeps its
+// weights in those, listed in the mp_rank file's metadata.
+//
 // DeepSpeed writes torch pickles (mp_rank_00_model_states.pt, ...); we write safetensors + JSON with
 // the same roles and names, so Python tools can read them (deliberate difference: no pickle).
 //
@@ -20,8 +27,24 @@ export const MODEL_STATES = 'model_states.safetensors';
 export const META = 'meta.json';
 export const LATEST = 'latest';
 
-export function optimStatesFile(dpRank: number): string {
-  return `zero_pp_rank_${dpRank}_optim_states.safetensors`;
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+/** Optimizer state of data-parallel rank `dpRank`; with `mpRank`, of that model-parallel slice. */
+export function optimStatesFile(dpRank: number, mpRank?: number): string {
+  return mpRank === undefined ? `zero_pp_rank_${dpRank}_optim_states.safetensors` : `zero_pp_rank_${dpRank}_mp_rank_${pad2(mpRank)}_optim_states.safetensors`;
+}
+
+/** Module weights (or, for a module with its own files, their list) of model-parallel slice `mpRank`. */
+export function modelStatesFile(mpRank: number): string {
+  return `mp_rank_${pad2(mpRank)}_model_states.safetensors`;
+}
+
+/** A file name a module chose for its weights: a plain name inside the tag directory, not one of ours. */
+export function checkModuleFileName(file: string): string {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*\.safetensors$/.test(file) || file === MODEL_STATES || /^(mp_rank_|zero_pp_rank_)/.test(file)) {
+    throw new DSCheckpointError(`checkpoint: the module names a weights file '${file}'; a module's own files must be plain names ending in .safetensors (letters, digits, '_', '.', '-') other than the engine's model_states / mp_rank_ / zero_pp_rank_ files`);
+  }
+  return file;
 }
 
 export function stagingDir(dir: string, tag: string): string {

@@ -13,6 +13,7 @@ import { Tensor, type F32, type FloatDType, type HostArray, type U16 } from '@ds
 
 import { DSCheckpointError } from '../errors.js';
 import type { NamedTensor } from '../checkpoint/safetensors.js';
+import type { ProcessGroup } from '../comm/types.js';
 import type { OptimizerSlot } from '../optim/types.js';
 import { adoptParameters, allocateFlat, attachGradients, flatArray, releaseFlat, type FlatBuffer, type FlatLayout } from './flat.js';
 import { clipCoefficient } from './grads.js';
@@ -36,6 +37,10 @@ export class DataParallelState implements ModelStateManager {
   private readonly gradViews: Tensor[];
   private readonly slots: OptimizerSlot[];
   private readonly reduction: GradientReduction;
+  /** The model and pipe groups the norm and the overflow flag are summed over (empty without model or pipeline parallelism). */
+  private readonly slice: ProcessGroup[];
+  /** [start, length] runs of the flat gradients this rank counts in the norm (args.normCounted, adjacent parameters merged). */
+  private readonly normRuns: [number, number][];
 
   private constructor(
     private readonly args: StateManagerArgs,
@@ -61,6 +66,9 @@ export class DataParallelState implements ModelStateManager {
     }
     this.slots = this.makeSlots();
     this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective: 'allReduce', mode: 'inPlace', flat: this.grads, overlap: true });
+    const { model, pipe } = args.ctx.groups;
+    this.slice = [model, pipe].filter((g): g is ProcessGroup => g !== null && g.size > 1);
+    this.normRuns = countedRuns(this.layout, args.normCounted);
   }
 
   /** Collective when a group is given: rank 0's parameters are broadcast so every rank starts equal. */
@@ -123,9 +131,23 @@ export class DataParallelState implements ModelStateManager {
     const { kernels } = this.args;
     const grad = flatArray(this.grads);
     const n = this.layout.numel;
-    // After the all-reduce every rank holds the same gradients, so these agree without more communication.
-    if (kernels.hasInfNan(this.gradDtype, grad, n)) return { overflow: true, gradNorm: NaN };
-    const gradNorm = Math.sqrt(kernels.sumSquares(this.gradDtype, grad, n)) / input.lossScale;
+    let gradNorm: number;
+    if (this.slice.length === 0) {
+      // After the all-reduce every data rank holds the same gradients, so these agree without more communication.
+      if (kernels.hasInfNan(this.gradDtype, grad, n)) return { overflow: true, gradNorm: NaN };
+      gradNorm = Math.sqrt(kernels.sumSquares(this.gradDtype, grad, n)) / input.lossScale;
+    } else {
+      // Model or pipeline parallelism: this rank holds part of the model. Its counted squares and its
+      // overflow flag are summed over the model and pipe groups, so every rank of the slice gets the
+      // whole model's norm and skips the same steps.
+      const bad = kernels.hasInfNan(this.gradDtype, grad, n);
+      let sumSq = 0;
+      if (!bad) for (const [start, len] of this.normRuns) sumSq += kernels.sumSquares(this.gradDtype, flatArray(this.grads, start, len), len);
+      const totals = Float32Array.of(sumSq, bad ? 1 : 0);
+      for (const g of this.slice) await g.allReduce({ dtype: 'f32', array: totals }, { op: 'sum' });
+      if (totals[1]! > 0 || !Number.isFinite(totals[0]!)) return { overflow: true, gradNorm: NaN };
+      gradNorm = Math.sqrt(totals[0]!) / input.lossScale;
+    }
     const coeff = clipCoefficient(gradNorm, input.clip);
     this.args.optimizer.step(this.slots, { gradScale: coeff / input.lossScale });
     return { overflow: false, gradNorm };
@@ -176,7 +198,9 @@ export class DataParallelState implements ModelStateManager {
     opt.slots.forEach((s, i) => {
       for (const [k, v] of Object.entries(s.tensors)) tensors.set(`optimizer.slot${i}.${k}`, { dtype: 'f32', shape: [v.length], data: v });
     });
-    return { tensors, meta: { stage: 0, numel: this.layout.numel, optimizer: { type: opt.type, paramGroups: opt.paramGroups, steps: opt.slots.map((s) => s.step) } } };
+    // Where each parameter's masters lie in the flat buffer: what a consolidation tool needs to read them by name.
+    const params = this.args.params.map((p, i) => ({ name: this.args.names[i]!, offset: this.layout.offsets[i]!, shape: [...p.shape] }));
+    return { tensors, meta: { stage: 0, numel: this.layout.numel, params, optimizer: { type: opt.type, paramGroups: opt.paramGroups, steps: opt.slots.map((s) => s.step) } } };
   }
 
   /** Every rank held the same state, so rank 0's file serves any world size. */
@@ -217,4 +241,17 @@ export class DataParallelState implements ModelStateManager {
     if (this.master) releaseFlat(this.master);
     releaseFlat(this.params);
   }
+}
+
+/** The counted parameters' ranges of the flat layout, in offset order, adjacent ones merged into one run. */
+function countedRuns(layout: FlatLayout, counted: readonly boolean[]): [number, number][] {
+  const order = layout.offsets.map((_, i) => i).filter((i) => counted[i]).sort((a, b) => layout.offsets[a]! - layout.offsets[b]!);
+  const runs: [number, number][] = [];
+  for (const i of order) {
+    const start = layout.offsets[i]!;
+    const last = runs[runs.length - 1];
+    if (last && last[0] + last[1] === start) last[1] += layout.sizes[i]!;
+    else runs.push([start, layout.sizes[i]!]);
+  }
+  return runs;
 }

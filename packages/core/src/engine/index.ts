@@ -15,4 +15,4 @@ export { deviceIO } from './device-io.js';
 export type { DeviceIO } from './device-io.js';
 export { Timers } from './timers.js';
 export type { SaveCheckpointOptions, LoadCheckpointOptions, LoadCheckpointResult } from './checkpoint.js';
-export type { ModelStateManager, StateManagerArgs, StepInput, StepOutput, ModelStateBytes, RankState, ParamDtype } from './types.js';
+export type { ModelStateManager, StateManagerArgs, StepInput, StepOutput, ModelStateBytes, RankState, ParamDtype, ModelParallelSplit, ParallelParameterInfo, ModuleFileLayout } from './types.js';

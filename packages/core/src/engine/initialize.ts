@@ -8,7 +8,7 @@ import { DENSE_ATTENTION, getRuntime, isAttentionHost, Storage, type AttentionKe
 
 import { initDistributed, type Distributed } from '../comm/init.js';
 import { CommsLogger } from '../comm/logger.js';
-import { buildParallelGroups } from '../comm/topology.js';
+import { buildParallelGroups, type ParallelGroups } from '../comm/topology.js';
 import type { CommBackend } from '../comm/types.js';
 import { readCoreEnv, type CoreEnv } from '../env.js';
 import { formatWarnings, loadConfig } from '../config/load.js';
@@ -28,7 +28,7 @@ import { createLossScaler, resolvePrecision } from '../precision/index.js';
 import { createScheduler, type LRScheduler } from '../schedulers/index.js';
 import { DataParallelState } from './data-parallel.js';
 import { Engine, type EngineParts } from './engine.js';
-import type { ModelStateManager, ParamDtype, StateManagerArgs } from './types.js';
+import { modelParallelSplits, pipeReplicatedParameters, type ModelStateManager, type ParamDtype, type StateManagerArgs } from './types.js';
 import { deviceIO } from './device-io.js';
 
 export interface InitializeOptions {
@@ -295,7 +295,7 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
   if (optimizer.paramGroups.length < overrides.length) {
     throw new DSConfigError(`initialize: modelParameters has ${overrides.length} groups but the ${optimizer.type} optimizer has ${optimizer.paramGroups.length} parameter group(s); build it with one group per modelParameters group`);
   }
-  const args: StateManagerArgs = { module: opts.model, params, names, groupOf, optimizer, group: groups.data, runtime, kernels, io, paramDtype, config, ctx };
+  const args: StateManagerArgs = { module: opts.model, params, names, groupOf, optimizer, group: groups.data, runtime, kernels, io, paramDtype, config, ctx, normCounted: normCounted(opts.model, params, groups) };
   const wrapper = registry.optimizerWrapperFor(config);
   const state: ModelStateManager = wrapper ? await wrapper.value.wrap(args, ctx) : await DataParallelState.create(args);
 
@@ -343,6 +343,19 @@ export async function initialize(opts: InitializeOptions): Promise<Initialized> 
       })
     : null;
   return { engine, optimizer, lrScheduler, trainingDataLoader };
+}
+
+/**
+ * Which parameters this rank counts in the global gradient norm (StateManagerArgs.normCounted):
+ * split ones on every model rank, replicated ones on model rank 0, none of the pipe-replicated
+ * copies. With a model degree of 1 every rank is model rank 0, so only the pipe-replicated copies
+ * are left out; without a pipeline nothing is.
+ */
+function normCounted(model: Module, params: readonly Tensor[], groups: ParallelGroups): boolean[] {
+  const split = modelParallelSplits(model);
+  const replicated = pipeReplicatedParameters(model);
+  const firstModelRank = groups.coords.model === 0;
+  return params.map((p) => !replicated.has(p) && (firstModelRank || split.has(p)));
 }
 
 /**

@@ -37,6 +37,80 @@ export interface StateManagerArgs {
   config: DSConfig;
   /** The plugin context (process groups, registry for offload tiers and gradient reducers, logger). */
   ctx: PluginContext;
+  /**
+   * Per parameter (same order as `params`): whether this rank counts it in the global gradient
+   * norm. With model or pipeline parallelism the norm is the sum of every rank's counted squares
+   * over ctx.groups.model and ctx.groups.pipe (after the data-parallel reduction made the data
+   * ranks equal), so each element of the whole model must be counted by exactly one rank of that
+   * slice: a parameter split across the model group by every model rank (each holds other
+   * elements), a replicated one by model rank 0 only, and a tied weight's copy on a later pipeline
+   * stage not at all (its first stage counts it). All true without model or pipeline parallelism.
+   * The overflow flag is reduced over the same groups, so every rank skips the same steps.
+   */
+  normCounted: readonly boolean[];
+}
+
+/**
+ * How a parameter is split across the model-parallel group (Megatron's tensor_model_parallel,
+ * partition_dim and partition_stride attributes): model rank r holds block r of dimension `dim`;
+ * with `stride` s > 1 that dimension is s equal parts, each split across the ranks (a fused QKV).
+ */
+export interface ModelParallelSplit {
+  dim: number;
+  stride: number;
+}
+
+/**
+ * What a module may declare about its own parameters for model and pipeline parallelism. The
+ * methods are looked up by name on every module of the model (duck typing, as DeepSpeed reads
+ * attributes such as `ds_pipe_replicated` off parameters), so a technique package implements them
+ * without importing this type; a module without them declares nothing.
+ */
+export interface ParallelParameterInfo {
+  /** This module's own parameters that are split across the model group, with their split. */
+  modelParallelSplits?(): Iterable<readonly [Tensor, ModelParallelSplit]>;
+  /** Parameters that another pipeline stage also holds and counts (a tied weight's later copies). */
+  pipeReplicatedParameters?(): Iterable<Tensor>;
+}
+
+/** One file a module's weights are stored in: the parameters whose names start with `prefix`, with the prefix stripped. */
+export interface ModuleFile {
+  file: string;
+  prefix: string;
+}
+
+/**
+ * A root module that stores its weights in files of its own naming (a pipeline: one file per layer,
+ * DeepSpeed's layer_NN-model_MM-model_states) instead of inside the model-states file. Checkpoints
+ * ask it with this rank's model-parallel coordinate; what no file claims stays in the model-states file.
+ */
+export interface ModuleFileLayout {
+  checkpointFiles(modelRank: number): readonly ModuleFile[];
+}
+
+/** The model-parallel splits every module of `model` declares. */
+export function modelParallelSplits(model: Module): Map<Tensor, ModelParallelSplit> {
+  const out = new Map<Tensor, ModelParallelSplit>();
+  for (const m of model.modules()) {
+    const info = m as Module & ParallelParameterInfo;
+    if (typeof info.modelParallelSplits === 'function') for (const [p, split] of info.modelParallelSplits()) out.set(p, split);
+  }
+  return out;
+}
+
+/** The parameters some module of `model` declares pipe-replicated. */
+export function pipeReplicatedParameters(model: Module): Set<Tensor> {
+  const out = new Set<Tensor>();
+  for (const m of model.modules()) {
+    const info = m as Module & ParallelParameterInfo;
+    if (typeof info.pipeReplicatedParameters === 'function') for (const p of info.pipeReplicatedParameters()) out.add(p);
+  }
+  return out;
+}
+
+/** The root module's own file layout, or null when it keeps its weights in the model-states file. */
+export function moduleFileLayout(model: Module): ModuleFileLayout | null {
+  return typeof (model as Module & Partial<ModuleFileLayout>).checkpointFiles === 'function' ? (model as Module & ModuleFileLayout) : null;
 }
 
 export interface StepInput {

@@ -72,6 +72,9 @@ export class TensorParallel {
   }
 }
 
+/** How a layer's parameter is split across the model group (core reads it off `modelParallelSplits()`). */
+export type { ModelParallelSplit } from '@ds/core';
+
 /** A module that holds a shard of a tensor-parallel layer. */
 export interface TensorParallelLayer {
   readonly tp: TensorParallel;

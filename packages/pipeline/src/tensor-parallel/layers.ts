@@ -15,6 +15,11 @@
 // Each shard is cut from the full weight the single-rank layer would have (built from the same
 // seeded init, then sliced), so a tensor-parallel model starts equal to the single-rank one.
 //
+// Each layer tells core which of its parameters are split and how (modelParallelSplits, core's
+// duck-typed ParallelParameterInfo, Megatron's partition_dim / partition_stride): core's gradient
+// norm counts split parameters on every model rank and replicated ones once, and checkpoints record
+// the splits so that a consolidation tool can join the shards.
+//
 // Gradients: a shard's parameters are distinct per model rank, so the only reduction they need is
 // core's data-parallel one (over the data group, the ranks holding the same shard); nothing is
 // reduced over the model group. The replicated parameters (a row-parallel bias, layer norms,
@@ -26,7 +31,7 @@ import { DSConfigError } from '@ds/core';
 import { affine, cast, embedding, Embedding, full, Linear, linear, maximum, minimum, Module, mul, noGrad, Parameter, unsqueeze, add, type InitOptions, type Tensor } from '@ds/tensor';
 
 import { copyToParallel, gatherFromParallel, reduceFromParallel, scatterToParallel, shardOf, stridedRowShard } from './comm-ops.js';
-import type { TensorParallel, TensorParallelLayer } from './context.js';
+import type { ModelParallelSplit, TensorParallel, TensorParallelLayer } from './context.js';
 
 export interface ColumnParallelOptions extends InitOptions {
   bias?: boolean;
@@ -47,6 +52,7 @@ export class ColumnParallelLinear extends Module<[Tensor], Tensor> implements Te
   /** [outFeatures / P] */
   readonly bias: Parameter | null;
   readonly gatherOutput: boolean;
+  readonly stride: number;
 
   constructor(
     readonly inFeatures: number,
@@ -60,9 +66,17 @@ export class ColumnParallelLinear extends Module<[Tensor], Tensor> implements Te
     const whole = opts.from ?? new Linear(inFeatures, outFeatures, opts);
     checkShape('ColumnParallelLinear', whole.weight, [outFeatures, inFeatures]);
     this.gatherOutput = opts.gatherOutput ?? false;
+    this.stride = stride;
     this.weight = this.registerParameter('weight', Parameter.from(stridedRowShard(whole.weight, tp, stride, 'ColumnParallelLinear weight')))!;
     this.bias = whole.bias ? this.registerParameter('bias', Parameter.from(stridedRowShard(whole.bias, tp, stride, 'ColumnParallelLinear bias'))) : null;
     if (!opts.from) for (const p of whole.parameters()) p.dispose();
+  }
+
+  /** Weight and bias are split by output features (in `stride` blocks), for core's gradient norm and checkpoints. */
+  modelParallelSplits(): [Parameter, ModelParallelSplit][] {
+    if (this.tp.degree === 1) return [];
+    const split = { dim: 0, stride: this.stride };
+    return this.bias ? [[this.weight, split], [this.bias, split]] : [[this.weight, split]];
   }
 
   forward(x: Tensor): Tensor {
@@ -101,6 +115,11 @@ export class RowParallelLinear extends Module<[Tensor], Tensor> implements Tenso
     if (!opts.from) for (const p of whole.parameters()) p.dispose();
   }
 
+  /** The weight is split by input features; the bias is replicated (every model rank holds it whole). */
+  modelParallelSplits(): [Parameter, ModelParallelSplit][] {
+    return this.tp.degree === 1 ? [] : [[this.weight, { dim: 1, stride: 1 }]];
+  }
+
   forward(x: Tensor): Tensor {
     const own = this.inputIsParallel ? x : scatterToParallel(x, this.tp); // [..., in / P]
     const y = reduceFromParallel(linear(own, this.weight), this.tp); // [..., out]
@@ -130,6 +149,11 @@ export class VocabParallelEmbedding extends Module<[Tensor], Tensor> implements 
     checkShape('VocabParallelEmbedding', whole.weight, [numEmbeddings, dim]);
     this.weight = this.registerParameter('weight', Parameter.from(shardOf(whole.weight, 0, this.vocabStart, this.vocabPerRank, 'VocabParallelEmbedding weight')))!;
     if (!opts.from) whole.weight.dispose();
+  }
+
+  /** The table is split by rows (vocabulary). */
+  modelParallelSplits(): [Parameter, ModelParallelSplit][] {
+    return this.tp.degree === 1 ? [] : [[this.weight, { dim: 0, stride: 1 }]];
   }
 
   /** ids [...] i32 over the whole vocabulary -> [..., dim]. */
