@@ -59,12 +59,11 @@ describe('nvme offload after a SIGKILL mid-step', () => {
     expect(resumed.timedOut, describeWorld(resumed)).toBe(false);
     for (const r of resumed.ranks) expect(r.code, describeWorld(resumed)).toBe(0);
     const outs = resumed.ranks.map((r) => lastJson<Out>(r.stdout));
-    // The stale files are gone and the log named them (logs come from rank 0: it names those it removed,
-    // the two ranks racing to remove the four).
-    const removed = outs[0]!.stale;
-    expect(removed.length).toBeGreaterThan(0);
-    for (const m of removed) expect(left.some((f) => m.includes(f)), m).toBe(true);
+    // The stale files are gone. Every rank removes the stale files it finds, so which rank removes
+    // which of the four is a race; logs come from rank 0, which names those it removed (possibly
+    // none, when the other rank got to all four first): each name it gives is one of the four.
     expect(readdirSync(swap)).toEqual([]);
+    for (const m of outs[0]!.stale) expect(left.some((f) => m.includes(f)), m).toBe(true);
     outs.forEach((o, r) => {
       expect(o.start).toBe(6);
       expect(Object.keys(o.losses)).toEqual(['6', '7']);
