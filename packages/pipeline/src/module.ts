@@ -270,7 +270,7 @@ export class PipelineModule extends Module<[Tensor], Tensor> {
       const group = this.built.slice(i, i + k);
       const run = (y: Tensor): Tensor => group.reduce((acc, l) => l.run(acc), y);
       // Integer inputs (token ids) carry no gradient: the embedding's group runs plainly.
-      x = x.dtype === 'i32' ? run(x) : (checkpoint(run as (...t: Tensor[]) => Tensor, [x], { generators: this.generators(), params: this.parameters() }) as Tensor);
+      x = x.dtype === 'i32' ? run(x) : (checkpoint(run as (...t: Tensor[]) => Tensor, [x], { generators: this.generators(), params: this.parameters(), saved: this.checkpointStorage }) as Tensor);
     }
     return x;
   }
@@ -284,6 +284,11 @@ export class PipelineModule extends Module<[Tensor], Tensor> {
   /** Activation checkpointing is set by activationCheckpointInterval, not by marking layers. */
   override checkpointableLayers(): Module[] {
     return [];
+  }
+
+  /** With an interval, ds_config's activation_checkpointing section only sets how the checkpoints are stored. */
+  override checkpointsItself(): boolean {
+    return this.activationCheckpointInterval > 0;
   }
 }
 

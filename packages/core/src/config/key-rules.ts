@@ -24,28 +24,16 @@ const fp16On = (c: Readonly<Record<string, unknown>>) => (c.fp16 as { enabled?: 
 export const KEY_RULES: readonly KeyRule[] = [
   // activation_checkpointing: the switches that need what is not built.
   {
-    path: 'activation_checkpointing.partition_activations',
-    kind: 'unbuilt',
-    applies: isTrue,
-    why: 'splits checkpointed activations across the tensor-parallel group; tensor parallelism is not built in this port; set it to false',
-  },
-  {
     path: 'activation_checkpointing.contiguous_memory_optimization',
     kind: 'unbuilt',
     applies: isTrue,
-    why: 'copies partitioned checkpoints into contiguous buffers (DeepSpeed requires partition_activations for it), and activation partitioning is not built; set it to false',
+    why: 'copies partitioned checkpoints into preallocated contiguous buffers (one slot per layer), which is not built (partition_activations is: it splits the checkpoints without those buffers); set it to false',
   },
   {
     path: 'activation_checkpointing.profile',
     kind: 'unbuilt',
     applies: isTrue,
     why: 'times each checkpointed forward and recomputation; that profiling is not built (wall_clock_breakdown times forward and backward as a whole); set it to false',
-  },
-  {
-    path: 'activation_checkpointing.cpu_checkpointing',
-    kind: 'no-effect',
-    applies: isTrue,
-    why: 'has no effect on the cpu device: it moves checkpointed inputs to host memory, where they already are',
   },
   {
     path: 'activation_checkpointing.synchronize_checkpoint_boundary',

@@ -80,7 +80,11 @@ export class Engine {
     this.lrScheduler = parts.lrScheduler;
     this.config = parts.config;
     try {
-      this.uncheckpoint = applyActivationCheckpointing(parts.module, this.config.activation_checkpointing, parts.log);
+      this.uncheckpoint = applyActivationCheckpointing(parts.module, this.config.activation_checkpointing, parts.log, {
+        model: parts.groups.model,
+        device: parts.device,
+        warn: (m) => parts.log(m, 'warn'),
+      });
     } catch (err) {
       this.destroy(); // initialize() built the model states already: give them back
       throw err;

@@ -22,8 +22,7 @@ function withKey(path: string, value: unknown, extra: Record<string, unknown> = 
 const REJECTED: [string, unknown, RegExp][] = [
   ['checkpoint.load_universal', true, /universal format .* is not built; checkpoints of this port load on any number of data-parallel ranks/],
   ['checkpoint.use_node_local_storage', true, /node-local disk, which is not built: .* must be shared by all nodes; remove the key/],
-  ['activation_checkpointing.partition_activations', true, /tensor parallelism is not built in this port; set it to false/],
-  ['activation_checkpointing.contiguous_memory_optimization', true, /activation partitioning is not built; set it to false/],
+  ['activation_checkpointing.contiguous_memory_optimization', true, /contiguous buffers \(one slot per layer\), which is not built .*; set it to false/],
   ['activation_checkpointing.profile', true, /profiling is not built/],
 ];
 
@@ -38,7 +37,6 @@ const INERT: [string, unknown, RegExp, Record<string, unknown>?][] = [
   ['optimizer.legacy_fusion', true, /unscale in their own step/, { optimizer: { type: 'Adam', params: {} } }],
   ['timers.throughput.synchronized', false, /kernels are synchronous/],
   ['checkpoint.parallel_write.pipeline_stage', true, /pipeline engine/],
-  ['activation_checkpointing.cpu_checkpointing', true, /host memory, where they already are/],
   ['activation_checkpointing.synchronize_checkpoint_boundary', true, /cpu kernels are synchronous/],
 ];
 

@@ -24,14 +24,16 @@ async function engineWith(extra: Record<string, unknown>, model: Module = new GP
   return { engine, logs };
 }
 
-/** Activation bytes the graph holds between one forward and its backward. */
-async function heldAfterForward(extra: Record<string, unknown>): Promise<{ held: number; losses: number[] }> {
-  const { engine } = await engineWith(extra);
+/** Activation bytes the graph holds between one forward and its backward (on the engine's device, and on the host). */
+async function heldAfterForward(extra: Record<string, unknown>, device = 'cpu'): Promise<{ held: number; heldOnHost: number; losses: number[]; logs: string[] }> {
+  const { engine, logs } = await engineWith(extra, new GPT({ ...TINY_GPT, nLayer: 3, device }));
   const tracker = getRuntime().tracker;
-  const { ids, targets } = batch(0, 0, 0, 2);
-  const before = tracker.liveBytes('cpu', 'activations');
+  const { ids, targets } = batch(0, 0, 0, 2, 8, 32, device);
+  const before = tracker.liveBytes(device, 'activations');
+  const beforeHost = tracker.liveBytes('cpu', 'activations');
   const loss = tidy(() => engine.forward<{ loss: Tensor }>(ids, targets).loss!.keep());
-  const held = tracker.liveBytes('cpu', 'activations') - before;
+  const held = tracker.liveBytes(device, 'activations') - before;
+  const heldOnHost = tracker.liveBytes('cpu', 'activations') - beforeHost;
   await engine.backward(loss);
   await engine.step();
   loss.dispose();
@@ -39,7 +41,7 @@ async function heldAfterForward(extra: Record<string, unknown>): Promise<{ held:
   targets.dispose();
   const losses = await trainSteps(engine, 1, 4);
   engine.destroy();
-  return { held, losses };
+  return { held, heldOnHost, losses, logs };
 }
 
 describe('activation_checkpointing', () => {
@@ -57,9 +59,31 @@ describe('activation_checkpointing', () => {
     const model = new GPT({ ...TINY_GPT, nLayer: 3 });
     const { engine, logs } = await engineWith({ activation_checkpointing: { number_checkpoints: 2 } }, model);
     expect(model.transformer.h.items.map((b) => b.activationCheckpointing)).toEqual([true, true, false]);
-    expect(logs).toContain('activation checkpointing: 2 of 3 layers recompute their activations in backward (transformer.h.0, transformer.h.1)');
+    expect(logs).toContain('activation checkpointing: 2 of 3 layers recompute their activations in backward (transformer.h.0, transformer.h.1); checkpointed inputs kept whole');
     engine.destroy();
     expect(model.modules().some((m) => m.activationCheckpointing)).toBe(false);
+  });
+
+  it('cpu_checkpointing: on a device the checkpointed inputs wait in host memory (same losses); on the cpu device it warns that it has no effect', async () => {
+    const plain = await heldAfterForward({ activation_checkpointing: {} }, 'sim');
+    const host = await heldAfterForward({ activation_checkpointing: { cpu_checkpointing: true } }, 'sim');
+    expect(plain.heldOnHost).toBe(0);
+    // The three blocks' inputs ([2, 8, 16] f32 each) moved from the device to the host.
+    expect(host.heldOnHost).toBe(3 * 2 * 8 * 16 * 4);
+    expect(host.held).toBe(plain.held - host.heldOnHost);
+    expect(host.losses).toEqual(plain.losses);
+    expect(host.logs.some((l) => l.endsWith('checkpointed kept in host memory'))).toBe(true);
+    const onCpu = await heldAfterForward({ activation_checkpointing: { cpu_checkpointing: true } });
+    expect(onCpu.heldOnHost).toBe(onCpu.held);
+    expect(onCpu.logs).toContain('warning: activation_checkpointing.cpu_checkpointing has no effect on the cpu device: checkpointed inputs are already in host memory');
+  });
+
+  it('partition_activations: warns that it has no effect when the model-parallel degree is 1', async () => {
+    const { logs, losses } = await heldAfterForward({ activation_checkpointing: { partition_activations: true } });
+    expect(logs.filter((l) => l.startsWith('warning: activation_checkpointing.partition_activations'))).toEqual([
+      'warning: activation_checkpointing.partition_activations has no effect: it splits checkpointed inputs over the model-parallel group, and this job\'s model-parallel degree is 1',
+    ]);
+    expect(losses).toEqual((await heldAfterForward({ activation_checkpointing: {} })).losses);
   });
 
   it('rejects a model without layers to checkpoint, by name', async () => {

@@ -10,4 +10,4 @@ export type { AttendOptions, AttentionHost, AttentionKernel, SelfAttentionOption
 export { MLP, Block, GPT, gptTrainFlopsPerToken } from './gpt.js';
 export type { GPTConfig, GPTOutput, Gpt2Init } from './gpt.js';
 export { checkpoint, Checkpointed, checkpointLayers } from './checkpoint.js';
-export type { CheckpointOptions, CheckpointedLayers } from './checkpoint.js';
+export type { CheckpointOptions, CheckpointedLayers, SavedTensorHooks, SavedTensorMeta } from './checkpoint.js';

@@ -2,7 +2,7 @@
 // kinds ZeRO-3 relies on (forward pre/post to gather and release parameters, backward pre/post to
 // gather them again for the backward and release them after it).
 
-import { checkpoint } from '../autograd/checkpoint.js';
+import { checkpoint, type SavedTensorHooks } from '../autograd/checkpoint.js';
 import { queueBackwardCallback } from '../autograd/engine.js';
 import { DTYPES, type DType } from '../dtype.js';
 import { copyInto, toDeviceRaw } from '../ops/device.js';
@@ -36,6 +36,8 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
    * (callCheckpointed). Set by checkpointLayers() from ds_config's activation_checkpointing.
    */
   activationCheckpointing = false;
+  /** How a checkpointed call keeps its inputs until backward (checkpointLayers' `saved`); null: as they are. */
+  checkpointStorage: SavedTensorHooks | null = null;
   private readonly paramMap = new Map<string, Parameter | null>();
   private readonly bufferMap = new Map<string, Tensor>();
   private readonly childMap = new Map<string, Module>();
@@ -66,7 +68,7 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
       if (!(y instanceof Tensor)) throw new DSError(`${name}: activation checkpointing needs a forward that returns one tensor`, { code: 'DS_CHECKPOINT_ARGS' });
       return y;
     };
-    return checkpoint(run, args as unknown as Tensor[], { generators: this.generators(), params: this.parameters() }) as Out;
+    return checkpoint(run, args as unknown as Tensor[], { generators: this.generators(), params: this.parameters(), saved: this.checkpointStorage }) as Out;
   }
 
   /**
@@ -78,6 +80,15 @@ export abstract class Module<In extends unknown[] = any[], Out = any> {
     let best: Module[] = [];
     for (const m of this.modules()) if (m instanceof ModuleList && m.items.length > best.length) best = m.items;
     return best;
+  }
+
+  /**
+   * True for a module that runs checkpoint() over its own parts (a PipelineModule with an
+   * activation checkpoint interval): checkpointLayers() then marks no layers and only hands it the
+   * storage (`checkpointStorage`), which it must pass to its checkpoint() calls.
+   */
+  checkpointsItself(): boolean {
+    return false;
   }
 
   /**
