@@ -6,7 +6,12 @@
 // Anchor: the same model and step in PyTorch with bf16 autocast, measured in the same run by
 // bench/gpt_torch.py (one worker process for both shapes) when torch is importable; rounds of our steps and
 // of PyTorch's alternate, and each side reports the median of its rounds. `--smoke` runs one step of a tiny model per row.
+// On a CPU without AVX-512 (AVX2 only) PyTorch 1.13's bf16 has no fast kernels (oneDNN falls back to
+// reference code: over a minute per step of the first shape on an AVX2 Zen 3), so there the anchor is
+// PyTorch in f32, its fastest mode on such a CPU, and one bf16-autocast step is timed with a time
+// limit and reported beside it (config.torchBf16AutocastStepS) so that the gap is on record.
 
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CpuKernels } from '../src/backends/cpu.js';
 import { randint, zeros } from '../src/create.js';
@@ -35,6 +40,21 @@ const THREADS = 2;
 
 const ROUNDS = 5;
 const STEPS_PER_ROUND = 2;
+/** The most one PyTorch bf16-autocast step may take where it is only timed for the record (AVX2-only CPUs). */
+const BF16_PROBE_LIMIT_S = 120;
+
+/** PyTorch's precision for the anchor: bf16 autocast where the CPU has AVX-512 (oneDNN has bf16 kernels for it), else f32. */
+function anchorPrecision(): { precision: 'bf16' | 'f32'; why: string } {
+  let flags = '';
+  try {
+    flags = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+  } catch {
+    return { precision: 'bf16', why: 'no /proc/cpuinfo: bf16 autocast assumed' };
+  }
+  return / avx512f( |$)/.test(flags)
+    ? { precision: 'bf16', why: 'the CPU has AVX-512: PyTorch bf16 autocast (oneDNN bf16 kernels)' }
+    : { precision: 'f32', why: 'the CPU has no AVX-512, where PyTorch 1.13 bf16 runs on reference kernels: the anchor is PyTorch f32, its fastest mode here' };
+}
 
 export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const rt = getRuntime();
@@ -48,9 +68,10 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   // after conversion, so the f32 FMA peak is the ceiling (AVX2-only CPUs).
   const probe = 'probePeak' in kernels ? (kernels as CpuKernels).probePeak(opts.smoke ? 0.01 : 0.5) : null;
   const peak: Peak | null = !probe ? null : probe.bf16DotGflops > 0 ? { perCore: probe.bf16DotGflops, kind: 'bf16 dot' } : probe.f32FmaGflops > 0 ? { perCore: probe.f32FmaGflops, kind: 'f32 FMA (no bf16 dot path on this CPU)' } : null;
+  const anchor = anchorPrecision();
   try {
     const rows: Row[] = [];
-    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak));
+    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak, anchor));
     return rows;
   } finally {
     if (typeof worker !== 'string') worker.close();
@@ -69,13 +90,27 @@ interface Peak {
   kind: string;
 }
 
-async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, peak: Peak | null): Promise<Row> {
+/** One PyTorch bf16-autocast step (no warm-up) in seconds, in a worker of its own that is killed past the limit; or why there is no figure. */
+async function timeTorchBf16Step(cfg: Record<string, unknown>): Promise<number | string> {
+  const probe = TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
+  if (typeof probe === 'string') return probe;
+  try {
+    await probe.request({ setup: { ...cfg, precision: 'bf16' } });
+    return (await probe.request<{ seconds: number }>({ steps: 1 }, BF16_PROBE_LIMIT_S * 1000)).seconds;
+  } catch (err) {
+    return `not measured: ${(err as Error).message} (one step, limit ${BF16_PROBE_LIMIT_S} s)`;
+  } finally {
+    probe.close();
+  }
+}
+
+async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, peak: Peak | null, anchor: { precision: 'bf16' | 'f32'; why: string }): Promise<Row> {
   const { model, batch, seq } = shape;
   const warmup = opts.smoke ? 0 : 1;
   const rounds = opts.smoke ? 1 : ROUNDS;
   const steps = opts.smoke ? 1 : STEPS_PER_ROUND;
   const rt = getRuntime();
-  const cfg = { ...model, batch, seq, threads: THREADS, warmup, steps };
+  const cfg = { ...model, batch, seq, threads: THREADS, warmup, steps, precision: anchor.precision };
 
   const gpt = new GPT({ ...model, seed: 0 });
   const params = gpt.parameters();
@@ -144,6 +179,8 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   }
   const drift = standalone !== null && anchorValue !== null ? Math.abs(anchorValue - standalone) / standalone : null;
   const noisy = drift !== null && drift > ANCHOR_DRIFT;
+  // Where the anchor is f32, PyTorch's bf16 step is timed once (after ours, nothing else running) for the record.
+  const bf16Probe = anchor.precision === 'f32' && typeof worker !== 'string' && !opts.smoke ? await timeTorchBf16Step(cfg) : null;
 
   for (const [m, v] of moments.values()) {
     m.dispose();
@@ -158,7 +195,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     metric: shape.metric,
     value,
     unit: 'tokens/s',
-    anchor: anchorValue === null ? null : 'PyTorch bf16 autocast (torch.optim.AdamW), same model, same run, same thread count',
+    anchor: anchorValue === null ? null : `PyTorch ${anchor.precision === 'bf16' ? 'bf16 autocast' : 'f32 (no AVX-512 on this CPU)'} (torch.optim.AdamW), same model, same run, same thread count`,
     anchorValue,
     ratio: anchorValue ? value / anchorValue : null,
     config: {
@@ -167,6 +204,9 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       statistic: `median over ${rounds} rounds of ${steps} steps, alternating ours and PyTorch's (one PyTorch process kept for the run)`,
       kernels: kernelsName,
       precision: 'bf16 autocast, f32 parameters and AdamW',
+      anchorPrecision: anchor.precision,
+      anchorPrecisionWhy: anchor.why,
+      ...(bf16Probe === null ? {} : typeof bf16Probe === 'number' ? { torchBf16AutocastStepS: bf16Probe, torchBf16AutocastTokensPerS: (batch * seq) / bf16Probe } : { torchBf16AutocastStepS: null, torchBf16AutocastMissing: bf16Probe }),
       peakBytes: rt.tracker.peakBytes('cpu'),
       peakActivationBytes: rt.tracker.peakBytes('cpu', 'activations'),
       parameters,

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Anchor for gpt_train_tokens_per_s: the same GPT-2 trained in PyTorch with bf16 autocast on CPU.
+"""Anchor for gpt_train_tokens_per_s: the same GPT-2 trained in PyTorch with bf16 autocast on CPU
+(or in f32, when the setup asks for "precision": "f32": the bench does on CPUs without AVX-512, where
+PyTorch's bf16 has no fast path).
 
 Usage: python3 gpt_torch.py, then requests on stdin (see main): a worker the bench keeps for the run.
 Same model as @ds/tensor's GPT (learned positions, pre-LN, tied embedding, tanh GELU, biases,
@@ -86,8 +88,11 @@ def main():
 
 def step(state):
     model, opt = state["model"], state["opt"]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    if state["cfg"].get("precision", "bf16") == "f32":
         loss = model(state["ids"], state["targets"])
+    else:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(state["ids"], state["targets"])
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
