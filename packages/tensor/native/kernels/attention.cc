@@ -28,8 +28,9 @@ DS_INLINE void transposeInto(const float* src, int64_t rows, int64_t cols, int64
     for (int64_t c = 0; c < cols; ++c) dst[c * ldd + j] = src[j * lds + c];
 }
 
-// The block product each ISA's body uses: the generic-vector blockGemm with an R x 16U tile, or the
-// AVX-512 intrinsics one with 4 x 64 tiles (block_gemm.h).
+// The block product each ISA's body uses: the generic-vector blockGemm with an R x 16U tile (no
+// AVX2), the AVX2 intrinsics one with 4 x 16 tiles, or the AVX-512 intrinsics one with 4 x 64 tiles
+// (block_gemm.h).
 template <int R, int U>
 struct GenericGemm {
   template <bool TransA>
@@ -39,7 +40,14 @@ struct GenericGemm {
   }
 };
 // Not inlined (a call per 64 x 64 x 64 product is noise): the body calling it has no target
-// attribute of its own, and GCC refuses to inline an AVX-512 function into it.
+// attribute of its own, and GCC refuses to inline an AVX2 or AVX-512 function into it.
+struct Avx2Gemm {
+  template <bool TransA>
+  DS_TARGET_AVX2 static __attribute__((noinline)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                                           const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+    blockGemm256<4, 2, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+  }
+};
 struct Avx512Gemm {
   template <bool TransA>
   DS_TARGET_AVX512 static __attribute__((noinline)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
@@ -100,7 +108,7 @@ DS_INLINE void forwardBlockBody(const ForwardBlock& b) {
   G::template run<true>(bq, d, bk, st, kB, b.v, d, b.o, d, true);
 }
 void forwardBlockScalar(const ForwardBlock& b) { forwardBlockBody<GenericGemm<2, 1>>(b); }
-DS_TARGET_AVX2 void forwardBlockAvx2(const ForwardBlock& b) { forwardBlockBody<GenericGemm<4, 1>>(b); }
+DS_TARGET_AVX2 void forwardBlockAvx2(const ForwardBlock& b) { forwardBlockBody<Avx2Gemm>(b); }
 DS_TARGET_AVX512 void forwardBlockAvx512(const ForwardBlock& b) { forwardBlockBody<Avx512Gemm>(b); }
 
 struct BackwardBlock {
@@ -137,7 +145,7 @@ DS_INLINE void backwardBlockBody(const BackwardBlock& b) {
   G::template run<true>(bq, d, bk, b.dst, kB, b.k, d, b.dq, d, true);
 }
 void backwardBlockScalar(const BackwardBlock& b) { backwardBlockBody<GenericGemm<2, 1>>(b); }
-DS_TARGET_AVX2 void backwardBlockAvx2(const BackwardBlock& b) { backwardBlockBody<GenericGemm<4, 1>>(b); }
+DS_TARGET_AVX2 void backwardBlockAvx2(const BackwardBlock& b) { backwardBlockBody<Avx2Gemm>(b); }
 DS_TARGET_AVX512 void backwardBlockAvx512(const BackwardBlock& b) { backwardBlockBody<Avx512Gemm>(b); }
 
 void forwardBlockAt(Isa isa, const ForwardBlock& b) {
