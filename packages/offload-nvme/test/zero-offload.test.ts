@@ -26,7 +26,8 @@ interface RunOut {
   losses: number[];
   swapFiles: number;
   hostOffloadBytes: number;
-  device: { optimizerStates: number; parameters: number };
+  /** gradientShard: the state manager's own count of the gradient buffer it keeps on the device. */
+  device: { optimizerStates: number; parameters: number; gradients: number; gradientShard: number };
   masters?: Record<string, number[]>;
 }
 
@@ -53,6 +54,7 @@ describe('ZeRO with offload_optimizer (and offload_param at stage 3) on 2 ranks'
     // Every sub-group's read overlapped with the step before it and its write with the step after.
     const piped = { ...nvme, pipeline_read: true, pipeline_write: true, buffer_count: 9 };
     const smallAio = { aio: { block_size: 4096, queue_depth: 4, intra_op_parallelism: 2 } };
+    const decaying = { scheduler: { type: 'WarmupDecayLR', params: { warmup_min_lr: 0, warmup_max_lr: 1e-2, warmup_num_steps: 5, total_num_steps: 20 } } };
     // Per stage: the baseline without offload, then the offloaded runs compared with it.
     const plan: { stage: number; runs: Spec[] }[] = [
       {
@@ -85,6 +87,16 @@ describe('ZeRO with offload_optimizer (and offload_param at stage 3) on 2 ranks'
           { offload: nvme, param: { ...nvme, max_in_cpu: 0 }, io: 'lossy' },
         ],
       },
+      // A learning rate that changes every step: stage 3 steps some sub-groups under the next forward
+      // (after the scheduler moved on), with the learning rate of the step they belong to.
+      {
+        stage: 3,
+        runs: [
+          { io: 'native', extra: decaying },
+          { offload: piped, param: { ...nvme, max_in_cpu: 0 }, io: 'native', extra: decaying },
+          { offload: nvme, io: 'native', extra: decaying },
+        ],
+      },
     ];
     const runs = plan.flatMap((p) => p.runs.map((r) => ({ config: { ...tinyConfig(1, zeroSection(p.stage, r)), ...r.extra }, io: r.io })));
     const w = await withWorld(2, new URL('./workers/zero-offload.ts', import.meta.url), {
@@ -106,9 +118,20 @@ describe('ZeRO with offload_optimizer (and offload_param at stage 3) on 2 ranks'
         const nvmeFiles = devices.filter((d) => d === 'nvme').length;
         for (const r of [0, 1]) {
           const run = ranks[r]![i]!;
+          const ref = ranks[r]![base]!;
+          // Stages 2 and 3 keep the gradient shard in the offload tier (cpu: its host memory; nvme:
+          // the swap file): the device's gradient bytes drop by exactly the shard's size, all of them
+          // (the shard is the only gradient buffer kept between steps). Stage 1 keeps its full local
+          // gradient buffer, every rank's part of it.
+          expect(ref.device.gradients, what).toBeGreaterThan(0);
+          expect(ref.device.gradients, what).toBe(ref.device.gradientShard);
+          const gradShard = spec.offload && p.stage > 1 ? ref.device.gradients : 0;
+          expect(run.device.gradientShard, what).toBe(ref.device.gradientShard - gradShard);
+          expect(run.device.gradients, what).toBe(ref.device.gradients - gradShard);
           // The tiers were used: host bytes for cpu (and for nvme units kept by max_in_cpu), one swap file per rank and kind for nvme.
           const hostHeld = devices.includes('cpu') || (spec.param?.max_in_cpu as number) > 0 || spec.param?.buffer_size !== undefined;
-          if (hostHeld) expect(run.hostOffloadBytes, what).toBeGreaterThan(0);
+          const hostGrads = spec.offload?.device === 'cpu' ? gradShard : 0;
+          if (hostHeld) expect(run.hostOffloadBytes, what).toBeGreaterThan(hostGrads);
           else expect(run.hostOffloadBytes, what).toBe(0);
           expect(run.swapFiles, what).toBe(2 * nvmeFiles);
           // Offloaded masters and moments leave nothing in 'optimizer_states' on the device; offloaded

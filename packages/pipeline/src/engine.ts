@@ -9,11 +9,17 @@
 // from the hooks of the boundary backward (the last micro batch's), overlapping it; ReduceTiedGrads
 // then sums the tied weights' gradients over the stages that hold them. Both are sums over disjoint
 // axes, so the order does not change the result (DeepSpeed reduces tied gradients first).
+// ZeRO stage 1 reduce-scatters instead, leaving each data rank only its block, and the blocks of a
+// tied weight differ between stages (each stage partitions its own parameters): there the boundary
+// backward leaves the gradients unreduced, ReduceTiedGrads sums the whole local gradients, and
+// ReduceGrads runs the data-parallel reduction afterwards, in DeepSpeed's order and without the
+// overlap (DeepSpeed's pipeline never overlaps it). ZeRO stages 2 and 3 are rejected, as in DeepSpeed.
 //
-// The step is core's: the global gradient norm (clipping) and the fp16 overflow flag are summed over
-// the pipe and model groups there, with tied weights counted on their first stage only
+// The step is core's or ZeRO's: the global gradient norm (clipping) and the fp16 overflow flag are
+// summed over the pipe and model groups there, with tied weights counted on their first stage only
 // (PipelineModule.pipeReplicatedParameters). Checkpoints are core's too: each stage's data rank 0
-// writes its layers' files (PipelineModule.checkpointFiles) and its mp_rank_NN file.
+// writes its layers' files (PipelineModule.checkpointFiles) and its mp_rank_NN file; under ZeRO 1
+// every data rank writes its optimizer shard, which loads on any data degree (re-partitioned).
 import { backward as runBackward, freeGraph, noGrad, tidy, type Tensor } from '@ds/tensor';
 import { DSConfigError, DSUnsupportedError, Engine, type EngineParts, type ProcessGroup, type Work } from '@ds/core';
 
@@ -72,6 +78,10 @@ export class PipelineEngine extends Engine {
   lastBatchStats: BatchStats | null = null;
   private readonly link: StageLink | null;
   private dataIterator: Iterator<PipeBatch> | null = null;
+  /** ZeRO 1 with tied weights across stages: the data-parallel reduction waits for ReduceTiedGrads (see the top of this file). */
+  private readonly deferReduction: boolean;
+  /** True while a backward pass runs whose data-parallel reduction is deferred. */
+  private holdReduction = false;
 
   private constructor(
     private readonly pp: EngineParts,
@@ -87,6 +97,12 @@ export class PipelineEngine extends Engine {
     // Activations and input gradients are replicated over the model group: split their sends (DeepSpeed's pipe_partitioned / grad_partitioned).
     const partition = model ? { model, activations: pc?.pipe_partitioned ?? true, grads: pc?.grad_partitioned ?? true } : null;
     this.link = pipe ? new StageLink(pipe, this.stageId, partition) : null;
+    this.deferReduction = tieGroups.length > 0 && pp.state.stage > 0;
+    if (this.deferReduction && !pp.state.reduceGradients) {
+      throw new DSUnsupportedError(
+        `pipeline: the ZeRO stage ${pp.state.stage} model states cannot defer their gradient reduction past the boundary backward, which tied weights across stages need (TiedLayerSpec ${tieGroups.map((t) => `'${t.key}'`).join(', ')}); use ZeRO stage 0 or 1 from @ds/zero`,
+      );
+    }
   }
 
   /** Checks the module against the topology and config, then builds the tied-weight groups (collective). */
@@ -107,6 +123,14 @@ export class PipelineEngine extends Engine {
       }
     }
     return new PipelineEngine(parts, tieGroups);
+  }
+
+  /**
+   * Core's boundary rule, except during a backward pass whose data-parallel reduction is deferred to
+   * ReduceGrads: the model states then accumulate the boundary backward's gradients unreduced.
+   */
+  override isGradientAccumulationBoundary(): boolean {
+    return !this.holdReduction && super.isGradientAccumulationBoundary();
   }
 
   isFirstStage(): boolean {
@@ -221,8 +245,9 @@ export class PipelineEngine extends Engine {
         }
         return;
       case 'ReduceGrads':
-        // Core's reduction ran from the boundary backward's hooks and backward awaited it; what is left is to check that it ran.
+        // Core's reduction ran from the boundary backward's hooks and backward awaited it (unless deferred to here); first check that every backward ran.
         if (b.backwards !== this.microBatches) throw new DSConfigError(`pipeline stage ${this.stageId}: ReduceGrads after ${b.backwards} of ${this.microBatches} backward passes`);
+        if (this.deferReduction) await this.pp.state.reduceGradients!();
         return;
       case 'OptimizerStep':
         this.microSteps = this.globalSteps * this.microBatches + this.microBatches - 1;
@@ -262,22 +287,27 @@ export class PipelineEngine extends Engine {
     // The engine's micro-step counter makes the last backward of the batch the accumulation boundary.
     this.microSteps = this.globalSteps * this.microBatches + b.backwards;
     b.backwards += 1;
-    if (this.isLastStage()) {
-      // The loss: seeded with lossScale / m and reduced on the boundary by the engine's own backward.
-      b.losses.push(await super.backward(out));
-    } else {
-      await this.settle(b, buffer);
-      const g = b.grads[buffer]!;
-      const state = this.pp.state;
-      state.beforeBackward(this.isGradientAccumulationBoundary());
-      try {
-        runBackward(out, g);
-      } finally {
-        freeGraph(out);
+    this.holdReduction = this.deferReduction;
+    try {
+      if (this.isLastStage()) {
+        // The loss: seeded with lossScale / m and reduced on the boundary by the engine's own backward.
+        b.losses.push(await super.backward(out));
+      } else {
+        await this.settle(b, buffer);
+        const g = b.grads[buffer]!;
+        const state = this.pp.state;
+        state.beforeBackward(this.isGradientAccumulationBoundary());
+        try {
+          runBackward(out, g);
+        } finally {
+          freeGraph(out);
+        }
+        await state.afterBackward();
+        g.dispose();
+        b.grads[buffer] = null;
       }
-      await state.afterBackward();
-      g.dispose();
-      b.grads[buffer] = null;
+    } finally {
+      this.holdReduction = false;
     }
     out.dispose();
     b.outputs[buffer] = null;
@@ -340,10 +370,9 @@ function checkSetup(module: PipelineModule, parts: EngineParts): void {
     throw new DSConfigError(`pipeline: ${m} micro batch(es) per batch (gradient_accumulation_steps) is fewer than the ${module.numStages} stages; raise gradient_accumulation_steps to at least ${module.numStages} (DeepSpeed advises 8 x stages)`);
   }
   const { config } = parts;
-  if (parts.state.stage > 0) {
-    throw new DSUnsupportedError(
-      `pipeline: ZeRO stage ${parts.state.stage} with a pipeline is not built in this version of @ds/pipeline (DeepSpeed allows stage 1; ZeRO's step does not yet reduce the gradient norm and the overflow flag over the pipe and model groups); remove zero_optimization or use stage 0`,
-    );
+  // DeepSpeed's PipelineEngine asserts the same: stage 1 partitions only the optimizer states; stages 2 and 3 would partition gradients (and parameters) that every micro batch's backward and the tied-weight reduction need whole.
+  if (parts.state.stage >= 2) {
+    throw new DSConfigError(`ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism (zero_optimization.stage is ${parts.state.stage}); use stage 0 or 1 with @ds/pipeline`);
   }
   const pc = pipelineConfigOf(config);
   if (!pc) return;

@@ -2,20 +2,30 @@
 // pipeline runs are compared with: the same layers in one PipelineModule of one stage, trained by
 // core's ordinary Engine (forward / backward / step per micro batch).
 import { batch } from '@ds-internal/gpt-fixtures';
-import { initialize } from '@ds/core';
+import { initialize, type Plugin } from '@ds/core';
 import { Module, noGrad, tidy, type Tensor } from '@ds/tensor';
+import { zero } from '@ds/zero';
 
 import { gptPipe, type PipelineModule } from '../src/index.js';
 
 export const PIPE_GPT = { vocabSize: 32, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 16, seed: 3 };
 
-/** Precision and clipping of a test run: fp32 without clipping unless asked. */
+/** Precision, clipping and ZeRO stage of a test run: fp32 without clipping or ZeRO unless asked. */
 export interface RunOptions {
   bf16?: boolean;
   /** fp16 with dynamic loss scaling, from a scale high enough that the first steps overflow and are skipped. */
   fp16?: boolean;
   /** gradient_clipping. */
   clip?: number;
+  /** zero_optimization.stage (@ds/zero registered beside the pipeline). */
+  zero?: number;
+  /** data_types.grad_accum_dtype 'fp32' (under ZeRO gradients are otherwise kept in the parameters' 16-bit type). */
+  fp32GradAccum?: boolean;
+}
+
+/** The plugins a run needs besides pipeline(): @ds/zero when it asks for a ZeRO stage. */
+export function runPlugins(run: RunOptions): Plugin[] {
+  return run.zero ? [zero()] : [];
 }
 
 /** gradient_clipping of the clipped runs: below the tiny GPT's gradient norm on every one of the 20 batches (0.7-2.4). */
@@ -24,16 +34,18 @@ export const CLIP = 0.5;
 /** The fp16 section of the fp16 runs: 2^20 overflows the first steps; a short window grows the scale back so it overflows again. */
 export const FP16 = { enabled: true, initial_scale_power: 20, loss_scale_window: 4, hysteresis: 1, min_loss_scale: 1 };
 
-/** AdamW; `micro` micro batches of 2 rows per data-parallel rank. */
-export function pipeConfig(micro: number, data: number, run: RunOptions = {}): Record<string, unknown> {
+/** AdamW; `micro` micro batches of `rows` rows (default 2) per data-parallel rank. */
+export function pipeConfig(micro: number, data: number, run: RunOptions = {}, rows = 2): Record<string, unknown> {
   return {
-    train_batch_size: 2 * micro * data,
-    train_micro_batch_size_per_gpu: 2,
+    train_batch_size: rows * micro * data,
+    train_micro_batch_size_per_gpu: rows,
     gradient_accumulation_steps: micro,
     optimizer: { type: 'AdamW', params: { lr: 1e-2, weight_decay: 0.01 } },
     ...(run.bf16 ? { bf16: { enabled: true } } : {}),
     ...(run.fp16 ? { fp16: FP16 } : {}),
     ...(run.clip ? { gradient_clipping: run.clip } : {}),
+    ...(run.zero ? { zero_optimization: { stage: run.zero } } : {}),
+    ...(run.fp32GradAccum ? { data_types: { grad_accum_dtype: 'fp32' } } : {}),
   };
 }
 
@@ -106,7 +118,7 @@ export interface Reference extends Curve {
 export async function referenceLosses(micro: number, data: number, steps: number, run: RunOptions = {}, snapshotAt?: number): Promise<Reference> {
   const model = new WholeModel(gptPipe(PIPE_GPT, { numStages: 1, stageId: 0 }));
   const cfg = { ...pipeConfig(micro, data, run), train_micro_batch_size_per_gpu: 2 * data, train_batch_size: 2 * micro * data };
-  const { engine } = await initialize({ model, config: cfg, dist: null, log: () => {} });
+  const { engine } = await initialize({ model, config: cfg, dist: null, plugins: runPlugins(run), log: () => {} });
   const rows = (s: number, k: number) => batch(s, k, 0, 2 * data);
   let snapshot: Map<string, Float32Array> | null = null;
   const curve: Curve = { losses: [], norms: [] };

@@ -69,11 +69,11 @@ describe('bad input names the numbers', () => {
     expect(() => new TensorParallel({ degree: 2, rank: 1 }).bind(groups(2, 2, 0))).toThrow(/hold model-parallel shard 1 but this rank is model rank 0/);
   });
 
-  it('ZeRO stages with a model degree above 1 are rejected by name; fp16 and clipping are not', () => {
+  it('ZeRO stage 3 with a model degree above 1 is rejected by name; stages 1 and 2, fp16 and clipping are not', () => {
     const parts = (config: Record<string, unknown>, stage = 0) =>
       ({ groups: { topology: new ProcessTopology(2, { model: 2 }) }, config: { fp16: { enabled: false }, gradient_clipping: 0, ...config }, state: { stage } }) as unknown as EngineParts;
-    expect(() => checkTensorParallelConfig(parts({}, 1), 'tp')).toThrow(/ZeRO stage 1 with 2-way tensor parallelism/);
-    expect(() => checkTensorParallelConfig(parts({}, 2), 'tp')).toThrow(/ZeRO stage 2 with 2-way tensor parallelism/);
+    expect(() => checkTensorParallelConfig(parts({}, 3), 'tp')).toThrow(/ZeRO stage 3 with 2-way tensor parallelism is not built .*; use zero_optimization.stage 1 or 2/);
+    for (const stage of [1, 2]) expect(() => checkTensorParallelConfig(parts({}, stage), 'tp')).not.toThrow();
     for (const ok of [{ bf16: { enabled: true } }, { fp16: { enabled: true } }, { gradient_clipping: 1 }]) expect(() => checkTensorParallelConfig(parts(ok), 'tp')).not.toThrow();
   });
 

@@ -29,13 +29,18 @@ export function paramOffloadOf(zc: ZeroConfig): ParamOffloadSection | null {
 }
 
 export class ParamShardOffload {
+  /** Per unit: writes not yet known to be complete (the step's updated weights stay in flight into the next forward). */
+  private readonly writing: OffloadWork[][];
+
   private constructor(
     private readonly tiers: OffloadTier[],
     private readonly regions: OffloadRegion[],
     /** Units whose swap-in may be in flight at once (offload_param.buffer_count). */
     readonly readAhead: number,
     readonly summary: string,
-  ) {}
+  ) {
+    this.writing = regions.map(() => []);
+  }
 
   static async create(args: StateManagerArgs, zc: ZeroConfig, plan: PartitionPlan): Promise<ParamShardOffload | null> {
     const section = paramOffloadOf(zc);
@@ -77,20 +82,31 @@ export class ParamShardOffload {
     return this.tiers.find((t) => t.name === region.tier)!;
   }
 
-  /** Starts reading unit u's block (`dst`: its 16-bit words) from byte `offset` of its region. */
+  /**
+   * Starts reading unit u's block (`dst`: its 16-bit words) from byte `offset` of its region, once
+   * the unit's writes in flight have landed (the tier does not order a read after a write; blocking).
+   */
   read(u: number, dst: Uint16Array, offset = 0): OffloadWork {
+    for (const w of this.writing[u]!.splice(0)) w.waitSync();
     const r = this.regions[u]!;
     return this.tierOf(r).swapIn(r, offset, bytesOf(dst));
   }
 
-  /** Starts writing `src` into unit u's block at byte `offset`. */
+  /** Starts writing `src` into unit u's block at byte `offset` (`src` must not change until the write completes). */
   write(u: number, src: Uint16Array, offset = 0): OffloadWork {
     const r = this.regions[u]!;
-    return this.tierOf(r).swapOut(r, offset, bytesOf(src));
+    const pending = this.writing[u]!;
+    for (let k = pending.length - 1; k >= 0; k--) if (pending[k]!.isCompleted()) pending.splice(k, 1);
+    const w = this.tierOf(r).swapOut(r, offset, bytesOf(src));
+    pending.push(w);
+    return w;
   }
 
   async close(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const w of this.writing.flatMap((p) => p.splice(0))) await w.wait().catch((e: unknown) => errors.push(e));
     this.regions.forEach((r) => this.tierOf(r).free(r));
     for (const t of this.tiers) await t.close();
+    if (errors.length > 0) throw errors[0];
   }
 }

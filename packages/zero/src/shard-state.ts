@@ -1,6 +1,15 @@
 // What every ZeRO stage shares: fp32 master weights and optimizer state for this rank's shard only,
 // the global overflow check and gradient norm over disjoint shards (one all-reduce), clipping, the
 // optimizer step on the shard, and the partitioned checkpoint state.
+//
+// With model or pipeline parallelism (DeepSpeed's stage_1_and_2.py get_grad_norm_direct and
+// has_overflow, reduced over the data group and then over mpu's model-parallel group, which a
+// pipeline's grid makes its pipe x model slice), each rank sums the squares of the elements of its
+// shard that belong to parameters it counts (StateManagerArgs.normCounted: split parameters on every
+// model rank, replicated ones on model rank 0, a tied weight on its first stage only), and the sum
+// and the overflow flag go over the data group, then the model and pipe groups: every element of
+// the whole model is counted once. DeepSpeed reduces over the slice group in one collective; the
+// two axes here are two small all-reduces with the same sum.
 import {
   allocateFlat,
   clipCoefficient,
@@ -13,6 +22,7 @@ import {
   type ModelStateBytes,
   type ModelStateManager,
   type NamedTensor,
+  type OffloadWork,
   type OptimizerSlot,
   type PartitionPlan,
   type ProcessGroup,
@@ -20,12 +30,16 @@ import {
   type StateManagerArgs,
   type StepInput,
   type StepOutput,
+  type Unit,
 } from '@ds/core';
 import type { F32, FArray, FloatDType, HostArray, U16 } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
 import { optimizerOffloadOf, OptimizerStateOffload } from './offload-state.js';
 import { assembleFull, cutShard, describeUnits, readAllRanks, shardTensor, type ShardMeta } from './rank-state.js';
+
+/** A slot's gradient before the gradient blocks are placed (setupShards points every slot at its block). */
+const NO_GRAD = new Float32Array(0);
 
 /** A block of elements on the engine's device (a kernel operand: host words or device memory). */
 export type Block = FArray;
@@ -52,6 +66,10 @@ export abstract class ShardedState implements ModelStateManager {
   protected slotLen: number[] = [];
   /** The optimizer moments (and, with 16-bit parameters, the fp32 masters) in an offload tier (offload_optimizer.device), or null: resident. */
   protected offload: OptimizerStateOffload | null = null;
+  /** The model and pipe groups the norm and the overflow flag are summed over after the data group (empty without model or pipeline parallelism). */
+  private readonly slice: ProcessGroup[];
+  /** Per unit: the [start, length] runs of this rank's block holding parameters it counts in the norm, or null: the whole block. */
+  private readonly normRuns: ([number, number][] | null)[];
 
   constructor(
     protected readonly args: StateManagerArgs,
@@ -65,6 +83,9 @@ export abstract class ShardedState implements ModelStateManager {
     this.world = plan.world;
     this.rank = plan.rank;
     this.sizes = sizes ? [...sizes] : args.params.map((p) => p.numel);
+    const { model, pipe } = args.ctx.groups;
+    this.slice = [model, pipe].filter((g): g is ProcessGroup => g !== null && g.size > 1);
+    this.normRuns = plan.units.map((u) => countedRuns(u, plan.rank, this.sizes, args.normCounted));
   }
 
   /** This rank's block of unit u in the parameter dtype (views the 16-bit parameters, or the f32 ones). */
@@ -93,7 +114,6 @@ export abstract class ShardedState implements ModelStateManager {
     this.plan.units.forEach((u, ui) => {
       // Offloaded masters have no device block: each slot's master is its staging view during the step.
       const master = offloadMasters ? null : this.masterBlock(ui);
-      const grad = this.gradBlock(ui);
       const p16 = paramDtype !== 'f32';
       const runs = this.groupRuns(ui);
       for (let at = 0; at < u.block; ) {
@@ -101,7 +121,7 @@ export abstract class ShardedState implements ModelStateManager {
         const end = Math.min(u.block, at + sub, run.end);
         this.slots.push({
           master: master ? master.subarray(at, end) : new Float32Array(0),
-          grad: grad.subarray(at, end),
+          grad: NO_GRAD, // pointed at the gradient blocks once they are placed (below)
           gradDtype: this.gradDtype,
           group: run.group,
           ...(p16 ? { out16: this.out16For(ui, at, end), out16Dtype } : {}),
@@ -112,8 +132,38 @@ export abstract class ShardedState implements ModelStateManager {
         at = end;
       }
     });
-    this.offload = await OptimizerStateOffload.create(this.args, this.zc, this.slotLen, offloadMasters);
+    this.offload = await OptimizerStateOffload.create(this.args, this.zc, this.slotLen, { withMasters: offloadMasters, out16: this.out16ToTier() });
+    await this.placeGradients(this.offload);
+    this.repointSlotGrads();
     if (this.offload?.withMasters) this.refreshMaster();
+  }
+
+  /**
+   * Where the gradient shard lives, decided once the optimizer offload exists (its tier may hold the
+   * shard: grad-offload.ts); gradBlock() works from then on. A stage whose gradients are set up in
+   * its constructor does nothing.
+   */
+  protected async placeGradients(_offload: OptimizerStateOffload | null): Promise<void> {}
+
+  /**
+   * The 16-bit dtype when the updated 16-bit weights go to a parameter tier (stage 3's offload_param):
+   * the optimizer offload then stages them with each sub-group and commitParamPiece writes them out.
+   */
+  protected out16ToTier(): 'bf16' | 'f16' | null {
+    return null;
+  }
+
+  /**
+   * Whether the offloaded step may leave sub-groups to step after it returns (OptimizerStateOffload.step):
+   * only a stage that completes them before it reads a unit's weights (stage 3's fetch) says yes.
+   */
+  protected get defersStep(): boolean {
+    return false;
+  }
+
+  /** Slot i's unit and where it starts in that unit's block (for a gradient shard swapped per unit). */
+  protected slotPiece(i: number): readonly [number, number] {
+    return [this.slotUnit[i]!, this.slotAt[i]!];
   }
 
   /** Where the optimizer writes the updated 16-bit weights of elements [at, end) of unit u's block (out16). */
@@ -202,10 +252,13 @@ export abstract class ShardedState implements ModelStateManager {
   }
 
   /**
-   * After `piece` (from readParamPiece(i)) was changed: makes the change stick. Resident pieces are
-   * views, changed in place already; a stage whose shard is offloaded writes the copy back to its tier.
+   * After `piece` (from readParamPiece(i), or slot i's out16) was changed: makes the change stick.
+   * Resident pieces are views, changed in place already (null); a stage whose shard is offloaded
+   * starts writing the piece to its tier and returns that write (`piece` must not change until it completes).
    */
-  protected commitParamPiece(_i: number, _piece: U16): void {}
+  protected commitParamPiece(_i: number, _piece: U16): OffloadWork | null {
+    return null;
+  }
 
   /** The 16-bit parameters := the masters, rounded (after the masters were loaded). */
   protected mastersTo16(): void {
@@ -214,7 +267,7 @@ export abstract class ShardedState implements ModelStateManager {
       this.eachOffloadedMaster((i, m) => {
         const p = this.readParamPiece(i);
         kernels.cast('f32', m, paramDtype, p, m.length);
-        this.commitParamPiece(i, p);
+        this.commitParamPiece(i, p)?.waitSync();
       });
     } else if (this.master) this.plan.units.forEach((u, ui) => kernels.cast('f32', this.masterBlock(ui), paramDtype, this.paramBlock(ui), u.block));
   }
@@ -236,16 +289,19 @@ export abstract class ShardedState implements ModelStateManager {
     let bad = 0;
     this.plan.units.forEach((u, ui) => {
       const g = this.gradBlock(ui);
+      const runs = this.normRuns[ui]!;
       if (kernels.hasInfNan(this.gradDtype, g, u.block)) bad = 1;
-      else sumSq += kernels.sumSquares(this.gradDtype, g, u.block);
+      else if (runs === null) sumSq += kernels.sumSquares(this.gradDtype, g, u.block);
+      else for (const [start, len] of runs) sumSq += kernels.sumSquares(this.gradDtype, g.subarray(start, start + len), len);
     });
-    // Shards are disjoint, so the sum over ranks is the global squared norm; the flag is a logical or.
+    // Shards are disjoint over the data group and counted parameters over the slice, so the sum over
+    // all of them is the global squared norm; the flag is a logical or.
     const totals = Float32Array.of(sumSq, bad);
-    if (this.group) await this.group.allReduce({ dtype: 'f32', array: totals }, { op: 'sum' });
+    for (const g of this.group ? [this.group, ...this.slice] : this.slice) await g.allReduce({ dtype: 'f32', array: totals }, { op: 'sum' });
     if (totals[1]! > 0 || !Number.isFinite(totals[0]!)) return { overflow: true, gradNorm: NaN };
     const gradNorm = Math.sqrt(totals[0]!) / input.lossScale;
     const coeff = clipCoefficient(gradNorm, input.clip);
-    if (this.offload) await this.offload.step(this.args.optimizer, this.slots, coeff / input.lossScale, (i) => this.slots[i]!.out16 && this.commitParamPiece(i, this.slots[i]!.out16!));
+    if (this.offload) await this.offload.step(this.args.optimizer, this.slots, coeff / input.lossScale, (i) => (this.slots[i]!.out16 ? this.commitParamPiece(i, this.slots[i]!.out16!) : null), this.defersStep);
     else this.args.optimizer.step(this.slots, { gradScale: coeff / input.lossScale });
     await this.afterUpdate();
     return { overflow: false, gradNorm };
@@ -259,6 +315,7 @@ export abstract class ShardedState implements ModelStateManager {
   }
 
   rankState(): RankState {
+    this.offload?.finish(); // a deferred step's sub-groups first: their step counters are saved below
     const tensors = new Map<string, NamedTensor>();
     tensors.set('fp32', shardTensor(this.masterShardOnHost()));
     const opt = this.args.optimizer.stateDict();
@@ -297,6 +354,7 @@ export abstract class ShardedState implements ModelStateManager {
 
   /** Re-partitions from any number of saved ranks: whole tensors by name, then this rank's cut. */
   loadRankStates(savedWorld: number, read: (rank: number) => RankState): void {
+    this.offload?.finish(); // a deferred step must not land on the loaded state
     const { meta, fp32, states } = readAllRanks(savedWorld, read, { names: this.args.names, sizes: this.sizes, stateNames: this.args.optimizer.stateNames });
     for (const [name, numel] of this.args.names.map((n, i): [string, number] => [n, this.sizes[i]!])) {
       const got = fp32.get(name);
@@ -385,4 +443,28 @@ export abstract class ShardedState implements ModelStateManager {
   abstract moduleState(): Promise<Map<string, NamedTensor>>;
   abstract loadModuleState(weights: Map<string, NamedTensor>, refreshMaster: boolean): Promise<void>;
   abstract destroy(): void;
+}
+
+/**
+ * The runs [start, length] of rank `rank`'s block of unit `u` that hold parameters counted in the
+ * norm (`counted[i]`), adjacent ones merged; null when every parameter in the block is counted, so
+ * the block is summed whole (its padding is zero).
+ */
+function countedRuns(u: Unit, rank: number, sizes: readonly number[], counted: readonly boolean[]): [number, number][] | null {
+  const lo = rank * u.block;
+  const runs: [number, number][] = [];
+  let all = true;
+  u.params.forEach((i, k) => {
+    const from = Math.max(lo, u.offsets[k]!);
+    const to = Math.min(lo + u.block, u.offsets[k]! + sizes[i]!);
+    if (to <= from) return;
+    if (!counted[i]) {
+      all = false;
+      return;
+    }
+    const last = runs[runs.length - 1];
+    if (last && last[0] + last[1] === from - lo) last[1] += to - from;
+    else runs.push([from - lo, to - from]);
+  });
+  return all ? null : runs;
 }

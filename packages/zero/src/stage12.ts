@@ -13,6 +13,7 @@ import {
   bucketGroups,
   DSCheckpointError,
   DSError,
+  DSUnsupportedError,
   flatArray,
   flatView,
   gradientReductionFor,
@@ -20,6 +21,7 @@ import {
   releaseFlat,
   type FlatBuffer,
   type GradientReduction,
+  type PartitionPlan,
   type NamedTensor,
   type StateManagerArgs,
   type Work,
@@ -27,6 +29,8 @@ import {
 import { Tensor, type HostArray } from '@ds/tensor';
 
 import { bucketElements, type ZeroConfig } from './config.js';
+import { gradientHome, type GradientHome } from './grad-offload.js';
+import type { OptimizerStateOffload } from './offload-state.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
 
 export class Stage12State extends ShardedState {
@@ -35,19 +39,17 @@ export class Stage12State extends ShardedState {
   /** Stage 1: the full gradient buffer the parameters' .grad views point into. */
   private readonly grads: FlatBuffer | null = null;
   private readonly gradViews: Tensor[] = [];
-  /** Stage 2: this rank's gradient blocks, accumulated over micro steps. */
-  private readonly gradShard: FlatBuffer | null = null;
+  /** Stage 2: this rank's gradient blocks, accumulated over micro steps (on the device, or with offload_optimizer in its tier: grad-offload.ts). */
+  private gradShard: GradientHome | null = null;
   private readonly reduction: GradientReduction;
 
-  private constructor(args: StateManagerArgs, zc: ZeroConfig, stage: 1 | 2) {
-    const sizes = args.params.map((p) => p.numel);
-    const plan = planUnits(bucketGroups(sizes, bucketElements(zc)), sizes, args.group?.size ?? 1, args.group?.rank ?? 0);
+  private constructor(args: StateManagerArgs, zc: ZeroConfig, stage: 1 | 2, plan: PartitionPlan) {
     super(args, zc, plan, gradDtypeOf(args));
     this.stage = stage;
     const { runtime, kernels, params, paramDtype } = args;
     const device = args.io.device;
     this.params16 = allocateFlat(runtime, paramDtype, plan.flatNumel, 'parameters', 'zero flat parameters', undefined, device);
-    adoptParameters(runtime, kernels, params, { offsets: plan.flatOffset, sizes, numel: plan.flatNumel }, this.params16);
+    adoptParameters(runtime, kernels, params, { offsets: plan.flatOffset, sizes: this.sizes, numel: plan.flatNumel }, this.params16);
     const collective = zc.reduce_scatter ? 'reduceScatter' : 'allReduce';
     if (stage === 1) {
       this.grads = allocateFlat(runtime, this.gradDtype, plan.flatNumel, 'gradients', 'zero-1 flat gradients', undefined, device);
@@ -59,15 +61,17 @@ export class Stage12State extends ShardedState {
       });
       this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective, mode: 'inPlace', flat: this.grads, overlap: zc.overlap_comm });
     } else {
-      this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-2 gradient shard', undefined, device);
+      // The shard itself is placed by setupShards (placeGradients), once the optimizer offload exists.
       params.forEach((p) => (p.grad = null));
-      this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective, mode: 'buckets', gradBlock: (u) => this.gradBlock(u), overlap: zc.overlap_comm });
+      this.reduction = gradientReductionFor(args, { plan, gradDtype: this.gradDtype, collective, mode: 'buckets', gradBlock: (u) => this.gradShard!.target(u), gradSettled: (u) => this.gradShard!.settled(u), overlap: zc.overlap_comm });
     }
   }
 
   /** Collective: rank 0's parameters are broadcast so every rank starts from the same weights. */
   static async create(args: StateManagerArgs, zc: ZeroConfig, stage: 1 | 2): Promise<Stage12State> {
-    const state = new Stage12State(args, zc, stage);
+    const sizes = args.params.map((p) => p.numel);
+    const plan = planUnits(bucketGroups(sizes, bucketElements(zc)), sizes, args.group?.size ?? 1, args.group?.rank ?? 0);
+    const state = new Stage12State(args, zc, stage, plan);
     if (state.group) await state.group.broadcast({ dtype: args.paramDtype, array: flatArray(state.params16) }, { root: 0 });
     await state.setupShards();
     return state;
@@ -78,19 +82,30 @@ export class Stage12State extends ShardedState {
     return flatArray(this.params16, unit.flatStart + this.rank * unit.block, unit.block);
   }
 
+  /**
+   * Stage 2's gradient shard, in the optimizer offload's tier when there is one (grad-offload.ts).
+   * Stage 1 accumulates into its full gradient buffer (every rank's part), which stays.
+   */
+  protected override async placeGradients(offload: OptimizerStateOffload | null): Promise<void> {
+    if (this.stage === 2) this.gradShard = gradientHome(this.args, this.gradDtype, this.plan, 'zero-2 gradient shard', offload, (i) => this.slotPiece(i));
+  }
+
+  /** Unit u's reduced gradient block (a swapped shard's is read back, valid until the next call). */
   protected gradBlock(u: number): Block {
     const unit = this.plan.units[u]!;
     if (this.grads) return flatArray(this.grads, unit.flatStart + this.rank * unit.block, unit.block);
-    return flatArray(this.gradShard!, unit.shardStart, unit.block);
+    return this.gradShard!.block(u);
   }
 
   protected paramGradBytes(): { parameters: number; gradients: number } {
-    return { parameters: this.params16.storage.byteLength, gradients: (this.grads ?? this.gradShard)!.storage.byteLength };
+    return { parameters: this.params16.storage.byteLength, gradients: this.grads ? this.grads.storage.byteLength : this.gradShard!.deviceBytes };
   }
 
   beforeBackward(boundary: boolean): void {
     // Stage 1 communicates once per batch; stage 2 every micro step.
     this.reduction.begin(this.stage === 2 || boundary);
+    // The step follows this backward: the first offloaded sub-groups are read while it runs.
+    if (boundary) this.offload?.prefetch();
   }
 
   async afterBackward(): Promise<void> {
@@ -99,6 +114,18 @@ export class Stage12State extends ShardedState {
       throw new DSError(`ZeRO: ${unused.length} parameter(s) received no gradient in this backward (${unused.slice(0, 3).join(', ')}); set zero_optimization.ignore_unused_parameters to true to allow it`, { code: 'DS_ZERO_UNUSED_PARAMETERS' });
     }
     await this.reduction.finish();
+  }
+
+  /**
+   * Stage 1: the boundary's reduce-scatter of every unit, deferred by an engine that combined
+   * gradients across other ranks first (a pipeline's tied weights). Stage 2 moves gradients into
+   * its shard during every backward, so there is nothing left to defer.
+   */
+  async reduceGradients(): Promise<void> {
+    if (this.stage !== 1) {
+      throw new DSUnsupportedError(`ZeRO stage ${this.stage} reduces gradients into its shard during every backward and cannot defer the reduction past the boundary backward; use stage 1`);
+    }
+    await this.reduction.reduceAccumulated();
   }
 
   protected async afterUpdate(): Promise<void> {
@@ -117,8 +144,8 @@ export class Stage12State extends ShardedState {
   }
 
   zeroGrad(): void {
-    const g = (this.grads ?? this.gradShard)!;
-    this.args.kernels.fill(this.gradDtype, flatArray(g), g.numel, 0);
+    if (this.grads) this.args.kernels.fill(this.gradDtype, flatArray(this.grads), this.grads.numel, 0);
+    else this.gradShard!.zero();
   }
 
   async moduleState(): Promise<Map<string, NamedTensor>> {
@@ -160,7 +187,7 @@ export class Stage12State extends ShardedState {
     empty.dispose();
     for (const g of this.gradViews) g.dispose();
     if (this.grads) releaseFlat(this.grads);
-    if (this.gradShard) releaseFlat(this.gradShard);
+    this.gradShard?.release((err) => this.args.ctx.log('warn', `ZeRO: releasing the gradient shard in the offload tier failed: ${String(err)}`));
     this.releaseOffload();
     this.releaseMaster();
     releaseFlat(this.params16);

@@ -6,9 +6,11 @@
 // passes follow it, launching all-gathers for upcoming units (up to stage3_prefetch_bucket_size
 // elements at a time and stage3_max_live_parameters gathered in all) so they overlap compute, and
 // keeping a unit gathered when the trace shows it is needed again within stage3_max_reuse_distance
-// elements. A pass that departs from the trace invalidates it and the next one records again. Every
-// decision depends only on the trace and sizes, never on timing, so every rank issues the same
-// collectives in the same order.
+// elements. A pass that departs from the trace invalidates it and the next one records again. Which
+// units are gathered, and in which order, depends only on the trace and sizes, never on timing, so
+// every rank issues the same collectives in the same order. How far the prefetch runs ahead may
+// depend on timing (it stops at a unit whose block a deferred optimizer step has not updated yet,
+// `ready`), but it always launches a prefix of the trace, so the order stays the same.
 //
 // With offload_param a unit's own block is not on the device: launching the unit starts reading it
 // from the tier straight into the gathered buffer ('swapping'), and its all-gather is issued at the
@@ -50,6 +52,11 @@ export interface FetchContext {
   fillOwn(u: number, own: FArray): OffloadWork | null;
   /** Most units whose own block is being read at once (offload_param.buffer_count; Infinity when resident). */
   readAhead: number;
+  /**
+   * Whether unit u's own block is final, so that launching it does no other work first (a deferred
+   * optimizer step may still have to update it); the prefetch stops at a unit that is not.
+   */
+  ready(u: number): boolean;
   placeholder: Tensor;
   zc: ZeroConfig;
   log: (message: string) => void;
@@ -177,7 +184,7 @@ export class ParamCoordinator {
       const v = this.trace[j]!;
       if (this.slots[v]!.status !== 'released') continue;
       const n = plan.units[v]!.padded;
-      if (n > budget || this.swapping.length >= this.c.readAhead) break;
+      if (n > budget || this.swapping.length >= this.c.readAhead || !this.c.ready(v)) break;
       this.launch(v);
       budget -= n;
     }

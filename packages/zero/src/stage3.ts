@@ -11,13 +11,13 @@
 // is never whole on the device; each unit's block is read into its gathered buffer when the unit is
 // fetched, and the step writes each updated sub-group back.
 //
-// The gradient shard stays on the device in grad_accum_dtype (16-bit by default), also under
-// offload. DeepSpeed differs here: with offload_optimizer its stage 3 keeps the gradient partition
-// in fp32 in host memory (device 'cpu') and, with 'nvme', swaps each sub-group's gradients out with
-// its optimizer state. We keep core's gradient reduction writing straight into the shard instead;
-// it is 2 bytes per parameter / N, an eighth of the ZeRO-3 model states, so the device still holds
-// a small part of them (test/zero-offload-scale.test.ts in @ds/offload-nvme trains a model whose
-// states are over 4x DS_MEMORY_LIMIT this way).
+// With offload_optimizer the gradient shard lives in the offload tier instead of on the device
+// (grad-offload.ts): in the cpu tier's host memory, where core's gradient reduction adds the reduced
+// blocks straight into it, or swapped per unit to the nvme tier as each block settles and read back
+// per sub-group by the step. With the gradients swapped the optimizer step may return before every
+// sub-group is stepped (offload-state.ts): fillOwn completes the sub-groups holding a unit before
+// its weights are read (copying them from the staging set while it still holds them), the forward
+// hooks move the rest on, and backward, checkpoints and loads complete it first.
 import {
   allocateFlat,
   DSCheckpointError,
@@ -30,12 +30,15 @@ import {
   type GradientReduction,
   type ModelStateManager,
   type NamedTensor,
+  type OffloadWork,
   type PartitionPlan,
   type StateManagerArgs,
 } from '@ds/core';
 import { BYTES_PER_ELEMENT, hostOnly, Tensor, type FArray, type HookHandle, type Module, type U16 } from '@ds/tensor';
 
 import type { ZeroConfig } from './config.js';
+import { gradientHome, type GradientHome } from './grad-offload.js';
+import type { OptimizerStateOffload } from './offload-state.js';
 import { gradDtypeOf, ShardedState, type Block } from './shard-state.js';
 import { ParamShardOffload } from './param-offload.js';
 import { ParamCoordinator } from './stage3-fetch.js';
@@ -46,14 +49,20 @@ export class Stage3State extends ShardedState {
   readonly stage = 3;
   /** This rank's 16-bit blocks of every unit; null once they live in the offload tier (offload_param). */
   private shard16: FlatBuffer | null;
-  /** With offload_param: where the optimizer writes a sub-group's updated 16-bit weights before they go to the tier. */
-  private out16Staging: FlatBuffer | null = null;
-  private readonly gradShard: FlatBuffer;
+  /** This rank's reduced gradient blocks: on the device, or (offload_optimizer) in the offload tier (grad-offload.ts). */
+  private gradShard!: GradientHome;
   private readonly shapes: number[][];
   private readonly placeholder: Tensor;
   private readonly coord: ParamCoordinator;
   private readonly reduction: GradientReduction;
   private readonly hooks: HookHandle[] = [];
+  /**
+   * With offload_param: the persistent unit's own block as last committed, and how many of its
+   * elements were (all of them after a step), so that its refresh after the step copies it instead of
+   * reading it back from the tier behind the step's writes.
+   */
+  private persistentOwn: { flat: FlatBuffer; covered: number } | null = null;
+  private readonly unitSlots: number[][] = [];
 
   private constructor(
     args: StateManagerArgs,
@@ -71,20 +80,20 @@ export class Stage3State extends ShardedState {
     const plan = layout.plan;
     const device = args.io.device;
     this.shard16 = shard16;
-    if (paramOffload) {
-      const most = Math.max(1, Math.min(plan.shardNumel, Math.floor(zc.sub_group_size)));
-      this.out16Staging = allocateFlat(runtime, paramDtype, most, 'offload', 'zero-3 updated 16-bit sub-group staging');
+    if (paramOffload && layout.persistentUnit >= 0) {
+      const block = plan.units[layout.persistentUnit]!.block;
+      this.persistentOwn = { flat: allocateFlat(runtime, paramDtype, block, 'parameters', 'zero-3 persistent block (as last written)', undefined, device), covered: 0 };
     }
     this.placeholder = Tensor.empty([0], paramDtype, { runtime, device, category: 'parameters', label: 'zero-3 released parameter', track: false });
     for (const p of params) {
       p.setData(this.placeholder);
       p.grad = null;
     }
-    this.gradShard = allocateFlat(runtime, this.gradDtype, plan.shardNumel, 'gradients', 'zero-3 gradient shard', undefined, device);
     this.coord = new ParamCoordinator(
       {
         runtime, kernels, params, shapes, paramDtype, group: this.group, plan, device, placeholder: this.placeholder, zc: this.zc, log,
         fillOwn: (u, own) => this.fillOwn(u, own),
+        ready: (u) => !this.offload || this.offload.stepped(this.lastSlotOf(u)),
         readAhead: paramOffload ? paramOffload.readAhead : Infinity,
       },
       layout.persistentUnit,
@@ -94,7 +103,8 @@ export class Stage3State extends ShardedState {
       gradDtype: this.gradDtype,
       collective: zc.reduce_scatter ? 'reduceScatter' : 'allReduce',
       mode: 'buckets',
-      gradBlock: (u) => this.gradBlock(u),
+      gradBlock: (u) => this.gradShard.target(u),
+      gradSettled: (u) => this.gradShard.settled(u),
       overlap: zc.overlap_comm,
     });
     this.installHooks();
@@ -128,29 +138,70 @@ export class Stage3State extends ShardedState {
   /** This rank's block of unit u into the gathered buffer: a copy from the shard, or a read from the tier. */
   private fillOwn(u: number, own: FArray) {
     const unit = this.plan.units[u]!;
+    // A deferred optimizer step first steps the sub-groups holding this unit.
+    this.offload?.completeSlots(this.lastSlotOf(u));
     if (this.shard16) {
       this.args.kernels.copy(flatArray(this.shard16, unit.shardStart, unit.block), own, unit.block);
+      return null;
+    }
+    // The step's updated weights still in the optimizer's staging sets are copied rather than read back
+    // from the tier behind their writes.
+    if (this.offload && this.slotsOf(u).every((i) => this.offload!.copyOut16(i, hostWords(own).subarray(this.slotAt[i]!, this.slotAt[i]! + this.slotLen[i]!)))) return null;
+    const kept = this.persistentOwn;
+    if (u === this.layout.persistentUnit && kept && kept.covered >= unit.block) {
+      this.args.kernels.copy(flatArray(kept.flat), own, unit.block);
+      kept.covered = 0;
       return null;
     }
     return this.paramOffload!.read(u, hostWords(own));
   }
 
+  /** The optimizer step may leave sub-groups for the next forward: fillOwn completes a unit's before reading its weights. */
+  protected override get defersStep(): boolean {
+    return true;
+  }
+
+  /** The index of unit u's last optimizer slot (slots follow the units in order). */
+  private lastSlotOf(u: number): number {
+    return this.slotsOf(u).at(-1) ?? 0;
+  }
+
+  /** Unit u's optimizer slots, in order. */
+  private slotsOf(u: number): readonly number[] {
+    if (this.unitSlots.length === 0) {
+      this.plan.units.forEach(() => this.unitSlots.push([]));
+      this.slotUnit.forEach((v, i) => this.unitSlots[v]!.push(i));
+    }
+    return this.unitSlots[u] ?? [];
+  }
+
+  /** With offload_param the optimizer offload points each slot's out16 at its staging set for the step (commitParamPiece writes it out). */
+  protected override out16ToTier(): 'bf16' | 'f16' | null {
+    return this.paramOffload ? (this.args.paramDtype as 'bf16' | 'f16') : null;
+  }
+
   protected override out16For(u: number, at: number, end: number): U16 {
-    if (!this.out16Staging) return super.out16For(u, at, end);
-    return flatArray(this.out16Staging, 0, end - at) as U16;
+    return this.paramOffload ? NO_WORDS : super.out16For(u, at, end);
   }
 
   /** Slot i's 16-bit weights: a view of the shard, or (offloaded) a copy read from the tier. */
   protected override readParamPiece(i: number): U16 {
+    this.offload?.finish(); // a deferred step's weights first
     if (this.shard16) return super.readParamPiece(i);
     const piece = new Uint16Array(this.slotLen[i]!);
     this.paramOffload!.read(this.slotUnit[i]!, piece, this.slotAt[i]! * 2).waitSync();
     return piece;
   }
 
-  /** An offloaded piece goes back to the tier (a resident one was changed in place). */
-  protected override commitParamPiece(i: number, piece: U16): void {
-    if (this.paramOffload && !this.shard16) this.paramOffload.write(this.slotUnit[i]!, hostWords(piece), this.slotAt[i]! * 2).waitSync();
+  /** An offloaded piece starts going back to the tier (a resident one was changed in place). */
+  protected override commitParamPiece(i: number, piece: U16): OffloadWork | null {
+    if (!this.paramOffload || this.shard16) return null;
+    const u = this.slotUnit[i]!;
+    if (u === this.layout.persistentUnit && this.persistentOwn) {
+      this.args.kernels.copy(piece, flatArray(this.persistentOwn.flat, this.slotAt[i]!, piece.length), piece.length);
+      this.persistentOwn.covered += piece.length;
+    }
+    return this.paramOffload.write(u, hostWords(piece), this.slotAt[i]! * 2);
   }
 
   private installHooks(): void {
@@ -166,8 +217,15 @@ export class Stage3State extends ShardedState {
     this.layout.moduleOf.forEach((m, u) => {
       if (!m) return;
       this.hooks.push(
-        m.registerForwardPreHook(() => void this.coord.fetch(u)),
-        m.registerForwardHook(() => void this.coord.release(u)),
+        m.registerForwardPreHook(() => {
+          this.offload?.pump();
+          this.coord.fetch(u);
+        }),
+        m.registerForwardHook(() => {
+          this.coord.release(u);
+          // A deferred optimizer step moves on while the forward computes.
+          this.offload?.pump();
+        }),
         m.registerBackwardPreHook(() => this.coord.fetch(u)),
         m.registerBackwardHook(() => this.coord.release(u)),
       );
@@ -180,15 +238,20 @@ export class Stage3State extends ShardedState {
     return flatArray(this.shard16, unit.shardStart, unit.block);
   }
 
+  /** The gradient shard, in the optimizer offload's tier when there is one (grad-offload.ts); placed by setupShards. */
+  protected override async placeGradients(offload: OptimizerStateOffload | null): Promise<void> {
+    this.gradShard = gradientHome(this.args, this.gradDtype, this.plan, 'zero-3 gradient shard', offload, (i) => this.slotPiece(i));
+  }
+
+  /** Unit u's reduced gradient block (a swapped shard's is read back, valid until the next call). */
   protected gradBlock(u: number): Block {
-    const unit = this.plan.units[u]!;
-    return flatArray(this.gradShard, unit.shardStart, unit.block);
+    return this.gradShard.block(u);
   }
 
   protected paramGradBytes(): { parameters: number; gradients: number } {
     const persistent = this.layout.persistentUnit >= 0 ? this.plan.units[this.layout.persistentUnit]!.padded * BYTES_PER_ELEMENT[this.args.paramDtype] : 0;
-    const shard = (this.shard16 ?? this.out16Staging)!.storage.byteLength;
-    return { parameters: shard + persistent, gradients: this.gradShard.storage.byteLength };
+    const shard = this.shard16 ? this.shard16.storage.byteLength : 0;
+    return { parameters: shard + persistent, gradients: this.gradShard.deviceBytes };
   }
 
   /** The module whose hooks gather each unit (for tools and tests). */
@@ -196,8 +259,12 @@ export class Stage3State extends ShardedState {
     return this.plan.units.map((u, i) => ({ module: this.layout.moduleOf[i] ?? null, numel: u.numel, padded: u.padded }));
   }
 
-  beforeBackward(): void {
+  beforeBackward(boundary: boolean): void {
+    // A deferred optimizer step is complete before backward writes new gradients.
+    this.offload?.finish();
     this.reduction.begin(true);
+    // The step follows this backward: the first offloaded sub-groups are read while it runs.
+    if (boundary) this.offload?.prefetch();
   }
 
   async afterBackward(): Promise<void> {
@@ -214,7 +281,7 @@ export class Stage3State extends ShardedState {
   }
 
   zeroGrad(): void {
-    this.args.kernels.fill(this.gradDtype, flatArray(this.gradShard), this.gradShard.numel, 0);
+    this.gradShard.zero();
   }
 
   /**
@@ -244,6 +311,9 @@ export class Stage3State extends ShardedState {
 
   async loadModuleState(weights: Map<string, NamedTensor>, refreshMaster: boolean): Promise<void> {
     const { names, paramDtype } = this.args;
+    this.offload?.finish(); // a deferred step must not land on the loaded weights
+    if (this.persistentOwn) this.persistentOwn.covered = 0; // the tier's blocks are rewritten below
+    this.offload?.forgetOut16();
     if (weights.size === 0) {
       if (refreshMaster) throw new DSCheckpointError('this ZeRO-3 checkpoint holds no 16-bit weights (saved without stage3_gather_16bit_weights_on_model_save); load it with its optimizer states, or consolidate it with `ds-zero to-fp32`');
       return;
@@ -270,6 +340,7 @@ export class Stage3State extends ShardedState {
 
   /** New masters: the 16-bit shard follows them; the persistent unit is gathered again by the next forward. */
   protected override mastersLoaded(_full: Map<string, Float32Array>): void {
+    this.offload?.forgetOut16();
     this.mastersTo16();
     if (this.layout.persistentUnit >= 0) this.coord.drop(this.layout.persistentUnit);
   }
@@ -286,17 +357,20 @@ export class Stage3State extends ShardedState {
       p.setData(this.placeholder);
     });
     this.coord.destroy();
-    releaseFlat(this.gradShard);
+    this.gradShard.release((err) => this.args.ctx.log('warn', `ZeRO-3: releasing the gradient shard in the offload tier failed: ${String(err)}`));
     this.releaseOffload();
     this.releaseMaster();
     if (this.shard16) releaseFlat(this.shard16);
-    if (this.out16Staging) releaseFlat(this.out16Staging);
+    if (this.persistentOwn) releaseFlat(this.persistentOwn.flat);
     const off = this.paramOffload;
     this.paramOffload = null;
     off?.close().catch((err: unknown) => this.args.ctx.log('warn', `ZeRO-3: closing the parameter offload tier failed: ${String(err)}`));
     this.placeholder.dispose();
   }
 }
+
+/** A slot's out16 before the optimizer offload points it at a staging set (offload_param). */
+const NO_WORDS: U16 = new Uint16Array(0);
 
 /** Offload runs on the cpu device only (tierFor refuses others): 16-bit blocks are host words. */
 function hostWords(a: FArray): Uint16Array {

@@ -1,6 +1,6 @@
 // Every extension point initialize() consumes, used by a plugin written in a test file (probe-plugin.ts),
 // asserted by its effect: the backend's ops are the ones the job calls, the engine is the plugin's,
-// the tier receives the optimizer state's swaps, the gradient reducer reduces every unit, and the
+// the tier receives the optimizer state's swaps and the gradient shard's, the gradient reducer reduces every unit, and the
 // kernel computes the attention (the losses
 // and the fp32 masters equal a plain run's, which has none of the plugin's parts).
 import { describe, expect, it } from 'vitest';
@@ -38,6 +38,13 @@ describe('a plugin contributing to every extension point', () => {
       expect(rec.tier.swapOuts).toBe(4 * rec.tier.regions);
       expect(rec.tier.swapIns).toBe(3 * rec.tier.regions);
       expect(rec.tier.bytesWritten).toBe(4 * rec.tier.bytesReserved);
+      // The gradient shard (stage 2) went to the same tier, swapped per unit since it lends no memory:
+      // every micro step (8) wrote every unit's block; the second of each step read it back to
+      // accumulate, and each step read it for the norm and per sub-group for the update.
+      expect(rec.gradients.regions).toBeGreaterThan(0);
+      expect(rec.gradients.swapOuts).toBe(8 * rec.gradients.regions);
+      expect(rec.gradients.bytesWritten).toBe(8 * rec.gradients.bytesReserved);
+      expect(rec.gradients.bytesRead).toBe(12 * rec.gradients.bytesReserved);
       // The gradient reducer: every unit of every micro step (8) went through it.
       expect(rec.unitsReduced % 8).toBe(0);
       expect(rec.unitsReduced).toBeGreaterThanOrEqual(16);

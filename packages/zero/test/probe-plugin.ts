@@ -15,11 +15,14 @@ export interface ProbeRecord {
   attentionCalls: number;
   /** Units reduced by the plugin's gradient reducer (on when the config's `probe.reducer` is true). */
   unitsReduced: number;
+  /** The optimizer state's traffic through the probe tier. */
   tier: OffloadStats & { sections: Record<string, unknown>[] };
+  /** The gradient shard's (regions labelled "... gradient shard ..."): a tier that lends no memory gets it swapped. */
+  gradients: OffloadStats;
 }
 
 export function newRecord(): ProbeRecord {
-  return { ops: {}, backendCreated: 0, forwards: 0, attentionCalls: 0, unitsReduced: 0, tier: { regions: 0, bytesReserved: 0, bytesWritten: 0, bytesRead: 0, swapOuts: 0, swapIns: 0, sections: [] } };
+  return { ops: {}, backendCreated: 0, forwards: 0, attentionCalls: 0, unitsReduced: 0, tier: { regions: 0, bytesReserved: 0, bytesWritten: 0, bytesRead: 0, swapOuts: 0, swapIns: 0, sections: [] }, gradients: { regions: 0, bytesReserved: 0, bytesWritten: 0, bytesRead: 0, swapOuts: 0, swapIns: 0 } };
 }
 
 const OPS = ['allReduce', 'reduceScatter', 'allGather', 'broadcast', 'allToAll', 'send', 'recv', 'barrier'] as const;
@@ -45,8 +48,9 @@ function countingBackend(inner: CommBackend, rec: ProbeRecord): CommBackend {
   };
 }
 
-/** Host memory regions; swaps complete at once. */
+/** Host memory regions; swaps complete at once. It lends no memory (no residentStorage), so the gradient shard is swapped through it. */
 function memoryTier(rec: ProbeRecord): OffloadTier {
+  const stats = (r: { label: string }): OffloadStats => (/gradient shard/.test(r.label) ? rec.gradients : rec.tier);
   const store = new Map<number, Uint8Array>();
   let next = 0;
   const done = { wait: async () => {}, waitSync: () => {}, isCompleted: () => true };
@@ -60,20 +64,20 @@ function memoryTier(rec: ProbeRecord): OffloadTier {
     allocate(bytes, label) {
       const id = next++;
       store.set(id, new Uint8Array(bytes));
-      rec.tier.regions += 1;
-      rec.tier.bytesReserved += bytes;
+      stats({ label }).regions += 1;
+      stats({ label }).bytesReserved += bytes;
       return { tier: 'cpu', id, bytes, label };
     },
     swapOut(r, offset, src) {
       region(r, offset, src.length).set(src);
-      rec.tier.swapOuts += 1;
-      rec.tier.bytesWritten += src.length;
+      stats(r).swapOuts += 1;
+      stats(r).bytesWritten += src.length;
       return done;
     },
     swapIn(r, offset, dst) {
       dst.set(region(r, offset, dst.length));
-      rec.tier.swapIns += 1;
-      rec.tier.bytesRead += dst.length;
+      stats(r).swapIns += 1;
+      stats(r).bytesRead += dst.length;
       return done;
     },
     free(r) {

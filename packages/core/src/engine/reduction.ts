@@ -60,6 +60,11 @@ export interface ReducerSpec {
   flat?: FlatBuffer;
   /** buckets: this rank's gradient block of unit u, where reduced blocks accumulate. */
   gradBlock?: (u: number) => Block;
+  /**
+   * buckets, optional: called once unit u's reduced block was added into gradBlock(u) (a stage whose
+   * gradient shard lives in an offload tier writes the block out then; gradBlock(u) hands it a buffer).
+   */
+  gradSettled?: (u: number) => void;
   /** Launch a unit as soon as its gradients are ready (overlap_comm); otherwise all after backward. */
   overlap: boolean;
 }
@@ -260,8 +265,10 @@ export class GradientReduction {
     const keep = this.keep(unit);
     if (f.buffer) {
       const kept = flatArray(f.buffer, keep.start, keep.length);
-      if (this.spec.mode === 'buckets') kernels.axpy(commDtype, kept, gradDtype, this.spec.gradBlock!(f.unit), keep.length, 1);
-      else kernels.cast(commDtype, kept, gradDtype, flatArray(this.spec.flat!, unit.flatStart + keep.start, keep.length), keep.length);
+      if (this.spec.mode === 'buckets') {
+        kernels.axpy(commDtype, kept, gradDtype, this.spec.gradBlock!(f.unit), keep.length, 1);
+        this.spec.gradSettled?.(f.unit);
+      } else kernels.cast(commDtype, kept, gradDtype, flatArray(this.spec.flat!, unit.flatStart + keep.start, keep.length), keep.length);
       this.pool.push(f.buffer);
     }
     this.inflight = this.inflight.filter((x) => x !== f);
@@ -276,6 +283,22 @@ export class GradientReduction {
     await Promise.all(works.map((f) => f.pending.work?.wait()));
     for (const f of works) this.settle(f);
     while (this.pool.length > MAX_IN_FLIGHT) releaseFlat(this.pool.pop()!);
+  }
+
+  /**
+   * The accumulation boundary's reduction with no backward running (inPlace mode): every unit of
+   * the flat buffer is reduced now, in unit order on every rank, from what it holds. For an engine
+   * that must first combine gradients across other ranks itself (a pipeline's tied weights under
+   * ZeRO 1, whose reduce-scatter would leave each data rank only its block) and so ran the
+   * boundary backward with begin(false).
+   */
+  async reduceAccumulated(): Promise<void> {
+    if (this.spec.mode !== 'inPlace') {
+      throw new DSConfigError('gradient reduction: buckets mode reduces during every backward, so there is no accumulated gradient to reduce afterwards; defer the reduction only with an in-place layout (stages 0 and 1)');
+    }
+    this.active = this.communicates;
+    this.launched.fill(false);
+    await this.finish();
   }
 
   /** Names of parameters that got no gradient in the last pass. */
@@ -293,7 +316,7 @@ export class GradientReduction {
 }
 
 /** What a stage chooses; the rest of the spec comes from the state manager's arguments. */
-export type StageReduction = Pick<ReducerSpec, 'plan' | 'gradDtype' | 'collective' | 'mode' | 'flat' | 'gradBlock' | 'overlap'>;
+export type StageReduction = Pick<ReducerSpec, 'plan' | 'gradDtype' | 'collective' | 'mode' | 'flat' | 'gradBlock' | 'gradSettled' | 'overlap'>;
 
 /**
  * The reduction of a model-state manager: core's, or the unit reduction of the registered

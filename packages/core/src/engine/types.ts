@@ -148,6 +148,14 @@ export interface ModelStateManager {
   beforeBackward(boundary: boolean): void;
   /** After a micro step's backward: every gradient reduction begun by beforeBackward has finished. */
   afterBackward(): Promise<void>;
+  /**
+   * Reduces the gradients accumulated so far over the data-parallel group, as the boundary
+   * backward would have (collective over that group). Optional: an engine that must combine
+   * gradients across other ranks before the data-parallel reduction (the pipeline's tied weights
+   * under ZeRO 1) runs the boundary backward with beforeBackward(false), then calls this; a
+   * manager without it cannot defer its reduction, and such an engine says so.
+   */
+  reduceGradients?(): Promise<void>;
   /** Overflow check, global norm, clipping and the optimizer step on what this rank owns. */
   step(input: StepInput): Promise<StepOutput>;
   /** Zeroes the accumulated gradients. */

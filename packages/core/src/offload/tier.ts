@@ -4,6 +4,7 @@
 // of `offload_optimizer` / `offload_param`; core never imports one. A ZeRO state asks for its tier,
 // allocates one region per sub-group, and moves byte ranges in and out asynchronously, so the next
 // sub-group's read overlaps the current one's optimizer step.
+import type { Storage } from '@ds/tensor';
 
 /** The offload section a tier is made for, as validated by the plugin that owns it. */
 export interface OffloadTierOptions {
@@ -52,6 +53,18 @@ export interface OffloadTier {
   /** Copies `dst.byteLength` bytes from the region at byte `offset` into `dst`. */
   swapIn(region: OffloadRegion, offset: number, dst: Uint8Array): OffloadWork;
   free(region: OffloadRegion): void;
+  /**
+   * Optional: `bytes` of zeroed host memory that this tier moves without an extra copy (4096-byte
+   * aligned for an O_DIRECT tier, whose transfers from unaligned memory go through a bounce buffer).
+   * Staging buffers are made from it where the tier offers it.
+   */
+  stagingBuffer?(bytes: number): ArrayBuffer;
+  /**
+   * Optional, for a tier whose regions are host memory the process addresses directly (cpu): the
+   * storage behind `region`, so that a stage can keep a buffer there and work on it in place instead
+   * of swapping it. The tier owns it: free(region) releases it.
+   */
+  residentStorage?(region: OffloadRegion): Storage;
   /** A line for logs: where the tier keeps its bytes. */
   describe(): string;
   stats(): OffloadStats;

@@ -74,6 +74,13 @@ export class CpuTier implements OffloadTier {
     return DONE;
   }
 
+  /** The region's host storage (counted as 'offload' on 'host'), for a buffer kept in this tier and used in place. */
+  residentStorage(region: OffloadRegion): Storage {
+    const r = this.regions.get(region.id);
+    if (!r || r.region !== region) throw new DSShapeError(`cpu offload tier: residentStorage of region ${region.id} (${region.label}), which is not live here (freed, or from another tier)`);
+    return r.storage;
+  }
+
   free(region: OffloadRegion): void {
     const r = this.regions.get(region.id);
     if (!r || r.region !== region) return;

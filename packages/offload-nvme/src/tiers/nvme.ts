@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 
 import { DSConfigError, type OffloadRegion, type OffloadStats, type OffloadTier, type OffloadTierOptions, type OffloadWork } from '@ds/core';
 
-import { errnoName, type AioFile, type IoEngine } from '../engine.js';
+import { allocAligned, errnoName, type AioFile, type IoEngine } from '../engine.js';
 import { isDSIOError } from '../errors.js';
 import { alignUp, ExtentMap } from './extents.js';
 import { removeStaleSwapFiles, swapFileName } from './swap-files.js';
@@ -150,6 +150,11 @@ export class NvmeTier implements OffloadTier {
     this.extents.release(region);
     this.st.regions--;
     this.st.bytesReserved -= region.bytes;
+  }
+
+  /** Page-aligned host memory: O_DIRECT transfers from it skip the engine's bounce copy. */
+  stagingBuffer(bytes: number): ArrayBuffer {
+    return allocAligned(bytes).buffer as ArrayBuffer;
   }
 
   describe(): string {

@@ -50,8 +50,8 @@ for (const run of runs) {
   const swapFiles = [...paths].reduce((n, p) => n + readdirSync(p).filter((f) => f.endsWith('.swap')).length, 0);
   const tracker = getRuntime().tracker;
   const hostOffloadBytes = tracker.liveBytes(HOST_DEVICE, 'offload');
-  // What stays on the engine's device between steps: the masters and moments, and the 16-bit shard.
-  const device = { optimizerStates: tracker.liveBytes('cpu', 'optimizer_states'), parameters: tracker.liveBytes('cpu', 'parameters') };
+  // What stays on the engine's device between steps: the masters and moments, the 16-bit shard, the gradient shard.
+  const device = { optimizerStates: tracker.liveBytes('cpu', 'optimizer_states'), parameters: tracker.liveBytes('cpu', 'parameters'), gradients: tracker.liveBytes('cpu', 'gradients'), gradientShard: engine.stateManager.modelStateBytes().gradients };
   const masters = Object.fromEntries([...(await engine.stateManager.masterWeights())].map(([k, v]) => [k, [...v]]));
   out.push({ losses, swapFiles, hostOffloadBytes, device, ...(engine.rank === 0 ? { masters } : {}) });
   engine.destroy();

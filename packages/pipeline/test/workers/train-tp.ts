@@ -8,7 +8,7 @@ import { batch } from '@ds-internal/gpt-fixtures';
 import { initialize } from '@ds/core';
 
 import { GPTTensorParallel, gptPipeParallel, pipeline, TensorParallel, type PipeBatch, type PipelineEngine } from '../../src/index.js';
-import { PIPE_GPT, pipeConfig, runFromEnv, trainMicroSteps } from '../fixtures.js';
+import { PIPE_GPT, pipeConfig, runFromEnv, runPlugins, trainMicroSteps } from '../fixtures.js';
 
 const stages = Number(process.env.DS_TEST_STAGES);
 const degree = Number(process.env.DS_TEST_MODEL);
@@ -20,7 +20,8 @@ const saveDir = process.env.DS_TEST_SAVE;
 const saveAt = (process.env.DS_TEST_SAVE_AT ?? '').split(',').filter(Boolean).map(Number);
 const loadDir = process.env.DS_TEST_LOAD;
 const data = world / (Math.max(stages, 1) * degree);
-const config = { ...pipeConfig(micro, data, runFromEnv()), ...(process.env.DS_TEST_PIPE_CONFIG ? { pipeline: JSON.parse(process.env.DS_TEST_PIPE_CONFIG) } : {}) };
+const run = runFromEnv();
+const config = { ...pipeConfig(micro, data, run), ...(process.env.DS_TEST_PIPE_CONFIG ? { pipeline: JSON.parse(process.env.DS_TEST_PIPE_CONFIG) } : {}) };
 
 const tp = new TensorParallel({ degree, globalRank: rank });
 const rows = (s: number, k: number, dataRank: number) => batch(s, k, dataRank * 2, 2);
@@ -29,7 +30,7 @@ const norms: number[] = [];
 let evalLoss: number | null = null;
 
 const model = stages === 0 ? new GPTTensorParallel(PIPE_GPT, tp) : gptPipeParallel(PIPE_GPT, tp, { numStages: stages, rank, worldSize: world });
-const { engine } = await initialize({ model, config, plugins: [pipeline()], log: () => {} });
+const { engine } = await initialize({ model, config, plugins: [pipeline(), ...runPlugins(run)], log: () => {} });
 const dataRank = engine.groups.coords.data;
 if (loadDir) {
   const { path } = await engine.loadCheckpoint(loadDir);
