@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ds/cpu.h"
+
 namespace ds {
 
 using UkrF32 = void (*)(int64_t kc, const float* a, const float* b, void* c, int64_t ldc, bool cBf16, float alpha,
@@ -19,7 +21,8 @@ struct GemmShape {
   int mr, nr;            // register tile
   int64_t mc, kc, nc;    // cache blocks (mc multiple of mr, nc of nr, kc even)
   bool bf16Pairs;        // operands packed as bf16 pairs for `bf16`, else as f32 for `f32`
-  bool avx512Packing;    // the packers may use AVX-512 (transposes of 16 x 16 32-bit blocks)
+  Isa packIsa;           // the widest ISA the packers may use (AVX-512: 16 x 16 transposes of 32-bit
+                         // blocks; AVX2: 8 x 8 transposes and bf16 -> f32 widening, for strips of 6 or 16)
   bool bf16C;            // the microkernels can write a bf16 C directly
   UkrF32 f32;
   UkrBf16 bf16;
