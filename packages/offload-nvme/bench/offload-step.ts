@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 
 import { batch } from '@ds-internal/gpt-fixtures';
 import type { Row } from '@ds-internal/bench-kit';
-import { initialize, type Engine } from '@ds/core';
+import { initialize, type Engine, type OffloadWork } from '@ds/core';
 import { GPT, tidy, type Tensor } from '@ds/tensor';
 import { zero } from '@ds/zero';
 
@@ -25,25 +25,27 @@ export interface StepBenchOptions {
   fioProblem: string;
 }
 
-/** The native engine, counting the bytes it reads and writes. */
-function countingEngine(inner: IoEngine, moved: { read: number; write: number }): IoEngine {
+/** `inner` with every read and write handed to `tap` (the bytes asked for, and the Work, which tap may wrap). */
+export function tappedEngine(inner: IoEngine, tap: (kind: 'read' | 'write', bytes: number, work: OffloadWork) => OffloadWork): IoEngine {
   return {
     get backend() {
       return inner.backend;
     },
     open: (path, opts) => inner.open(path, opts),
     reserve: (file, bytes) => inner.reserve(file, bytes),
-    read(file, dst, offset) {
-      moved.read += dst.byteLength;
-      return inner.read(file, dst, offset);
-    },
-    write(file, src, offset) {
-      moved.write += src.byteLength;
-      return inner.write(file, src, offset);
-    },
+    read: (file, dst, offset) => tap('read', dst.byteLength, inner.read(file, dst, offset)),
+    write: (file, src, offset) => tap('write', src.byteLength, inner.write(file, src, offset)),
     closeFile: (file) => inner.closeFile(file),
     close: () => inner.close(),
   };
+}
+
+/** The native engine, counting the bytes it reads and writes. */
+function countingEngine(inner: IoEngine, moved: { read: number; write: number }): IoEngine {
+  return tappedEngine(inner, (kind, bytes, work) => {
+    moved[kind] += bytes;
+    return work;
+  });
 }
 
 /** One optimizer step (one micro batch: gradient_accumulation_steps 1) in seconds. */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { worldJson } from '@ds-internal/test-kit';
 
 import { CLIP, worstRelative, type RunOptions } from './fixtures.js';
 
@@ -31,13 +31,10 @@ interface Out {
 }
 
 async function runJob(world: number, rows: number, run: RunOptions, env: Record<string, string>): Promise<Out[]> {
-  const w = await withWorld(world, new URL('./workers/train.ts', import.meta.url), {
+  return worldJson<Out>(world, new URL('./workers/train.ts', import.meta.url), {
     env: { DS_TEST_STAGES: '2', DS_TEST_MICRO: String(MICRO), DS_TEST_STEPS: String(STEPS), DS_TEST_ROWS: String(rows), DS_TEST_RUN: JSON.stringify(run), ...env },
     timeoutMs: 120_000,
   });
-  expect(w.timedOut, describeWorld(w)).toBe(false);
-  for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
-  return w.ranks.map((r) => lastJson<Out>(r.stdout));
 }
 
 describe.each([0, 1])('pipeline checkpoint under ZeRO stage %i, saved on 2 stages x 2 data ranks', (stage) => {

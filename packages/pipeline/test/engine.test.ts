@@ -7,7 +7,7 @@
 // one evalBatch against the single process's eval loss.
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { worldJson } from '@ds-internal/test-kit';
 
 import { CLIP, referenceLosses, worstRelative, type RunOptions } from './fixtures.js';
 
@@ -33,13 +33,10 @@ describe.each<{ world: number; stages: number; micro: number; run: RunOptions }>
   it('follows the single-process loss curve batch by batch', async () => {
     const data = world / stages;
     const want = await referenceLosses(micro, data, STEPS, run);
-    const w = await withWorld(world, new URL('./workers/train.ts', import.meta.url), {
+    const outs = await worldJson<Out>(world, new URL('./workers/train.ts', import.meta.url), {
       env: { DS_TEST_STAGES: String(stages), DS_TEST_MICRO: String(micro), DS_TEST_STEPS: String(STEPS), DS_TEST_RUN: JSON.stringify(run) },
       timeoutMs: 120_000,
     });
-    expect(w.timedOut, describeWorld(w)).toBe(false);
-    for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
-    const outs = w.ranks.map((r) => lastJson<Out>(r.stdout));
     expect(outs.map((o) => o.stage)).toEqual(Array.from({ length: world }, (_, r) => Math.floor(r / data)));
     for (const o of outs) {
       const loss = worstRelative(o.losses, want.losses);

@@ -3,7 +3,7 @@
 // exactly the losses of the run that keeps the inputs whole (the gathered bytes are the same bytes).
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { worldJson } from '@ds-internal/test-kit';
 
 import { PIPE_GPT } from './fixtures.js';
 
@@ -13,14 +13,10 @@ interface Out {
 }
 
 async function run(partition: boolean, stages = 0): Promise<Out[]> {
-  const world = stages === 0 ? 2 : 4;
-  const w = await withWorld(world, new URL('./workers/partition-activations.ts', import.meta.url), {
+  return worldJson<Out>(stages === 0 ? 2 : 4, new URL('./workers/partition-activations.ts', import.meta.url), {
     env: { DS_TEST_PARTITION: String(partition), DS_TEST_STAGES: String(stages) },
     timeoutMs: 120_000,
   });
-  expect(w.timedOut, describeWorld(w)).toBe(false);
-  for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
-  return w.ranks.map((r) => lastJson<Out>(r.stdout));
 }
 
 describe('partition_activations', () => {

@@ -16,7 +16,7 @@
 // tied weight once and its gradient sums both stages' uses before ZeRO's reduce-scatter.
 import { describe, expect, it } from 'vitest';
 
-import { describeWorld, lastJson, withWorld } from '@ds-internal/test-kit';
+import { worldJson } from '@ds-internal/test-kit';
 import { DSConfigError, initialize } from '@ds/core';
 import { zero } from '@ds/zero';
 
@@ -37,13 +37,10 @@ interface Out {
 
 /** 2 stages x 2 data ranks for STEPS batches; every rank's output, checked to be the same curve on every rank. */
 async function runPipe(run: RunOptions): Promise<Out[]> {
-  const w = await withWorld(WORLD, new URL('./workers/train.ts', import.meta.url), {
+  const outs = await worldJson<Out>(WORLD, new URL('./workers/train.ts', import.meta.url), {
     env: { DS_TEST_STAGES: String(STAGES), DS_TEST_MICRO: String(MICRO), DS_TEST_STEPS: String(STEPS), DS_TEST_RUN: JSON.stringify(run) },
     timeoutMs: 150_000,
   });
-  expect(w.timedOut, describeWorld(w)).toBe(false);
-  for (const r of w.ranks) expect(r.code, describeWorld(w)).toBe(0);
-  const outs = w.ranks.map((r) => lastJson<Out>(r.stdout));
   expect(outs.map((o) => [o.stage, o.zeroStage])).toEqual([0, 0, 1, 1].map((stage) => [stage, run.zero ?? 0]));
   for (const o of outs) expect(o.losses).toEqual(outs[0]!.losses);
   return outs;

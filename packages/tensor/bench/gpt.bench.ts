@@ -11,15 +11,12 @@
 // PyTorch in f32, its fastest mode on such a CPU, and one bf16-autocast step is timed with a time
 // limit and reported beside it (config.torchBf16AutocastStepS) so that the gap is on record.
 
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CpuKernels } from '../src/backends/cpu.js';
-import { randint, zeros } from '../src/create.js';
-import { tidy } from '../src/memory/scope.js';
+import { randint } from '../src/create.js';
 import { GPT, gptTrainFlopsPerToken } from '../src/nn/gpt.js';
-import { adamwStep } from '../src/ops/optim.js';
-import { autocast, getRuntime, withCategory } from '../src/runtime.js';
-import type { Tensor } from '../src/tensor.js';
+import { gptTrainer } from '../src/nn/gpt-trainer.js';
+import { getRuntime } from '../src/runtime.js';
 import { median, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
@@ -44,14 +41,9 @@ const STEPS_PER_ROUND = 2;
 const BF16_PROBE_LIMIT_S = 120;
 
 /** PyTorch's precision for the anchor: bf16 autocast where the CPU has AVX-512 (oneDNN has bf16 kernels for it), else f32. */
-function anchorPrecision(): { precision: 'bf16' | 'f32'; why: string } {
-  let flags = '';
-  try {
-    flags = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
-  } catch {
-    return { precision: 'bf16', why: 'no /proc/cpuinfo: bf16 autocast assumed' };
-  }
-  return / avx512f( |$)/.test(flags)
+function anchorPrecision(kernels: { availableIsas?(): string[] }): { precision: 'bf16' | 'f32'; why: string } {
+  if (!kernels.availableIsas) return { precision: 'bf16', why: 'the kernels do not say which ISAs the CPU has: bf16 autocast assumed' };
+  return kernels.availableIsas().includes('avx512')
     ? { precision: 'bf16', why: 'the CPU has AVX-512: PyTorch bf16 autocast (oneDNN bf16 kernels)' }
     : { precision: 'f32', why: 'the CPU has no AVX-512, where PyTorch 1.13 bf16 runs on reference kernels: the anchor is PyTorch f32, its fastest mode here' };
 }
@@ -68,7 +60,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   // after conversion, so the f32 FMA peak is the ceiling (AVX2-only CPUs).
   const probe = 'probePeak' in kernels ? (kernels as CpuKernels).probePeak(opts.smoke ? 0.01 : 0.5) : null;
   const peak: Peak | null = !probe ? null : probe.bf16DotGflops > 0 ? { perCore: probe.bf16DotGflops, kind: 'bf16 dot' } : probe.f32FmaGflops > 0 ? { perCore: probe.f32FmaGflops, kind: 'f32 FMA (no bf16 dot path on this CPU)' } : null;
-  const anchor = anchorPrecision();
+  const anchor = anchorPrecision(kernels as Partial<CpuKernels>);
   try {
     const rows: Row[] = [];
     for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak, anchor));
@@ -113,28 +105,10 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   const cfg = { ...model, batch, seq, threads: THREADS, warmup, steps, precision: anchor.precision };
 
   const gpt = new GPT({ ...model, seed: 0 });
-  const params = gpt.parameters();
-  const moments = new Map<Tensor, [Tensor, Tensor]>();
-  withCategory('optimizer_states', () => {
-    for (const p of params) moments.set(p, [zeros(p.shape).keep(), zeros(p.shape).keep()]);
-  });
   const ids = randint([batch, seq], model.vocabSize, { seed: 1 }).keep();
   const targets = randint([batch, seq], model.vocabSize, { seed: 2 }).keep();
-  let stepNo = 0;
-  const step = (): number => {
-    const loss = tidy(() => {
-      const l = autocast('bf16', () => gpt.call(ids, targets).loss!);
-      l.backward();
-      return l.item();
-    });
-    stepNo++;
-    for (const p of params) {
-      const [m, v] = moments.get(p)!;
-      adamwStep(p, p.grad!, m, v, { lr: 1e-4, weightDecay: 0.1, step: stepNo });
-    }
-    gpt.zeroGrad();
-    return loss;
-  };
+  const trainer = gptTrainer(gpt, ids, targets);
+  const step = (): number => trainer.step();
 
   let anchorMissing: string | null = typeof worker === 'string' ? worker : null;
   let torchVersion: string | undefined;
@@ -182,15 +156,12 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   // Where the anchor is f32, PyTorch's bf16 step is timed once (after ours, nothing else running) for the record.
   const bf16Probe = anchor.precision === 'f32' && typeof worker !== 'string' && !opts.smoke ? await timeTorchBf16Step(cfg) : null;
 
-  for (const [m, v] of moments.values()) {
-    m.dispose();
-    v.dispose();
-  }
+  trainer.dispose();
   ids.dispose();
   targets.dispose();
   gpt.zeroGrad();
   const parameters = gpt.numParameters();
-  for (const p of params) p.dispose();  // the next shape's peak memory should not count this model
+  for (const p of gpt.parameters()) p.dispose();  // the next shape's peak memory should not count this model
   return {
     metric: shape.metric,
     value,

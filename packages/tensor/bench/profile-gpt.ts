@@ -8,11 +8,10 @@
 import { parseArgs } from 'node:util';
 
 import type { CpuKernels } from '../src/backends/cpu.js';
-import { randint, zeros } from '../src/create.js';
-import { tidy } from '../src/memory/scope.js';
+import { randint } from '../src/create.js';
 import { GPT } from '../src/nn/gpt.js';
-import { adamwStep } from '../src/ops/optim.js';
-import { autocast, getRuntime } from '../src/runtime.js';
+import { gptTrainer } from '../src/nn/gpt-trainer.js';
+import { getRuntime } from '../src/runtime.js';
 import type { GemmArgs } from '../src/kernels/table.js';
 
 const { values } = parseArgs({ options: { shape: { type: 'string', default: '1' }, steps: { type: 'string', default: '2' } } });
@@ -55,17 +54,14 @@ for (const name of methods) {
 }
 
 const gpt = new GPT({ ...shape.model, seed: 0 });
-const params = gpt.parameters();
-const moments = params.map((p) => [zeros(p.shape).keep(), zeros(p.shape).keep()] as const);
 const ids = randint([shape.batch, shape.seq], shape.model.vocabSize, { seed: 1 }).keep();
 const targets = randint([shape.batch, shape.seq], shape.model.vocabSize, { seed: 2 }).keep();
+const trainer = gptTrainer(gpt, ids, targets);
 let total = 0;
 for (let s = 0; s <= steps; s++) {
   timing = s > 0; // step 0 warms up
   const t0 = performance.now();
-  tidy(() => autocast('bf16', () => gpt.call(ids, targets).loss!).backward());
-  params.forEach((p, i) => adamwStep(p, p.grad!, moments[i]![0], moments[i]![1], { lr: 1e-4, weightDecay: 0.1, step: s + 1 }));
-  gpt.zeroGrad();
+  trainer.step();
   if (timing) total += performance.now() - t0;
 }
 timing = false;

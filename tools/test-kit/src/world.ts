@@ -127,3 +127,15 @@ export function lastJson<T>(stdout: string): T {
   if (lines.length === 0) throw new SyntaxError(`no JSON line in the rank's output:\n${stdout}`);
   return JSON.parse(lines[lines.length - 1]!) as T;
 }
+
+/**
+ * withWorld for a worker that reports one JSON line: every rank's last JSON line, in rank order.
+ * Throws, with every rank's output, when the world timed out or a rank exited other than 0.
+ */
+export async function worldJson<T>(n: number, script: string | URL, opts: WorldOptions = {}): Promise<T[]> {
+  const w = await withWorld(n, script, opts);
+  if (w.timedOut || w.ranks.some((r) => r.code !== 0)) {
+    throw new Error(`a world of ${n} rank(s) ${w.timedOut ? 'timed out' : 'had a rank exit other than 0'}:\n${describeWorld(w)}`);
+  }
+  return w.ranks.map((r) => lastJson<T>(r.stdout));
+}

@@ -12,6 +12,7 @@ import { GPT, tidy, type Tensor } from '@ds/tensor';
 import { zero } from '@ds/zero';
 
 import { AioEngine, offloadNvme, type IoEngine } from '../../src/index.js';
+import { tappedEngine } from '../offload-step.js';
 
 const steps = Number(process.argv[2] ?? 5);
 const dir = process.argv[3] ?? process.env.DS_BENCH_DIR ?? tmpdir();
@@ -41,25 +42,11 @@ function timed(w: OffloadWork, kind: 'read' | 'write'): OffloadWork {
   };
 }
 function profiling(inner: IoEngine): IoEngine {
-  return {
-    get backend() {
-      return inner.backend;
-    },
-    open: (p, o) => inner.open(p, o),
-    reserve: (f, b) => inner.reserve(f, b),
-    read(f, dst, off) {
-      blocked.reads++;
-      blocked.readBytes += dst.byteLength;
-      return timed(inner.read(f, dst, off), 'read');
-    },
-    write(f, src, off) {
-      blocked.writes++;
-      blocked.writeBytes += src.byteLength;
-      return timed(inner.write(f, src, off), 'write');
-    },
-    closeFile: (f) => inner.closeFile(f),
-    close: () => inner.close(),
-  };
+  return tappedEngine(inner, (kind, bytes, work) => {
+    blocked[kind === 'read' ? 'reads' : 'writes']++;
+    blocked[kind === 'read' ? 'readBytes' : 'writeBytes'] += bytes;
+    return timed(work, kind);
+  });
 }
 
 const nvme = { device: 'nvme', nvme_path: dir };

@@ -53,7 +53,7 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], op
   const nodeInputs = [...inputs, ...params];
   // The inputs are the only activations kept: owned handles, so a scope ending cannot free them.
   const hooks = opts.saved ?? null;
-  const metas: SavedTensorMeta[] = inputs.map((x) => ({ shape: [...x.shape], dtype: x.dtype, device: x.device }));
+  const metas: SavedTensorMeta[] | null = hooks && inputs.map((x) => ({ shape: [...x.shape], dtype: x.dtype, device: x.device }));
   const kept = inputs.map((x) => save(hooks ? noGrad(() => hooks.pack(x)) : x));
   return attach(out, 'checkpoint', nodeInputs, (dy) => {
     const now = gens.map((g) => g.getState());
@@ -61,7 +61,7 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], op
     try {
       return tidy(() => {
         const detached = kept.map((x, i) => {
-          const d = (hooks ? hooks.unpack(x, metas[i]!) : x).detach();
+          const d = (hooks ? hooks.unpack(x, metas![i]!) : x).detach();
           d.requiresGrad = inputs[i]!.requiresGrad;
           return d;
         });

@@ -9,11 +9,9 @@
 import { spawnSync } from 'node:child_process';
 
 import { zeros, randint } from '../create.js';
-import { tidy } from '../memory/scope.js';
 import { cudaStatus } from '../native/load-cuda.js';
 import { GPT as GPTModel, gptTrainFlopsPerToken } from '../nn/gpt.js';
-import { adamwStep } from '../ops/optim.js';
-import { autocast } from '../runtime.js';
+import { gptTrainer } from '../nn/gpt-trainer.js';
 import { readTensorEnv } from '../env.js';
 import { createCudaDevice, type CudaDevice } from './cuda.js';
 import { DeviceArray } from './device-array.js';
@@ -170,29 +168,16 @@ function gptRow(gpu: string, exe: string | null): CudaBenchRow | string {
     return `tensors on 'cuda' are not supported by the runtime yet: ${(err as Error).message}`;
   }
   const gpt = new GPTModel({ ...GPT, seed: 0 }).to('cuda');
-  const params = gpt.parameters();
-  const moments = new Map(params.map((p) => [p, [zeros(p.shape, { device: 'cuda' }).keep(), zeros(p.shape, { device: 'cuda' }).keep()] as const]));
   const ids = randint([GPT_BATCH, GPT.blockSize], GPT.vocabSize, { seed: 1 }).to('cuda').keep();
   const targets = randint([GPT_BATCH, GPT.blockSize], GPT.vocabSize, { seed: 2 }).to('cuda').keep();
-  let stepNo = 0;
+  const trainer = gptTrainer(gpt, ids, targets);
   let loss = NaN;
-  const step = () => {
-    loss = tidy(() => {
-      const l = autocast('bf16', () => gpt.call(ids, targets).loss!);
-      l.backward();
-      return l.item();
-    });
-    stepNo++;
-    for (const p of params) {
-      const [m, v] = moments.get(p)!;
-      adamwStep(p, p.grad!, m, v, { lr: 1e-4, weightDecay: 0.1, step: stepNo });
-    }
-    gpt.zeroGrad();
-  };
+  const step = () => void (loss = trainer.step());
   for (let i = 0; i < GPT_WARMUP + 1; i++) step();
   const t0 = performance.now();
   for (let i = 0; i < GPT_STEPS; i++) step();
   const value = (GPT_BATCH * GPT.blockSize * GPT_STEPS) / ((performance.now() - t0) / 1000);
+  trainer.dispose();
   const parameters = gpt.numParameters();
   const flops = gptTrainFlopsPerToken(parameters, GPT, GPT.blockSize);
   const peak = bf16Peak(gpu);
