@@ -65,7 +65,8 @@ export async function offloadStepRow(opts: StepBenchOptions): Promise<Row> {
   const { smoke } = opts;
   const gpt = smoke ? { vocabSize: 256, blockSize: 32, nLayer: 2, nHead: 4, nEmbd: 64, seed: 1 } : { vocabSize: 1024, blockSize: 128, nLayer: 8, nHead: 4, nEmbd: 256, seed: 1 };
   const rows = smoke ? 1 : 4;
-  const steps = smoke ? 1 : 5;
+  // Steps take 0.3-0.4 s and this VM has slow phases of a few hundred ms (1.3-1.8x): 15 pairs for steady medians.
+  const steps = smoke ? 1 : 15;
   const nvme = { device: 'nvme', nvme_path: opts.dir };
   const zeroSection = { stage: 3, sub_group_size: 1_000_000, stage3_param_persistence_threshold: 10_000 };
   const config = (offload: boolean) => ({

@@ -15,9 +15,10 @@
 //   written out as soon as it settled (ReducerSpec.gradSettled); the step reads each sub-group's
 //   pieces back into its staging set with the masters and moments (offload-state.ts). The swap
 //   buffers are staging memory, counted 'offload' on the device like the optimizer's staging sets;
-//   nothing of the shard stays between steps. The global norm reads the blocks back one unit at a
-//   time, reading ahead (block(), valid until the next call): DeepSpeed folds the norm into
-//   backward instead; here the shared norm code reads blocks.
+//   nothing of the shard stays between steps. The global norm is folded in as in DeepSpeed: each
+//   unit's norm terms are taken from its swap buffer as the block settles in the boundary backward
+//   (foldNorm), so the step does not read the shard twice; a unit without terms (a step after a
+//   backward that was not the boundary) is read back (block(), reading ahead).
 import { allocateFlat, bytesOf, DSError, flatArray, releaseFlat, type FlatBuffer, type OffloadRegion, type OffloadTier, type OffloadWork, type PartitionPlan, type StateManagerArgs } from '@ds/core';
 import { BYTES_PER_ELEMENT, hostOnly, type FArray, type FloatDType } from '@ds/tensor';
 
@@ -124,6 +125,12 @@ export class SwappedGradients implements GradientHome {
   private handedOut = -1;
   /** zero() was called: every unit is fresh from the next target() on. */
   private zeroPending = false;
+  /** The backward under way is the accumulation boundary's: blocks that settle in it are final. */
+  private boundary = false;
+  /** Takes a final block's norm terms (foldNorm), or null: the norm reads the blocks. */
+  private normOf: ((u: number, block: FArray) => readonly [number, number]) | null = null;
+  /** Per unit: the norm terms of its final block, or null when not taken. */
+  private readonly terms: (readonly [number, number] | null)[];
 
   constructor(
     private readonly args: StateManagerArgs,
@@ -134,6 +141,7 @@ export class SwappedGradients implements GradientHome {
     this.bytesPer = BYTES_PER_ELEMENT[dtype];
     this.fresh = plan.units.map(() => true);
     this.writing = plan.units.map(() => null);
+    this.terms = plan.units.map(() => null);
     this.most = Math.max(1, ...plan.units.map((u) => u.block));
   }
 
@@ -228,12 +236,31 @@ export class SwappedGradients implements GradientHome {
     return flatArray(buf.flat, 0, this.plan.units[u]!.block);
   }
 
+  /** Norm terms are taken from each block as it settles in a boundary backward, by `fn`. */
+  foldNorm(fn: (u: number, block: FArray) => readonly [number, number]): void {
+    this.normOf = fn;
+  }
+
+  /** A backward begins; `boundary`: its blocks are the ones the step uses. */
+  beginBackward(boundary: boolean): void {
+    this.boundary = boundary;
+    this.terms.fill(null);
+  }
+
+  /** Unit u's norm terms taken as it settled in the boundary backward ([0, 0] for a unit holding nothing), or null. */
+  normTerms(u: number): readonly [number, number] | null {
+    if (this.fresh[u]) return [0, 0];
+    return this.terms[u]!;
+  }
+
   settled(u: number): void {
     const buf = this.filling.get(u);
     if (!buf) return;
     this.filling.delete(u);
     this.landed(u);
-    const w = this.io().swapOut(this.regions[u]!, 0, this.host(buf.flat, this.plan.units[u]!.block));
+    const n = this.plan.units[u]!.block;
+    if (this.boundary && this.normOf) this.terms[u] = this.normOf(u, flatArray(buf.flat, 0, n));
+    const w = this.io().swapOut(this.regions[u]!, 0, this.host(buf.flat, n));
     buf.busy = w;
     this.writing[u] = w;
     this.fresh[u] = false;

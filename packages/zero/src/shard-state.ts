@@ -283,16 +283,31 @@ export abstract class ShardedState implements ModelStateManager {
     });
   }
 
-  async step(input: StepInput): Promise<StepOutput> {
+  /** Unit u's part of the global norm from its gradient block g: [sum of squares of the counted elements, 1 when the block holds inf or NaN]. */
+  protected normTerms(ui: number, g: Block): readonly [number, number] {
     const { kernels } = this.args;
+    const n = this.plan.units[ui]!.block;
+    if (kernels.hasInfNan(this.gradDtype, g, n)) return [0, 1];
+    const runs = this.normRuns[ui]!;
+    if (runs === null) return [kernels.sumSquares(this.gradDtype, g, n), 0];
+    let sq = 0;
+    for (const [start, len] of runs) sq += kernels.sumSquares(this.gradDtype, g.subarray(start, start + len), len);
+    return [sq, 0];
+  }
+
+  /** Unit u's norm terms taken earlier (a swapped gradient shard folds them in as blocks settle), or null: read the block. */
+  protected foldedNormTerms(_ui: number): readonly [number, number] | null {
+    return null;
+  }
+
+  async step(input: StepInput): Promise<StepOutput> {
     let sumSq = 0;
     let bad = 0;
-    this.plan.units.forEach((u, ui) => {
-      const g = this.gradBlock(ui);
-      const runs = this.normRuns[ui]!;
-      if (kernels.hasInfNan(this.gradDtype, g, u.block)) bad = 1;
-      else if (runs === null) sumSq += kernels.sumSquares(this.gradDtype, g, u.block);
-      else for (const [start, len] of runs) sumSq += kernels.sumSquares(this.gradDtype, g.subarray(start, start + len), len);
+    this.plan.units.forEach((_u, ui) => {
+      // A swapped shard's terms were taken as each block settled in the boundary backward; else the block is read here.
+      const [sq, flag] = this.foldedNormTerms(ui) ?? this.normTerms(ui, this.gradBlock(ui));
+      sumSq += sq;
+      bad |= flag;
     });
     // Shards are disjoint over the data group and counted parameters over the slice, so the sum over
     // all of them is the global squared norm; the flag is a logical or.

@@ -87,7 +87,14 @@ export class Stage12State extends ShardedState {
    * Stage 1 accumulates into its full gradient buffer (every rank's part), which stays.
    */
   protected override async placeGradients(offload: OptimizerStateOffload | null): Promise<void> {
-    if (this.stage === 2) this.gradShard = gradientHome(this.args, this.gradDtype, this.plan, 'zero-2 gradient shard', offload, (i) => this.slotPiece(i));
+    if (this.stage === 2) {
+      this.gradShard = gradientHome(this.args, this.gradDtype, this.plan, 'zero-2 gradient shard', offload, (i) => this.slotPiece(i));
+      this.gradShard.swapped?.foldNorm((u, block) => this.normTerms(u, block));
+    }
+  }
+
+  protected override foldedNormTerms(ui: number): readonly [number, number] | null {
+    return this.gradShard?.swapped?.normTerms(ui) ?? null;
   }
 
   /** Unit u's reduced gradient block (a swapped shard's is read back, valid until the next call). */
@@ -104,6 +111,7 @@ export class Stage12State extends ShardedState {
   beforeBackward(boundary: boolean): void {
     // Stage 1 communicates once per batch; stage 2 every micro step.
     this.reduction.begin(this.stage === 2 || boundary);
+    this.gradShard?.swapped?.beginBackward(boundary);
     // The step follows this backward: the first offloaded sub-groups are read while it runs.
     if (boundary) this.offload?.prefetch();
   }

@@ -241,6 +241,11 @@ export class Stage3State extends ShardedState {
   /** The gradient shard, in the optimizer offload's tier when there is one (grad-offload.ts); placed by setupShards. */
   protected override async placeGradients(offload: OptimizerStateOffload | null): Promise<void> {
     this.gradShard = gradientHome(this.args, this.gradDtype, this.plan, 'zero-3 gradient shard', offload, (i) => this.slotPiece(i));
+    this.gradShard.swapped?.foldNorm((u, block) => this.normTerms(u, block));
+  }
+
+  protected override foldedNormTerms(ui: number): readonly [number, number] | null {
+    return this.gradShard.swapped?.normTerms(ui) ?? null;
   }
 
   /** Unit u's reduced gradient block (a swapped shard's is read back, valid until the next call). */
@@ -263,6 +268,7 @@ export class Stage3State extends ShardedState {
     // A deferred optimizer step is complete before backward writes new gradients.
     this.offload?.finish();
     this.reduction.begin(true);
+    this.gradShard.swapped?.beginBackward(boundary);
     // The step follows this backward: the first offloaded sub-groups are read while it runs.
     if (boundary) this.offload?.prefetch();
   }
