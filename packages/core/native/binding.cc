@@ -65,7 +65,7 @@ class NativeGroup : public Napi::ObjectWrap<NativeGroup> {
                         InstanceMethod("abort", &NativeGroup::Abort), InstanceMethod("regCreate", &NativeGroup::RegCreate),
                         InstanceMethod("regAttach", &NativeGroup::RegAttach), InstanceMethod("port", &NativeGroup::Port),
                         InstanceMethod("connect", &NativeGroup::Connect), InstanceMethod("isDone", &NativeGroup::IsDone),
-                        InstanceMethod("waitSync", &NativeGroup::WaitSync)});
+                        InstanceMethod("waitSync", &NativeGroup::WaitSync), InstanceMethod("recvHere", &NativeGroup::RecvHere)});
   }
 
   NativeGroup(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeGroup>(info) {
@@ -175,11 +175,9 @@ class NativeGroup : public Napi::ObjectWrap<NativeGroup> {
     return e;
   }
 
-  Napi::Value Submit(const Napi::CallbackInfo& info) {
+  // Reads submit()'s arguments into `op` (the typed arrays' bytes checked against the count).
+  void ReadOp(const Napi::CallbackInfo& info, Op& op) {
     Napi::Env env = info.Env();
-    if (closed_) throw Napi::Error::New(env, "the process group was destroyed");
-    auto p = std::make_unique<Pending>(env);
-    Op& op = p->op;
     const int kind = info[0].As<Napi::Number>().Int32Value();
     const int dtype = info[2].As<Napi::Number>().Int32Value();
     const int redop = info[3].As<Napi::Number>().Int32Value();
@@ -197,9 +195,34 @@ class NativeGroup : public Napi::ObjectWrap<NativeGroup> {
     CheckSizes(env, op, in, out);
     op.in = in.data;
     op.out = out.data;
+  }
+
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw Napi::Error::New(env, "the process group was destroyed");
+    auto p = std::make_unique<Pending>(env);
+    Op& op = p->op;
+    ReadOp(info, op);
     if (info[7].IsObject()) p->inRef = Napi::Persistent(info[7].As<Napi::Object>());
     if (info[8].IsObject()) p->outRef = Napi::Persistent(info[8].As<Napi::Object>());
+    // A send that fits the channel now is written from here; the executor only waits for its ack.
+    if (op.kind == OpKind::Send) group_->sendEager(&op);
     return Enqueue(env, std::move(p));
+  }
+
+  // recvHere(...submit's arguments, pollUs): runs a recv on this thread, blocking until it is over (polling up to pollUs first): null on
+  // success, its error record on failure, undefined when the channel's executor is busy (nothing
+  // done: submit it instead).
+  Napi::Value RecvHere(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) throw Napi::Error::New(env, "the process group was destroyed");
+    Op op;
+    ReadOp(info, op);
+    if (op.kind != OpKind::Recv) throw Napi::RangeError::New(env, "recvHere: not a recv");
+    const double pollUs = info[9].As<Napi::Number>().DoubleValue();
+    if (!(pollUs >= 0 && pollUs <= 1e7)) throw Napi::RangeError::New(env, "recvHere: poll time out of range");
+    if (!group_->recvHere(&op, static_cast<int64_t>(pollUs))) return env.Undefined();
+    return op.err == ErrKind::None ? env.Null() : ErrorRecord(env, op);
   }
 
   void Complete(Napi::Env env, Pending* raw) {

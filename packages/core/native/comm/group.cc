@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ds/comm/sync.h"
+#include "runner.h"
 #include "tcp.h"
 
 namespace ds::comm {
@@ -20,6 +21,7 @@ Executor::Executor() : thread_([this] { loop(); }) {}
 Executor::~Executor() { stop(); }
 
 void Executor::post(std::function<void()> job) {
+  queued_.fetch_add(1, std::memory_order_acq_rel);
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(std::move(job));
@@ -48,6 +50,7 @@ void Executor::loop() {
       jobs_.pop_front();
     }
     job();
+    queued_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -108,6 +111,7 @@ Group::Group(const std::string& name, int rank, int size, bool create, size_t ch
   ctl(rank)->pid = static_cast<int32_t>(getpid());
   sendChunks_.assign(size, 0);
   recvChunks_.assign(size, 0);
+  fullSends_.reset(new std::atomic<int>[size]());
   coll_ = std::make_unique<Executor>();
 }
 
@@ -121,6 +125,7 @@ Group::Group(int rank, int size, size_t chunkBytes, const std::string& bindHost)
   tcpTmp_.resize(static_cast<size_t>(size) * chunkBytes);
   sendChunks_.assign(size, 0);
   recvChunks_.assign(size, 0);
+  fullSends_.reset(new std::atomic<int>[size]());
   coll_ = std::make_unique<Executor>();
 }
 
@@ -137,10 +142,37 @@ Executor* Group::executorFor(const Op* op) {
   return slot.get();
 }
 
+bool Group::channelIdle(const Op* op) {
+  const int key = op->root * 2 + (op->kind == OpKind::Send ? 0 : 1);
+  std::lock_guard<std::mutex> lock(execMu_);
+  auto it = p2p_.find(key);
+  return it == p2p_.end() || it->second->idle();
+}
+
+bool Group::sendEager(Op* op) {
+  if (tcp_ || op->kind != OpKind::Send || failed_.load() || stopping_.load()) return false;
+  if (fullSends_[op->root].load(std::memory_order_acquire) != 0) return false;
+  return Runner(*this, *op).sendEager();
+}
+
+bool Group::recvHere(Op* op, int64_t pollUs) {
+  if (tcp_ || op->kind != OpKind::Recv || !channelIdle(op)) return false;
+  const int64_t t0 = nowUs();
+  Runner runner(*this, *op);
+  if (pollUs > 0) runner.pollFirst(pollUs);
+  runner.run();
+  op->execMs = static_cast<double>(nowUs() - t0) / 1000.0;
+  op->finished.store(true);
+  return true;
+}
+
 void Group::submit(Op* op, std::function<void(Op*)> done) {
-  executorFor(op)->post([this, op, done] {
+  const bool writes = !tcp_ && op->kind == OpKind::Send && !op->ackOnly;
+  if (writes) fullSends_[op->root].fetch_add(1, std::memory_order_acq_rel);
+  executorFor(op)->post([this, op, done, writes] {
     const int64_t t0 = nowUs();
     run(op);
+    if (writes) fullSends_[op->root].fetch_sub(1, std::memory_order_acq_rel);
     op->execMs = static_cast<double>(nowUs() - t0) / 1000.0;
     {
       std::lock_guard<std::mutex> lock(doneMu_);

@@ -21,6 +21,45 @@ std::atomic<uint32_t>* ackedWaiters(Group& g, int) { return &g.channel(tlSrc, tl
 size_t chunksFor(size_t bytes, size_t per) { return bytes == 0 ? 1 : (bytes + per - 1) / per; }
 }  // namespace
 
+bool Runner::sendMismatch(ChannelCtl* ch, int peer) {
+  return fail(ErrKind::Mismatch, "rank " + std::to_string(peer) + " expected " + std::to_string(ch->recvCount) + " " +
+                                     dtypeName(static_cast<DType>(ch->recvDtype)) + " elements but rank " + std::to_string(g_.rank_) + " sent " +
+                                     std::to_string(op_.count) + " " + dtypeName(op_.dtype),
+              {peer});
+}
+
+bool Runner::sendEager() {
+  const int peer = op_.root, r = g_.rank_;
+  ChannelCtl* ch = g_.channel(r, peer);
+  const size_t bytes = op_.count * esz_;
+  if (bytes > g_.p2pBytes_ || ch->status.load() != 0) return false;
+  const uint32_t g = g_.sendChunks_[peer];
+  // The chunk's half is free once chunk g-2 was consumed (see send()); not waited for here.
+  if (g >= 2 && !reached(ch->acked.load(std::memory_order_acquire), g - 1)) return false;
+  uint8_t* half = g_.channelHalf(r, peer, static_cast<int>(g & 1));
+  auto* hdr = reinterpret_cast<ChunkHeader*>(half);
+  hdr->chunk = 0;
+  hdr->dtype = static_cast<int32_t>(op_.dtype);
+  hdr->count = op_.count;
+  if (bytes) std::memcpy(half + sizeof(ChunkHeader), op_.in, bytes);
+  publish(&ch->sent, &ch->sentWaiters, g + 1);
+  g_.sendChunks_[peer] = g + 1;
+  op_.ackOnly = true;
+  op_.ackTarget = g + 1;
+  return true;
+}
+
+// The rest of an eager send, on the executor: the receiver took the message (or reported a mismatch).
+bool Runner::sendAck() {
+  const int peer = op_.root;
+  tlSrc = g_.rank_;
+  tlDst = peer;
+  ChannelCtl* ch = g_.channel(g_.rank_, peer);
+  if (!waitRanks({peer}, ackedWord, ackedWaiters, op_.ackTarget, "for the receiver to take the message")) return false;
+  if (ch->status.load() != 0) return sendMismatch(ch, peer);
+  return true;
+}
+
 bool Runner::send() {
   const int peer = op_.root, r = g_.rank_;
   tlSrc = r;
@@ -29,12 +68,7 @@ bool Runner::send() {
   const size_t bytes = op_.count * esz_, per = g_.p2pBytes_;
   const size_t chunks = chunksFor(bytes, per);
   const std::vector<int> who{peer};
-  auto mismatch = [&] {
-    return fail(ErrKind::Mismatch, "rank " + std::to_string(peer) + " expected " + std::to_string(ch->recvCount) + " " +
-                                       dtypeName(static_cast<DType>(ch->recvDtype)) + " elements but rank " + std::to_string(r) + " sent " +
-                                       std::to_string(op_.count) + " " + dtypeName(op_.dtype),
-                {peer});
-  };
+  auto mismatch = [&] { return sendMismatch(ch, peer); };
   uint32_t g = g_.sendChunks_[peer];
   for (size_t k = 0; k < chunks; k++, g++) {
     // Half g&1 is free once chunk g-2 was consumed, i.e. acked >= g-1.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ds/comm/group.h"
+#include "ds/comm/sync.h"
 
 namespace ds::comm {
 
@@ -14,6 +15,10 @@ class Runner {
  public:
   Runner(Group& g, Op& op);
   void run();
+  /** Group::sendEager's part: puts a one-chunk message in the channel without waiting, or returns false having done nothing. */
+  bool sendEager();
+  /** Waits poll (yielding the core to any other runnable thread) for up to `us` before sleeping on the futex. */
+  void pollFirst(int64_t us) { pollUntil_ = nowUs() + us; }
 
   /** TCP: bytes to move over one socket in one direction, in order. */
   struct Seg {
@@ -46,6 +51,8 @@ class Runner {
   bool broadcast();
   bool allToAll();
   bool send();
+  bool sendAck();
+  bool sendMismatch(ChannelCtl* ch, int peer);
   bool recv();
   // TCP transport (tcp.cc, tcp_ops.cc).
   bool exchange(std::vector<Flow>& flows, const char* what, const std::function<bool(const Flow&)>& onRecvDone = nullptr);
@@ -65,6 +72,7 @@ class Runner {
   Group& g_;
   Op& op_;
   int64_t deadline_;
+  int64_t pollUntil_ = 0;
   size_t esz_;
   std::vector<int> others_;
 };

@@ -18,6 +18,7 @@ export type {
   GroupSpec,
   ObserverOptions,
   OpOptions,
+  RecvOptions,
   ProcessGroup,
   ReduceOp,
   ReduceOptions,

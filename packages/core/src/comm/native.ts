@@ -11,6 +11,12 @@ import { DSNativeError } from '@ds/tensor';
 export interface NativeGroupHandle {
   /** Queues an op; returns its promise (resolving to the ms it ran) and an id for isDone/waitSync. */
   submit(kind: number, seq: number, dtype: number, redop: number, count: number, root: number, timeoutMs: number, input: ArrayBufferView | null, output: ArrayBufferView | null): [Promise<number>, number];
+  /**
+   * Runs a recv (submit's arguments) on the calling thread, blocking until it is over (polling for up
+   * to pollUs microseconds before sleeping): null on
+   * success, its error record on failure, undefined when the channel's thread is busy (nothing done).
+   */
+  recvHere(kind: number, seq: number, dtype: number, redop: number, count: number, root: number, timeoutMs: number, input: null, output: ArrayBufferView, pollUs: number): NativeOpError | null | undefined;
   /** Whether the comm thread finished op `id` (true once delivered, too). */
   isDone(id: number): boolean;
   /** Blocks until op `id` finished: null on success (or when already delivered), else its error record. */

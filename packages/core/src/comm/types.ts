@@ -32,6 +32,17 @@ export interface OpOptions {
   /** Per-op timeout; default the group's (DS_COMM_TIMEOUT, 300 s). */
   timeoutMs?: number;
 }
+export interface RecvOptions extends OpOptions {
+  src: number;
+  /**
+   * The caller is going to wait for the message at once and has nothing else to do meanwhile (a
+   * pipeline stage's receive, DeepSpeed's blocking recv): the cpu backend may then receive it on the
+   * calling thread, blocking it (timers and I/O callbacks wait) until the message is in, which
+   * spares the message the hand-off to and from a comm thread; the Work returned is then already
+   * complete. Backends that always receive on their own threads ignore it.
+   */
+  blocking?: boolean;
+}
 export interface ReduceOptions extends OpOptions {
   /** Default 'sum'. Float dtypes reduce in f32 and round once; integers wrap; avg needs a float dtype. */
   op?: ReduceOp;
@@ -107,7 +118,7 @@ export interface ProcessGroup {
   /** Block q of `input` goes to rank q; block q of `output` comes from rank q (equal splits). */
   allToAll(output: AnyCommBuffer, input: AnyCommBuffer, opts?: OpOptions): Work;
   send(buf: AnyCommBuffer, opts: OpOptions & { dst: number }): Work;
-  recv(buf: AnyCommBuffer, opts: OpOptions & { src: number }): Work;
+  recv(buf: AnyCommBuffer, opts: RecvOptions): Work;
   barrier(opts?: OpOptions): Work;
   /**
    * Collective: a buffer of `bytes` that the backend can move without staging copies (on the cpu

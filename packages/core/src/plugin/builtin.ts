@@ -9,7 +9,7 @@ export const corePlugin: Plugin = {
   contributes: {
     commBackends: {
       cpu: ({ env }) =>
-        cpuBackend({ chunkBytes: env.commChunkBytes, spin: env.commSpin, shmDir: env.shmDir, transport: env.commTransport, ifAddr: env.commIfAddr, hostId: env.hostId }),
+        cpuBackend({ chunkBytes: env.commChunkBytes, spin: env.commSpin, shmDir: env.shmDir, transport: env.commTransport, ifAddr: env.commIfAddr, hostId: env.hostId, localRanks: env.dist?.localSize }),
     },
   },
 };

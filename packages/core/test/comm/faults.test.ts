@@ -115,9 +115,21 @@ describe('comm failure handling', () => {
     expect(p2p.res.get(1)?.message, p2p.dump).toMatch(/rank 0 sent 10 f32 elements but rank 1 expected 12 f32/);
   }, 90_000);
 
-  it('send/recv with different lengths fails on both ends', async () => {
-    const { res, dump } = await run('p2p', 2, 20_000);
-    expect(res.get(0)?.message, dump).toMatch(/send on group 'world' .*rank 1 expected 12 f32 elements but rank 0 sent 10 f32/);
-    expect(res.get(1)?.message, dump).toMatch(/recv on group 'world' .*rank 0 sent 10 f32 elements but rank 1 expected 12 f32/);
+  for (const fault of ['p2p', 'p2p-blocking']) {
+    it(`send/recv with different lengths fails on both ends${fault === 'p2p-blocking' ? ' (a blocking recv)' : ''}`, async () => {
+      const { res, dump } = await run(fault, 2, 20_000);
+      expect(res.get(0)?.message, dump).toMatch(/send on group 'world' .*rank 1 expected 12 f32 elements but rank 0 sent 10 f32/);
+      expect(res.get(1)?.message, dump).toMatch(/recv on group 'world' .*rank 0 sent 10 f32 elements but rank 1 expected 12 f32/);
+      expectUnusable(res.get(1)!, dump);
+    }, 70_000);
+  }
+
+  it('a blocking recv whose sender never sends ends at its timeout with DSTimeoutError', async () => {
+    const { res, dump } = await run('p2p-blocking-hang', 2, 1500);
+    const r = res.get(1)!;
+    expect(r.name, dump).toBe('DSTimeoutError');
+    expect(r.message, dump).toMatch(/recv on group 'world' .*timed out after 1500 ms for the sender; rank\(s\) 0 did not arrive/);
+    expect(r.ms!, dump).toBeGreaterThanOrEqual(1400);
+    expect(r.ms!, dump).toBeLessThan(6000);
   }, 70_000);
 });

@@ -1,7 +1,7 @@
 // The built-in cpu backend: ranks on one host share a memory segment per group and run the
 // collectives on native threads (native/comm/). The Promise of each op resolves on the JS thread
 // while compute goes on.
-import { hostname, networkInterfaces } from 'node:os';
+import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 
 import { DSUnsupportedError, type DType } from '@ds/tensor';
@@ -12,7 +12,7 @@ import { segmentName, sweepStaleSegments } from '../shm.js';
 import { PrefixStore, type Store } from '../store/store.js';
 import { HierarchicalProcessGroup } from './hierarchical.js';
 import { Observers } from '../observers.js';
-import type { CommBackend, CommBuffer, CommObserver, CommOpName, GroupSpec, ObserverOptions, OpOptions, ProcessGroup, ReduceOptions, RootOptions, Work } from '../types.js';
+import type { CommBackend, CommBuffer, CommObserver, CommOpName, GroupSpec, ObserverOptions, OpOptions, ProcessGroup, RecvOptions, ReduceOptions, RootOptions, Work } from '../types.js';
 import { checkBuffer, checkPair, checkRank, checkReduceOp, checkTimeout, DTYPE_CODE, OP_CODE, REDUCE_CODE } from '../validate.js';
 import { PromiseWork } from '../work.js';
 
@@ -31,6 +31,14 @@ export interface CpuBackendOptions {
   ifAddr?: string;
   /** Replaces the host identity (hostname and boot id); tests use it to stage several "hosts" on one. */
   hostId?: string;
+  /** Ranks of the job on this host (LOCAL_SIZE); decides recvPollUs's default. */
+  localRanks?: number;
+  /**
+   * How long a blocking recv (RecvOptions.blocking) polls, yielding, before it sleeps on the futex:
+   * a core left idle is taken back by the hypervisor of a VM, and waking it costs 0.2-5 ms. Default
+   * 5000 us when this host's ranks fit its cores, else 0 (polling ranks would slow the computing ones).
+   */
+  recvPollUs?: number;
 }
 
 const ERR_TIMEOUT = 1;
@@ -76,6 +84,8 @@ export class CpuProcessGroup implements ProcessGroup {
     private readonly spec: GroupSpec,
     /** 'shm' (one host) or 'tcp' (across hosts). */
     readonly transport: 'shm' | 'tcp',
+    /** CpuBackendOptions.recvPollUs, resolved. */
+    private readonly recvPollUs = 0,
   ) {}
 
   get name(): string {
@@ -143,7 +153,8 @@ export class CpuProcessGroup implements ProcessGroup {
       if (err instanceof DSCommError || err instanceof DSUnsupportedError) throw err;
       throw new DSCommError(`cpu backend: could not set up group '${spec.name}' on rank ${rank}: ${(err as Error).message}`, { cause: err });
     }
-    return new CpuProcessGroup(addon, native, spec, 'shm');
+    const recvPollUs = opts.recvPollUs ?? ((opts.localRanks ?? size) <= availableParallelism() ? 5000 : 0);
+    return new CpuProcessGroup(addon, native, spec, 'shm', recvPollUs);
   }
 
   private static async createHierarchical(spec: GroupSpec, opts: CpuBackendOptions, hosts: string[], flat: CpuProcessGroup): Promise<ProcessGroup> {
@@ -284,10 +295,39 @@ export class CpuProcessGroup implements ProcessGroup {
     return this.run('send', buf.dtype, 0, buf.array.length, opts.dst, opts, buf, null, buf.array.byteLength);
   }
 
-  recv(buf: CommBuffer, opts: OpOptions & { src: number }): Work {
+  recv(buf: CommBuffer, opts: RecvOptions): Work {
     checkBuffer('recv', 'buffer', buf);
     checkRank('recv', 'src', opts?.src, this.size, this.rank);
+    if (opts.blocking && this.transport === 'shm') {
+      const done = this.recvHere(buf, opts);
+      if (done) return done;
+    }
     return this.run('recv', buf.dtype, 0, buf.array.length, opts.src, opts, null, buf, buf.array.byteLength);
+  }
+
+  /**
+   * A blocking recv on this thread (RecvOptions.blocking): a Work already over, or null when the
+   * channel's comm thread still has ops of its own (the recv then goes to it, in order).
+   */
+  private recvHere(buf: CommBuffer, opts: RecvOptions): Work | null {
+    if (this.destroyed) throw new DSCommError(`recv: group '${this.name}' was destroyed`);
+    const timeoutMs = opts.timeoutMs ?? this.spec.timeoutMs;
+    checkTimeout('recv', timeoutMs);
+    const key = `recv${opts.src}`;
+    const seq = this.p2pSeqs.get(key) ?? 0;
+    const caller = this.observers.wantCaller ? Observers.caller() : undefined;
+    const started = performance.now();
+    const e = this.native.recvHere(OP_CODE.recv, seq, DTYPE_CODE[buf.dtype], 0, buf.array.length, opts.src, timeoutMs, null, buf.array, this.recvPollUs);
+    if (e === undefined) return null;
+    this.p2pSeqs.set(key, (seq + 1) >>> 0);
+    this.notify('recv', seq, buf.dtype, buf.array.byteLength, performance.now() - started, e === null, caller);
+    const error = e === null ? null : this.toError('recv', seq, e);
+    return new PromiseWork('recv', seq, error ? Promise.reject(error) : Promise.resolve(), {
+      isDone: () => true,
+      waitSync: () => {
+        if (error) throw error;
+      },
+    });
   }
 
   barrier(opts?: OpOptions): Work {

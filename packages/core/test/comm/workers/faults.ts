@@ -67,8 +67,16 @@ switch (fault) {
     await attempt(() => (bad ? g.broadcast(f32(10), { root: 0, timeoutMs }) : g.allReduce(f32(10), { timeoutMs })));
     break;
   case 'p2p':
+  case 'p2p-blocking':
+    // p2p-blocking: rank 1 receives on its own thread (RecvOptions.blocking), rank 0's send is eager.
     if (d.rank === 0) await attempt(() => g.send(f32(10), { dst: 1, timeoutMs }));
-    else if (d.rank === 1) await attempt(() => g.recv(f32(12), { src: 0, timeoutMs }));
+    else if (d.rank === 1) await attempt(() => g.recv(f32(12), { src: 0, timeoutMs, blocking: fault === 'p2p-blocking' }));
+    report({ outcome: 'idle' });
+    break;
+  case 'p2p-blocking-hang':
+    // Rank 1 waits, blocking, for a message rank 0 never sends: the wait ends at the op timeout.
+    if (d.rank === 1) await attempt(() => g.recv(f32(12), { src: 0, timeoutMs, blocking: true }));
+    await new Promise((r) => setTimeout(r, timeoutMs + 2000));
     report({ outcome: 'idle' });
     break;
   default:

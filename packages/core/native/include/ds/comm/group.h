@@ -45,6 +45,9 @@ struct Op {
   double execMs = 0;
   /** Set by the executor when the op is over (before the JS side hears of it). */
   std::atomic<bool> finished{false};
+  /** A send whose message Group::sendEager already put in the channel: the executor only waits for the receiver to take it (acked reaching ackTarget). */
+  bool ackOnly = false;
+  uint32_t ackTarget = 0;
 };
 
 /** A thread that runs queued jobs in order. */
@@ -54,9 +57,12 @@ class Executor {
   ~Executor();
   void post(std::function<void()> job);
   void stop();
+  /** No job queued or running (a job's effects are visible to the thread that sees this true). */
+  bool idle() const { return queued_.load(std::memory_order_acquire) == 0; }
 
  private:
   void loop();
+  std::atomic<int> queued_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
@@ -86,6 +92,19 @@ class Group {
 
   /** Runs `op` on the executor that owns its kind; `done` is called on that thread. */
   void submit(Op* op, std::function<void(Op*)> done);
+  /**
+   * Point-to-point on the calling thread (the JS thread, the only one that submits ops), each only
+   * while no executor job of the channel writes its counters, so they have one user at a time;
+   * shared-memory groups only. sendEager: when no chunk-writing send of the channel is queued or
+   * running and the message fits one chunk half that is free now, writes and publishes it here and
+   * marks `op` ackOnly (submit it: the executor then only waits for the receiver to take it, behind
+   * the channel's earlier acks); false: nothing done, submit it as usual. recvHere: when the
+   * channel's executor has no job, runs the receive here, waiting on this thread (polling for up to
+   * `pollUs` before sleeping on the futex); false: submit it.
+   * Both spare the message the wake-up of an executor thread on the way.
+   */
+  bool sendEager(Op* op);
+  bool recvHere(Op* op, int64_t pollUs);
   /** Blocks until `op` has finished or `timeoutUs` passed; true when finished. */
   bool waitFinished(const Op* op, int64_t timeoutUs);
   /** Marks the group failed (peers see the flag, holding `kind`) with `reason`. */
@@ -109,6 +128,8 @@ class Group {
   friend class Runner;
   void run(Op* op);
   Executor* executorFor(const Op* op);
+  /** Whether the executor of `op`'s channel (send or recv to/from its peer) has no job. */
+  bool channelIdle(const Op* op);
 
   int rank_, size_;
   size_t chunkBytes_, p2pBytes_, channelStride_;
@@ -124,8 +145,12 @@ class Group {
   // Collective state, touched only by the collective executor.
   uint32_t step_ = 0;
   uint64_t chunkCounter_ = 0;
-  // Per-channel message and chunk counters, touched only by that channel's executor.
+  // Per-channel message and chunk counters, touched only by that channel's executor (or by the JS
+  // thread's fast paths while no executor job of that channel could touch them).
   std::vector<uint32_t> sendChunks_, recvChunks_;
+  // Per peer: send jobs queued or running that write chunks (not the ack-only ones of eager sends);
+  // an eager send needs none, so that the channel's chunks are written in order by one thread.
+  std::unique_ptr<std::atomic<int>[]> fullSends_;
   std::mutex regMu_;
   std::vector<Registration> regs_;
   // TCP transport, per peer: a socket for collectives, one for messages we send (acks come back on

@@ -9,6 +9,13 @@ namespace ds::comm {
 /** True when counter value `v` has reached `target` (wrap-around safe). */
 inline bool reached(uint32_t v, uint32_t target) { return static_cast<int32_t>(v - target) >= 0; }
 
+/** A spin-wait's pause. */
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 /** Stores `value` and wakes sleepers when the waiter count says there are any. */
 void publish(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiters, uint32_t value);
 
