@@ -27,7 +27,8 @@ function sumRaw(x: Tensor, dims: number[]): Tensor {
   if (x.numel === 0) return out;
   const leading = dims.every((d, i) => d === i);
   const trailing = dims.every((d, i) => d === x.rank - dims.length + i);
-  if (leading && dims.length > 0) {
+  // A reduction to one element is a single row for sumLastDim (vectorized along it); sumRows would walk 1-element columns.
+  if (leading && dims.length > 0 && kept > 1) {
     const xc = contig(x);
     if (x.dtype === 'f32') k.sumRows('f32', fa(xc), reduced, kept, f32a(out), false);
     else {
