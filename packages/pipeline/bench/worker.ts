@@ -1,14 +1,15 @@
 // One rank of the pipeline bench. DS_BENCH_MODE:
-//   bubble  DS_BENCH_STAGES stages of equal transformer blocks (2 per stage, float input, mean as the
-//           loss) so that every stage does the same work; DS_BENCH_MICRO micro batches; prints each
-//           batch's idle fraction on this stage (1 - compute / wall of trainBatch).
+//   bubble  one stage per rank of equal transformer blocks (2 per stage, float input, mean as the
+//           loss) so that every stage does the same work, each block paced to DS_BENCH_PACE ([forward
+//           ms, backward ms], PacedBlock) when given; DS_BENCH_MICRO micro batches; prints the median
+//           over the batches of this stage's idle fraction (1 - compute / wall of trainBatch).
 //   pipe    the GPT as 2 pipeline stages, DS_BENCH_MICRO micro batches of DS_BENCH_ROWS rows.
 //   dp      the same GPT layers as one module, data parallel over the ranks, the same global batch.
 //   tp      the GPT with its layers split over all ranks (tensor parallel, GPTTensorParallel), every
 //           rank reading the whole global batch of DS_BENCH_MICRO micro batches.
 // pipe, dp and tp print the median seconds per batch and the tokens per batch.
 import { initialize } from '@ds/core';
-import { Generator, mean, Module, randint, randn, tidy, type Tensor } from '@ds/tensor';
+import { attach, Generator, mean, Module, randint, randn, tidy, type Tensor } from '@ds/tensor';
 
 import { BlockPipe, gptPipe, GPTTensorParallel, LayerSpec, pipeline, PipelineModule, TensorParallel, type PipeBatch, type PipelineEngine } from '../src/index.js';
 
@@ -41,9 +42,48 @@ class WholeModel extends Module<[Tensor, Tensor], Tensor> {
   }
 }
 
+const gate = new Int32Array(new SharedArrayBuffer(4));
+/** Sleeps (the core free for other ranks) until performance.now() reaches `until`; the last 0.2 ms spun for precision. */
+function sleepUntil(until: number): void {
+  const ms = until - performance.now() - 0.2;
+  if (ms > 0) Atomics.wait(gate, 0, 0, ms);
+  while (performance.now() < until);
+}
+
+/**
+ * A transformer block whose forward and backward each take a fixed wall time (`pace`: [forward ms,
+ * backward ms], at least the block's own compute): the block computes, then sleeps out the rest.
+ * Stages of these take equal times whatever the machine's speed does meanwhile, the premise of the
+ * bubble formula; the sleeps leave the cores free, so 4 stages run on 2 cores.
+ */
+class PacedBlock extends Module<[Tensor], Tensor> {
+  readonly inner: BlockPipe;
+  constructor(cfg: typeof gpt, seed: number, readonly pace: [number, number]) {
+    super();
+    this.inner = this.registerModule('inner', new BlockPipe(cfg, seed));
+  }
+  forward(x: Tensor): Tensor {
+    const t0 = performance.now();
+    let backwardStart = 0;
+    // Identity nodes around the block: the one after it runs first in backward (the start), the one before it last (sleeps out the rest).
+    const xin = attach(x.detach(), 'pace_in', [x], (g) => {
+      sleepUntil(backwardStart + this.pace[1]);
+      return [g.detach()];
+    });
+    const y = this.inner.call(xin);
+    const out = attach(y.detach(), 'pace_out', [y], (g) => {
+      backwardStart = performance.now();
+      return [g.detach()];
+    });
+    sleepUntil(t0 + this.pace[0]);
+    return out;
+  }
+}
+
 if (mode === 'bubble') {
   const stages = world;
-  const layers = Array.from({ length: 2 * stages }, (_, i) => new LayerSpec(BlockPipe, gpt, 100 + i));
+  const pace = process.env.DS_BENCH_PACE ? (JSON.parse(process.env.DS_BENCH_PACE) as [number, number]) : null;
+  const layers = Array.from({ length: 2 * stages }, (_, i) => (pace ? new LayerSpec(PacedBlock, gpt, 100 + i, pace) : new LayerSpec(BlockPipe, gpt, 100 + i)));
   const model = new PipelineModule({ layers, numStages: stages, partitionMethod: 'uniform', lossFn: (y) => mean(y), rank, worldSize: world });
   const { engine } = await initialize({ model, config: config(micro, rows), plugins: [pipeline()], topology: { pipe: stages }, log: () => {} });
   const pipe = engine as PipelineEngine;

@@ -163,7 +163,7 @@ export class PipelineEngine extends Engine {
     const b = this.newBuffers(schedule.numPipeBuffers());
     const t0 = performance.now();
     try {
-      for (const cmds of schedule.steps()) for (const c of cmds) await this.exec(c, b, it, true);
+      for (const cmds of schedule.steps()) for (const c of sendsFirst(cmds)) await this.exec(c, b, it, true);
     } finally {
       await this.drain(b);
     }
@@ -350,6 +350,20 @@ export class PipelineEngine extends Engine {
     if (pipe) await pipe.broadcast({ dtype: 'f32', array: v }, { root: this.numStages - 1 });
     return v[0]!;
   }
+}
+
+/**
+ * A step's instructions with its sends moved ahead of its receives. DeepSpeed orders a forward step
+ * RecvActivation then SendGrad because its sends block; ours only start a transfer (the Work is
+ * waited for when the buffer is reused), so starting the send first costs nothing here and spares
+ * the neighbour waiting on it the length of our receive. The two touch different buffers
+ * (consecutive micro batches), so the order changes no data.
+ */
+export function sendsFirst(cmds: readonly Instruction[]): readonly Instruction[] {
+  const isSend = (c: Instruction) => c.kind === 'SendActivation' || c.kind === 'SendGrad';
+  const at = cmds.findIndex(isSend);
+  if (at <= 0) return cmds;
+  return [...cmds.filter(isSend), ...cmds.filter((c) => !isSend(c))];
 }
 
 /** What a pipeline run needs of the topology, the batch and the config; each mismatch names its numbers. */

@@ -52,16 +52,21 @@ export class StageLink {
     return { work: this.group.send({ dtype: t.dtype, array: view.operand() }, { dst }), view };
   }
 
-  /** Receives into t from `src` whole, or this model rank's piece and then the others' over the model group. */
+  /**
+   * Receives into t from `src` whole, or this model rank's piece and then the others' over the model
+   * group. The stage has nothing to do until the tensor is in, so the receive is blocking (as in
+   * DeepSpeed): the cpu backend then takes the message on this thread, without a comm thread's
+   * hand-off on the way (RecvOptions.blocking).
+   */
   private async recvPiece(t: Tensor, src: number, kind: 'activations' | 'grads'): Promise<void> {
     const model = this.splitter(t.numel, kind);
     if (!model) {
-      await this.group.recv({ dtype: t.dtype, array: t.operand() }, { src });
+      await this.group.recv({ dtype: t.dtype, array: t.operand() }, { src, blocking: true });
       return;
     }
     const piece = Tensor.empty([t.numel / model.size], t.dtype, { device: t.device, category: 'communication', label: `${kind} piece from stage ${src}`, uninitialized: true });
     try {
-      await this.group.recv({ dtype: piece.dtype, array: piece.operand() }, { src });
+      await this.group.recv({ dtype: piece.dtype, array: piece.operand() }, { src, blocking: true });
       await model.allGather({ dtype: t.dtype, array: t.operand() }, { dtype: piece.dtype, array: piece.operand() });
     } finally {
       piece.dispose();
@@ -95,7 +100,7 @@ export class StageLink {
   async recvActivation(requiresGrad: boolean): Promise<Tensor> {
     if (!this.recvMeta) {
       const header = new Int32Array(HEADER);
-      await this.group.recv({ dtype: 'i32', array: header }, { src: this.stage - 1 });
+      await this.group.recv({ dtype: 'i32', array: header }, { src: this.stage - 1, blocking: true });
       const dims = header[0]!;
       this.recvMeta = { dtype: DTYPES[header[1]!]!, shape: Array.from(header.subarray(2, 2 + dims)) };
     }

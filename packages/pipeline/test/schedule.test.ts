@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { DSConfigError } from '@ds/core';
 
 import { formatInstruction, InferenceSchedule, TrainSchedule } from '../src/index.js';
+import { sendsFirst } from '../src/engine.js';
 
 const stream = (s: { steps(): { kind: string }[][] }) => s.steps().map((cmds) => cmds.map((c) => formatInstruction(c as never)));
 const END = ['ReduceTiedGrads()', 'ReduceGrads()', 'OptimizerStep()'];
@@ -98,5 +99,23 @@ describe('InferenceSchedule', () => {
       ['RecvActivation(buffer_id=1)', 'SendActivation(buffer_id=0)', 'ForwardPass(buffer_id=1)'],
       ['SendActivation(buffer_id=1)'],
     ]);
+  });
+});
+
+describe('the engine runs a step sends first (sendsFirst)', () => {
+  // Sends only start a transfer here, so the engine issues them before the step's receive: the
+  // neighbour waiting on the send does not wait out our receive too. Order otherwise kept.
+  it('moves SendGrad ahead of RecvActivation and keeps the rest in order; leaves steps without a later send alone', () => {
+    const steps = new TrainSchedule(4, 2, 1).steps();
+    const reordered = steps.map((cmds) => sendsFirst(cmds).map((c) => formatInstruction(c)));
+    expect(reordered[3]).toEqual(['SendGrad(buffer_id=0)', 'RecvActivation(buffer_id=1)', 'LoadMicroBatch(buffer_id=1)', 'ForwardPass(buffer_id=1)']);
+    steps.forEach((cmds, i) => {
+      const out = sendsFirst(cmds);
+      expect([...out].sort((a, b) => formatInstruction(a).localeCompare(formatInstruction(b))), `step ${i}: same instructions`).toEqual([...cmds].sort((a, b) => formatInstruction(a).localeCompare(formatInstruction(b))));
+      const firstOther = out.findIndex((c) => !c.kind.startsWith('Send'));
+      expect(out.slice(firstOther).some((c) => c.kind.startsWith('Send')), `step ${i}: no send after another instruction`).toBe(false);
+    });
+    // Stage 0's backward steps already send first: returned as they are.
+    for (const cmds of new TrainSchedule(4, 2, 0).steps()) if (cmds[0]?.kind === 'SendActivation') expect(sendsFirst(cmds)).toBe(cmds);
   });
 });
