@@ -423,6 +423,17 @@ void gemmSerial(const GemmShape& g, ThreadPool& pool, int tid, int64_t m, int64_
   }
 }
 
+// Row j of an f32 workspace into bf16 C: row[j] = bf16(ws[j] + beta * row[j]), branch-free per element
+// so that each ISA's variant vectorizes.
+DS_INLINE int roundRowBody(const float* ws, uint16_t* row, int64_t n, float beta) {
+  if (beta == 0.0f)
+    for (int64_t j = 0; j < n; ++j) row[j] = f32ToBf16(ws[j]);
+  else
+    for (int64_t j = 0; j < n; ++j) row[j] = f32ToBf16(ws[j] + beta * bf16ToF32(row[j]));
+  return 0;
+}
+DS_VARIANTS(int, roundRow, roundRowBody, (const float* ws, uint16_t* row, int64_t n, float beta), (ws, row, n, beta))
+
 const GemmShape& pickShape(const Ctx& c, DType dt) {
   if (c.isa >= Isa::Avx512) return dt == DType::BF16 && c.bf16Dot ? kGemmAvx512Bf16 : kGemmAvx512;
   return c.isa >= Isa::Avx2 ? kGemmAvx2 : kGemmScalar;
@@ -472,13 +483,7 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
         for (int64_t j0 = 0; j0 < n; j0 += kWsCols) {
           const int64_t mb = std::min(kWsRows, m - i0), nb = std::min(kWsCols, n - j0);
           gemmSerial(g, *c.pool, tid, mb, nb, p.k, ab.shifted(i0, 0), bb.shifted(j0, 0), p.alpha, 0.0f, ws, nb);
-          for (int64_t i = 0; i < mb; ++i) {
-            uint16_t* row = cr + (i0 + i) * p.n + j0;
-            for (int64_t j = 0; j < nb; ++j) {
-              const float prev = p.beta == 0.0f ? 0.0f : p.beta * bf16ToF32(row[j]);
-              row[j] = f32ToBf16(ws[i * nb + j] + prev);
-            }
-          }
+          for (int64_t i = 0; i < mb; ++i) roundRowAt(c.isa, ws + i * nb, cr + (i0 + i) * p.n + j0, nb, p.beta);
         }
       }
     }
