@@ -29,7 +29,7 @@ DS_INLINE void transposeInto(const float* src, int64_t rows, int64_t cols, int64
 }
 
 // The block product each ISA's body uses: the generic-vector blockGemm with an R x 16U tile (no
-// AVX2), the AVX2 intrinsics one with 4 x 16 tiles, or the AVX-512 intrinsics one with 4 x 64 tiles
+// AVX2), the AVX2 intrinsics one with 6 x 16 tiles, or the AVX-512 intrinsics one with 4 x 64 tiles
 // (block_gemm.h).
 template <int R, int U>
 struct GenericGemm {
@@ -45,7 +45,7 @@ struct Avx2Gemm {
   template <bool TransA>
   DS_TARGET_AVX2 static __attribute__((noinline)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                                            const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
-    blockGemm256<4, 2, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+    blockGemm256<6, 2, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
   }
 };
 struct Avx512Gemm {

@@ -141,12 +141,21 @@ DS_TARGET_AVX512 DS_INLINE void blockGemm512(int64_t m, int64_t n, int64_t k, co
 // (attention's forwardBlockAvx2 and backwardBlockAvx2). The generic 64-byte vectors above are not
 // kept in registers by GCC on an AVX2 target: each accumulator went through the stack and general
 // registers on every k step (measured: 6 GFLOP/s for attention on a Zen 3 core whose GEMM does 70).
-// R x 8U tiles with R x U accumulators (4 x 16: 8 accumulators, 2 B vectors and a broadcast of the
-// 16 ymm registers). Leftover rows go one at a time; leftover columns (fewer than 8U) in 8-lane
+// R x 8U tiles with R x U accumulators (6 x 16: 12 accumulators, 2 B vectors and a broadcast of the
+// 16 ymm registers, as the GEMM microkernel; 4 x 16 for the rows a 6-row tile leaves). Leftover rows go one at a time; leftover columns (fewer than 8U) in 8-lane
 // pieces with a masked load and store for the last one.
 template <int R, int U, bool TransA = false>
 DS_TARGET_AVX2 DS_INLINE void blockGemm256(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                                            const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  if constexpr (R > 4) {
+    // Rows past the last full R-row tile go through 4-row tiles (64 = 10 x 6 + 4) before row by row.
+    const int64_t mFull = m / R * R;
+    if (mFull < m) {
+      if (mFull > 0) blockGemm256<R, U, TransA>(mFull, n, k, a, lda, b, ldb, c, ldc, accumulate);
+      blockGemm256<4, U, TransA>(m - mFull, n, k, TransA ? a + mFull : a + mFull * lda, lda, b, ldb, c + mFull * ldc, ldc, accumulate);
+      return;
+    }
+  }
   constexpr int64_t W = 8 * U;
   const auto at = [&](int64_t i, int64_t p) { return TransA ? a[p * lda + i] : a[i * lda + p]; };
   int64_t j = 0;
