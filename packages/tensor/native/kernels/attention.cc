@@ -86,14 +86,14 @@ DS_INLINE void forwardBlockBody(const ForwardBlock& b) {
   // alpha = exp(-inf) = 0 on a query's first block.
 #pragma omp simd
   for (int64_t i = 0; i < bq; ++i) {
-    alpha[i] = expApprox(b.m[i] - mx[i]);
+    alpha[i] = expFast(b.m[i] - mx[i]);
     sum[i] = 0.0f;
   }
   for (int64_t j = 0; j < bk; ++j) {
     float* sj = st + j * kB;
 #pragma omp simd
     for (int64_t i = 0; i < bq; ++i) {
-      sj[i] = expApprox(sj[i] - mx[i]);  // masked entries: exp(-inf) = 0
+      sj[i] = expFast(sj[i] - mx[i]);  // masked entries: exp(-inf) = 0
       sum[i] += sj[i];
     }
   }
@@ -136,7 +136,7 @@ DS_INLINE void backwardBlockBody(const BackwardBlock& b) {
     for (int64_t i = 0; i < i0; ++i) pj[i] = dj[i] = 0.0f;
 #pragma omp simd
     for (int64_t i = i0; i < bq; ++i) {
-      pj[i] = expApprox(pj[i] * b.scale - b.lse[i]);
+      pj[i] = expFast(pj[i] * b.scale - b.lse[i]);
       dj[i] = pj[i] * (dj[i] - b.corr[i]) * b.scale;
     }
   }

@@ -20,13 +20,13 @@ DS_VARIANTS(float, tileMax, tileMaxBody, (const float* x, int64_t n), (x, n))
 DS_INLINE float tileExpSumBody(const float* x, int64_t n, float m) {
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += expApprox(x[i] - m);
+  for (int64_t i = 0; i < n; ++i) s += expFast(x[i] - m);
   return s;
 }
 DS_VARIANTS(float, tileExpSum, tileExpSumBody, (const float* x, int64_t n, float m), (x, n, m))
 
 DS_INLINE void gradBody(const float* x, float* g, int64_t n, float lse, float scale) {
-  for (int64_t i = 0; i < n; ++i) g[i] = scale * expApprox(x[i] - lse);
+  for (int64_t i = 0; i < n; ++i) g[i] = scale * expFast(x[i] - lse);
 }
 DS_VARIANTS(void, gradTile, gradBody, (const float* x, float* g, int64_t n, float lse, float scale),
             (x, g, n, lse, scale))

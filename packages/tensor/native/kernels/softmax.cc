@@ -11,7 +11,7 @@ DS_INLINE void forwardRowBody(const float* x, float* y, int64_t cols) {
 #pragma omp simd reduction(max : m)
   for (int64_t i = 0; i < cols; ++i) m = x[i] > m ? x[i] : m;
   double s = 0.0;
-  for (int64_t i = 0; i < cols; ++i) y[i] = expApprox(x[i] - m);
+  for (int64_t i = 0; i < cols; ++i) y[i] = expFast(x[i] - m);
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < cols; ++i) s += y[i];
   const float inv = static_cast<float>(1.0 / s);
