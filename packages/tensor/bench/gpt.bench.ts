@@ -35,7 +35,7 @@ const SHAPES: Shape[] = [
 const SMOKE_MODEL = { vocabSize: 64, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 32 };
 const THREADS = 2;
 
-const ROUNDS = 5;
+const ROUNDS = 7;
 const STEPS_PER_ROUND = 2;
 /** The most one PyTorch bf16-autocast step may take where it is only timed for the record (AVX2-only CPUs). */
 const BF16_PROBE_LIMIT_S = 120;
@@ -59,11 +59,12 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   // peak where the CPU has a bf16 dot path (AVX512-BF16, AMX); else bf16 math runs on f32 FMAs
   // after conversion, so the f32 FMA peak is the ceiling (AVX2-only CPUs).
   const probe = 'probePeak' in kernels ? (kernels as CpuKernels).probePeak(opts.smoke ? 0.01 : 0.5) : null;
-  const peak: Peak | null = !probe ? null : probe.bf16DotGflops > 0 ? { perCore: probe.bf16DotGflops, kind: 'bf16 dot' } : probe.f32FmaGflops > 0 ? { perCore: probe.f32FmaGflops, kind: 'f32 FMA (no bf16 dot path on this CPU)' } : null;
+  const peak: Peak | null = !probe ? null : probe.bf16DotGflops > 0 ? { perCore: probe.bf16DotGflops, kind: 'bf16 dot', f32PerCore: probe.f32FmaGflops } : probe.f32FmaGflops > 0 ? { perCore: probe.f32FmaGflops, kind: 'f32 FMA (no bf16 dot path on this CPU)', f32PerCore: probe.f32FmaGflops } : null;
+  const coresProbe = 'probeCores' in kernels ? () => (kernels as CpuKernels).probeCores(CORES_PROBE_S).meanGflopsPerCore : null;
   const anchor = anchorPrecision(kernels as Partial<CpuKernels>);
   try {
     const rows: Row[] = [];
-    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak, anchor));
+    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak, anchor, coresProbe));
     return rows;
   } finally {
     if (typeof worker !== 'string') worker.close();
@@ -75,11 +76,24 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
 
 /** In-run and standalone PyTorch figures further apart than this mark a row noisy (load moved the anchor). */
 const ANCHOR_DRIFT = 0.15;
+/**
+ * After each round the bench runs the FMA probe on both cores at once for this long (probeCores). On a
+ * VM the hypervisor can take a core for a few hundred milliseconds at a time without the guest's load
+ * average or steal time showing it (measured on a Firecracker VM: both cores' FMA rate fell to 50-75%
+ * of the single-core peak in 2 of 12 such probes, and a 2-thread GEMM to 45-60% in between).
+ */
+const CORES_PROBE_S = 0.1;
+/** A probe whose mean per-core rate is below this fraction of the single-core peak saw the cores taken. */
+const CORES_FRACTION = 0.9;
+/** This many rounds (or more) whose probe saw the cores taken mark a row noisy. */
+const CONTENDED_ROUNDS = 2;
 
 /** One core's measured peak (GFLOP/s) and which instructions it was measured on. */
 interface Peak {
   perCore: number;
   kind: string;
+  /** One core's f32 FMA peak, what probeCores is compared against. */
+  f32PerCore: number;
 }
 
 /** One PyTorch bf16-autocast step (no warm-up) in seconds, in a worker of its own that is killed past the limit; or why there is no figure. */
@@ -96,7 +110,7 @@ async function timeTorchBf16Step(cfg: Record<string, unknown>): Promise<number |
   }
 }
 
-async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, peak: Peak | null, anchor: { precision: 'bf16' | 'f32'; why: string }): Promise<Row> {
+async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, peak: Peak | null, anchor: { precision: 'bf16' | 'f32'; why: string }, coresProbe: (() => number) | null): Promise<Row> {
   const { model, batch, seq } = shape;
   const warmup = opts.smoke ? 0 : 1;
   const rounds = opts.smoke ? 1 : ROUNDS;
@@ -112,7 +126,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
 
   let anchorMissing: string | null = typeof worker === 'string' ? worker : null;
   let torchVersion: string | undefined;
-  const perRound: { ours: number; torch: number | null }[] = [];
+  const perRound: { ours: number; torch: number | null; coresGflopsPerCore: number | null }[] = [];
   let lastLoss = NaN;
   const tokens = batch * seq * steps;
   if (typeof worker !== 'string') {
@@ -139,7 +153,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
         anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
       }
     }
-    perRound.push({ ours, torch });
+    perRound.push({ ours, torch, coresGflopsPerCore: coresProbe && !opts.smoke ? coresProbe() : null });
   }
   const value = median(perRound.map((r) => r.ours));
   const anchorValue = anchorMissing === null ? median(perRound.map((r) => r.torch!)) : null;
@@ -152,7 +166,13 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     standalone = median(alone);
   }
   const drift = standalone !== null && anchorValue !== null ? Math.abs(anchorValue - standalone) / standalone : null;
-  const noisy = drift !== null && drift > ANCHOR_DRIFT;
+  const f32Peak = peak?.f32PerCore ?? null;
+  const contended = f32Peak === null ? [] : perRound.flatMap((r, i) => (r.coresGflopsPerCore !== null && r.coresGflopsPerCore < CORES_FRACTION * f32Peak ? [i] : []));
+  const reasons: string[] = [];
+  if (drift !== null && drift > ANCHOR_DRIFT) reasons.push(`PyTorch in the run ${anchorValue!.toFixed(0)} vs alone ${standalone!.toFixed(0)} tokens/s (${(100 * drift).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)`);
+  if (contended.length >= CONTENDED_ROUNDS)
+    reasons.push(`after ${contended.length} of ${rounds} rounds both cores together ran the FMA probe below ${100 * CORES_FRACTION}% of one core's peak (${contended.map((i) => perRound[i]!.coresGflopsPerCore!.toFixed(0)).join(', ')} vs ${f32Peak!.toFixed(0)} GFLOP/s per core): the hypervisor took CPU time`);
+  const noisy = reasons.length > 0;
   // Where the anchor is f32, PyTorch's bf16 step is timed once (after ours, nothing else running) for the record.
   const bf16Probe = anchor.precision === 'f32' && typeof worker !== 'string' && !opts.smoke ? await timeTorchBf16Step(cfg) : null;
 
@@ -171,7 +191,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     ratio: anchorValue ? value / anchorValue : null,
     config: {
       ...cfg,
-      rounds: perRound.map((r) => ({ ours: r.ours, torch: r.torch, ratio: r.torch ? r.ours / r.torch : null })),
+      rounds: perRound.map((r) => ({ ours: r.ours, torch: r.torch, ratio: r.torch ? r.ours / r.torch : null, coresGflopsPerCore: r.coresGflopsPerCore })),
       statistic: `median over ${rounds} rounds of ${steps} steps, alternating ours and PyTorch's (one PyTorch process kept for the run)`,
       kernels: kernelsName,
       precision: 'bf16 autocast, f32 parameters and AdamW',
@@ -184,7 +204,8 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       lastLoss,
       torchStandaloneTokensPerS: standalone,
       anchorDrift: drift,
-      ...(noisy ? { noisy: true, noisyReason: `PyTorch in the run ${anchorValue!.toFixed(0)} vs alone ${standalone!.toFixed(0)} tokens/s (${(100 * drift!).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)` } : {}),
+      coresProbe: f32Peak === null ? null : `after each round, ${CORES_PROBE_S} s of FMAs on both cores at once (mean per core); a round below ${100 * CORES_FRACTION}% of the single-core f32 peak counts as contended, ${CONTENDED_ROUNDS} or more mark the row noisy`,
+      ...(noisy ? { noisy: true, noisyReason: reasons.join('; ') } : {}),
       flopsPerToken: gptTrainFlopsPerToken(parameters, model, seq),
       peakGflopsPerCore: peak?.perCore ?? null,
       peakKind: peak?.kind ?? null,

@@ -94,6 +94,18 @@ Napi::Value ProbePeak(const Napi::CallbackInfo& info, ArgReader& a, AddonState& 
   return o;
 }
 
+Napi::Value ProbeCores(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
+  const double seconds = a.number(0);
+  if (!(seconds > 0 && seconds <= 10)) a.rangeError("seconds must be in (0, 10]");
+  const CoresProbe p = probeCores(s.ctx(), seconds);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("meanGflopsPerCore", p.meanGflopsPerCore);
+  o.Set("bestGflopsPerCore", p.bestGflopsPerCore);
+  o.Set("threads", p.threads);
+  o.Set("calls", p.calls);
+  return o;
+}
+
 Napi::Value StreamProbe(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   const int64_t n = a.size(4);
   auto f32 = [&](size_t i, const char* name) { return static_cast<float*>(a.array(i, DType::F32, n, name)); };
@@ -264,6 +276,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add(env, exports, "setNumThreads", SetNumThreads);
   add(env, exports, "setPoolSpin", SetPoolSpin);
   add(env, exports, "probePeak", ProbePeak);
+  add(env, exports, "probeCores", ProbeCores);
   add(env, exports, "streamProbe", StreamProbe);
   add(env, exports, "cast", Cast);
   add(env, exports, "copy", Copy);

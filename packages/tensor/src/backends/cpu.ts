@@ -8,7 +8,7 @@ import { DSNativeError, DSShapeError } from '../errors.js';
 import type { FloatDType, HostAdamWArgs as AdamWArgs, HostFArray as FArray, HostGemmArgs as GemmArgs, HostKernelTable, KArray, KernelTable } from '../kernels/table.js';
 import { hostOnly, type HostArray } from '../devices/device-array.js';
 import { BINARY_CODE, code, dim, DTYPE_CODE, finite, floatCode, gatherSpan, UNARY_CODE, type AnyDType } from '../kernels/checks.js';
-import { CPU_ISAS, loadCpuAddon, type CpuAddon, type CpuInfo, type PeakProbe } from '../native/load.js';
+import { CPU_ISAS, loadCpuAddon, type CpuAddon, type CoresProbe, type CpuInfo, type PeakProbe } from '../native/load.js';
 
 const ARRAY_FOR: Readonly<Record<AnyDType, string>> = {
   f32: 'Float32Array', bf16: 'Uint16Array', f16: 'Uint16Array', i32: 'Int32Array', u8: 'Uint8Array',
@@ -26,6 +26,13 @@ export interface CpuKernels extends KernelTable {
   availableIsas(): string[];
   /** Measures one core's peak FMA / bf16-dot throughput for about `seconds` (benchmarks' denominator). */
   probePeak(seconds: number): PeakProbe;
+  /**
+   * probePeak's f32 FMA work on every pool thread at once for about `seconds`: per-core GFLOP/s of
+   * the whole pool (over the whole time, and the best ~2 ms call). Well below probePeak's f32 figure, the cores
+   * were not all this process's while it ran (a hypervisor or another tenant took some): the load
+   * average inside a VM does not show that.
+   */
+  probeCores(seconds: number): CoresProbe;
   /** AdamW's memory traffic without its math (p += g, m += g, v += g; 28 bytes per element): the bandwidth ceiling for AdamW. */
   streamProbe(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number): void;
 }
@@ -106,6 +113,10 @@ export function createCpuKernels(): CpuKernels {
     probePeak(seconds) {
       if (!(seconds > 0 && seconds <= 10)) throw new DSShapeError(`probePeak: seconds must be in (0, 10], got ${seconds}`);
       return call('probePeak', () => native.probePeak(seconds));
+    },
+    probeCores(seconds) {
+      if (!(seconds > 0 && seconds <= 10)) throw new DSShapeError(`probeCores: seconds must be in (0, 10], got ${seconds}`);
+      return call('probeCores', () => native.probeCores(seconds));
     },
     streamProbe(p, g, m, v, n) {
       const op = 'streamProbe';

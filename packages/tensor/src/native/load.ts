@@ -29,6 +29,15 @@ export interface PeakProbe {
   bf16DotGflops: number;
 }
 
+/** probePeak's f32 FMA chains on every pool thread at once (see CpuKernels.probeCores). */
+export interface CoresProbe {
+  /** All threads' FLOP over the total wall time of the calls, per core. */
+  meanGflopsPerCore: number;
+  bestGflopsPerCore: number;
+  threads: number;
+  calls: number;
+}
+
 type F = Float32Array | Uint16Array | Int32Array | Uint8Array;
 
 /**
@@ -44,6 +53,7 @@ export interface CpuAddon {
   /** Microseconds a pool thread spins for the next job before sleeping (0 to 1e6). */
   setPoolSpin(us: number): void;
   probePeak(seconds: number): PeakProbe;
+  probeCores(seconds: number): CoresProbe;
   streamProbe(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number): void;
   cast(srcDtype: number, src: F, dstDtype: number, dst: F, n: number): void;
   copy(dtype: number, src: F, dst: F, n: number): void;

@@ -1,6 +1,7 @@
 // The thread pool as kernels see it: any thread count gives the same results (bit-identical where
 // the split cannot change the arithmetic), the count is adjustable, and tiny inputs stay correct.
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
@@ -109,5 +110,33 @@ describe('thread pool', () => {
       cpu.setNumThreads(threadsBefore);
     }
     expect(() => addon.setPoolSpin(1_000_001)).toThrow(/at most 1000000 microseconds/);
+  });
+});
+
+describe('probeCores', () => {
+  it('runs the FMA probe on every pool thread at once and reports the rate per core', () => {
+    if (!cpu.availableIsas().includes('avx2')) return expect(cpu.probeCores(0.05).calls).toBe(0);  // no FMA path to probe
+    const cores = availableParallelism();
+    withThreads(Math.min(2, cores), () => {
+      const single = cpu.probePeak(0.2).f32FmaGflops;
+      const p = cpu.probeCores(0.1);
+      expect(p).toMatchObject({ threads: Math.min(2, cores) });
+      expect(p.calls).toBeGreaterThan(0);
+      expect(p.meanGflopsPerCore).toBeGreaterThan(0);
+      expect(p.bestGflopsPerCore).toBeGreaterThanOrEqual(p.meanGflopsPerCore);
+      // Per core, not summed: never above one core's peak by more than the timer's error.
+      expect(p.bestGflopsPerCore).toBeLessThan(1.1 * single);
+    });
+    // Twice as many threads as cores: each core is shared by two of them, so the rate per thread
+    // (what the probe reports) is at most about half a core's.
+    withThreads(2 * cores, () => {
+      const single = cpu.probePeak(0.1).f32FmaGflops;
+      expect(cpu.probeCores(0.2).meanGflopsPerCore).toBeLessThan(0.7 * single);
+    });
+  });
+
+  it('takes 0 to 10 seconds', () => {
+    expect(() => cpu.probeCores(0)).toThrow(/probeCores: seconds must be in \(0, 10\], got 0/);
+    expect(() => cpu.probeCores(11)).toThrow(/got 11/);
   });
 });

@@ -107,6 +107,17 @@ struct PeakProbe {
   double bf16DotGflops;
 };
 PeakProbe probePeak(const Ctx& c, double seconds);
+// The f32 FMA chains of probePeak on every pool thread at once, repeated over `seconds`: each call's
+// rate is all threads' work over the call's wall time (the slowest thread decides), per core; the
+// mean is all calls' work over their total wall time. A mean well below probePeak's single-core figure means the cores are not all the process's (a
+// hypervisor or another tenant takes some), which the load average does not show.
+struct CoresProbe {
+  double meanGflopsPerCore;
+  double bestGflopsPerCore;
+  int threads;
+  int calls;
+};
+CoresProbe probeCores(const Ctx& c, double seconds);
 // AdamW's memory traffic without its arithmetic: p += g, m += g, v += g over n f32 elements (reads
 // p, g, m, v; writes p, m, v) on the pool; the streaming ceiling the AdamW kernel is judged against.
 void streamProbe(const Ctx& c, float* p, const float* g, float* m, float* v, int64_t n);
