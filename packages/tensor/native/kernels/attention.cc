@@ -33,24 +33,31 @@ DS_INLINE void transposeInto(const float* src, int64_t rows, int64_t cols, int64
 // (block_gemm.h).
 template <int R, int U>
 struct GenericGemm {
+  // Diagonal blocks are done whole on this path (baseline CPUs): split in halves, the constant
+  // 32-wide products trip GCC's loop analysis in blockGemm's leftover-column loop (a false warning).
+  static constexpr bool kHalves = false;
   template <bool TransA>
   static DS_INLINE void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
                             float* c, int64_t ldc, bool accumulate) {
     blockGemm<R, U, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
   }
 };
-// Not inlined (a call per 64 x 64 x 64 product is noise): the body calling it has no target
+// Not inlined, nor cloned for constant sizes (noipa: a call per 64 x 64 x 64 product is noise;
+// the halves of a diagonal block would make 32-row clones whose leftover loops GCC then warns
+// about falsely): the body calling it has no target
 // attribute of its own, and GCC refuses to inline an AVX2 or AVX-512 function into it.
 struct Avx2Gemm {
+  static constexpr bool kHalves = true;
   template <bool TransA>
-  DS_TARGET_AVX2 static __attribute__((noinline)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+  DS_TARGET_AVX2 static __attribute__((noipa)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                                            const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
     blockGemm256<6, 2, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
   }
 };
 struct Avx512Gemm {
+  static constexpr bool kHalves = true;
   template <bool TransA>
-  DS_TARGET_AVX512 static __attribute__((noinline)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+  DS_TARGET_AVX512 static __attribute__((noipa)) void run(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                                              const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
     blockGemm512<4, 4, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
   }
@@ -70,7 +77,16 @@ template <class G>
 DS_INLINE void forwardBlockBody(const ForwardBlock& b) {
   const int64_t bq = b.bq, bk = b.bk, d = b.d;
   float* st = b.st;
-  G::template run<false>(bk, bq, d, b.k, d, b.qt, kB, st, kB, false);
+  if (G::kHalves && b.diagonal && bk == kB && bq == kB) {
+    // A whole diagonal block in halves: keys [h, kB) (h = kB / 2) see only queries [h, kB), so the top-right
+    // quarter of S^T (keys h.., queries ..h) is not computed (the mask below writes it), a quarter
+    // of the block's work.
+    const int64_t h = bk / 2;
+    G::template run<false>(h, bq, d, b.k, d, b.qt, kB, st, kB, false);
+    G::template run<false>(h, h, d, b.k + h * d, d, b.qt + h, kB, st + h * kB + h, kB, false);
+  } else {
+    G::template run<false>(bk, bq, d, b.k, d, b.qt, kB, st, kB, false);
+  }
   if (b.diagonal)
     for (int64_t j = 1; j < bk; ++j)
       for (int64_t i = 0; i < std::min(j, bq); ++i) st[j * kB + i] = -__builtin_inff();
@@ -105,7 +121,14 @@ DS_INLINE void forwardBlockBody(const ForwardBlock& b) {
 #pragma omp simd
     for (int64_t c = 0; c < d; ++c) oi[c] *= a;
   }
-  G::template run<true>(bq, d, bk, st, kB, b.v, d, b.o, d, true);
+  if (G::kHalves && b.diagonal && bk == kB && bq == kB) {
+    // Queries [0, h) see keys [0, h) only (their P is 0 beyond).
+    const int64_t h = bk / 2;
+    G::template run<true>(h, d, h, st, kB, b.v, d, b.o, d, true);
+    G::template run<true>(h, d, bk, st + h, kB, b.v, d, b.o + h * d, d, true);
+  } else {
+    G::template run<true>(bq, d, bk, st, kB, b.v, d, b.o, d, true);
+  }
 }
 void forwardBlockScalar(const ForwardBlock& b) { forwardBlockBody<GenericGemm<2, 1>>(b); }
 DS_TARGET_AVX2 void forwardBlockAvx2(const ForwardBlock& b) { forwardBlockBody<Avx2Gemm>(b); }
@@ -127,8 +150,18 @@ struct BackwardBlock {
 template <class G>
 DS_INLINE void backwardBlockBody(const BackwardBlock& b) {
   const int64_t d = b.d, bq = b.bq, bk = b.bk;
-  G::template run<false>(bk, bq, d, b.k, d, b.qt, kB, b.pt, kB, false);
-  G::template run<false>(bk, bq, d, b.v, d, b.dot, kB, b.dst, kB, false);
+  // A whole diagonal block skips the quarter no query sees (keys h.. for queries ..h), as forward.
+  const bool halves = G::kHalves && b.diagonal && bk == kB && bq == kB;
+  const int64_t h = bk / 2;
+  if (halves) {
+    G::template run<false>(h, bq, d, b.k, d, b.qt, kB, b.pt, kB, false);
+    G::template run<false>(h, h, d, b.k + h * d, d, b.qt + h, kB, b.pt + h * kB + h, kB, false);
+    G::template run<false>(h, bq, d, b.v, d, b.dot, kB, b.dst, kB, false);
+    G::template run<false>(h, h, d, b.v + h * d, d, b.dot + h, kB, b.dst + h * kB + h, kB, false);
+  } else {
+    G::template run<false>(bk, bq, d, b.k, d, b.qt, kB, b.pt, kB, false);
+    G::template run<false>(bk, bq, d, b.v, d, b.dot, kB, b.dst, kB, false);
+  }
   for (int64_t j = 0; j < bk; ++j) {
     float* pj = b.pt + j * kB;
     float* dj = b.dst + j * kB;
@@ -139,6 +172,16 @@ DS_INLINE void backwardBlockBody(const BackwardBlock& b) {
       pj[i] = expFast(pj[i] * b.scale - b.lse[i]);
       dj[i] = pj[i] * (dj[i] - b.corr[i]) * b.scale;
     }
+  }
+  if (halves) {
+    // dV and dK rows h.. (keys) take queries h.. only; dQ rows ..h (queries) take keys ..h only.
+    G::template run<false>(h, d, bq, b.pt, kB, b.dout, d, b.dv, d, true);
+    G::template run<false>(h, d, h, b.pt + h * kB + h, kB, b.dout + h * d, d, b.dv + h * d, d, true);
+    G::template run<false>(h, d, bq, b.dst, kB, b.q, d, b.dk, d, true);
+    G::template run<false>(h, d, h, b.dst + h * kB + h, kB, b.q + h * d, d, b.dk + h * d, d, true);
+    G::template run<true>(h, d, h, b.dst, kB, b.k, d, b.dq, d, true);
+    G::template run<true>(h, d, bk, b.dst + h, kB, b.k, d, b.dq + h * d, d, true);
+    return;
   }
   G::template run<false>(bk, d, bq, b.pt, kB, b.dout, d, b.dv, d, true);
   G::template run<false>(bk, d, bq, b.dst, kB, b.q, d, b.dk, d, true);
