@@ -85,6 +85,8 @@ const ANCHOR_DRIFT = 0.15;
 const CORES_PROBE_S = 0.1;
 /** A probe whose mean per-core rate is below this fraction of the single-core peak saw the cores taken. */
 const CORES_FRACTION = 0.9;
+/** How long a round waits after PyTorch's before ours starts (its threads let go of the cores). */
+const TORCH_SETTLE_MS = 200;
 /** This many rounds (or more) whose probe saw the cores taken mark a row noisy. */
 const CONTENDED_ROUNDS = 2;
 
@@ -145,6 +147,10 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) lastLoss = step();
     const ours = tokens / ((performance.now() - t0) / 1000);
+    // The cores probe right after our steps, before PyTorch's: PyTorch's threads keep part of the
+    // cores for up to ~100 ms after a request returns (measured: a probe right after one saw 64-90 of
+    // 104 GFLOP/s per core, the next ones 96-101), which would read as the hypervisor's.
+    const coresGflopsPerCore = coresProbe && !opts.smoke ? coresProbe() : null;
     let torch: number | null = null;
     if (typeof worker !== 'string' && anchorMissing === null) {
       try {
@@ -152,8 +158,10 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       } catch (err) {
         anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
       }
+      // ... and for the same reason our next round waits for them to settle.
+      if (!opts.smoke) await new Promise((resolve) => setTimeout(resolve, TORCH_SETTLE_MS));
     }
-    perRound.push({ ours, torch, coresGflopsPerCore: coresProbe && !opts.smoke ? coresProbe() : null });
+    perRound.push({ ours, torch, coresGflopsPerCore });
   }
   const value = median(perRound.map((r) => r.ours));
   const anchorValue = anchorMissing === null ? median(perRound.map((r) => r.torch!)) : null;
