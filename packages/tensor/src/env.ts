@@ -1,6 +1,6 @@
 // The one place @ds/tensor reads environment variables.
 
-import { totalmem } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 
 import { parseByteSize } from './bytes.js';
 import { DSConfigError } from './errors.js';
@@ -21,7 +21,8 @@ export interface TensorEnv {
   poisonUninit: boolean;
   /**
    * DS_POOL_SPIN_US: how long (microseconds, 0 to 1000000) a kernel thread spins waiting for the next
-   * kernel before it sleeps; default 200. 0 saves CPU time on a busy host at some speed.
+   * kernel before it sleeps. Default (defaultPoolSpinUs): 5000 when the threads of the ranks on this
+   * host fit its cores, else 200. 0 saves CPU time on a busy host at some speed.
    */
   poolSpinUs: number;
   /** LOCAL_RANK (set by `ds` and torchrun-style launchers): which GPU of the host a process takes for 'cuda'; default 0. */
@@ -38,6 +39,18 @@ function intInRange(name: string, raw: string | undefined, lo: number, hi: numbe
   const n = Number(raw);
   if (!Number.isInteger(n) || n < lo || n > hi) throw badVar(name, raw, `must be an integer from ${lo} to ${hi}`);
   return n;
+}
+
+/**
+ * DS_POOL_SPIN_US's default. 5 ms when this process's kernel threads, times the ranks on the host
+ * (LOCAL_SIZE), fit its cores: a worker that sleeps between two kernels costs a wake-up, and on a VM
+ * whose idle virtual CPU the hypervisor deschedules that is a fraction of a millisecond to several
+ * (measured on a 2-vCPU Firecracker VM, reference GPT step on 2 threads: with 200 us the worker slept
+ * 72 times a step and the step took 611 ms; with 5 ms it slept 0-2 times and took 500 ms). Spinning
+ * threads of one rank would take cores from another's, so oversubscribed hosts keep 200 us.
+ */
+export function defaultPoolSpinUs(threads: number, localSize: number, cores: number): number {
+  return threads * localSize <= cores ? 5000 : 200;
 }
 
 function positiveInt(name: string, raw: string | undefined): number | undefined {
@@ -64,13 +77,15 @@ function bytesVar(name: string, raw: string | undefined): number | undefined {
 }
 
 export function readTensorEnv(env: NodeJS.ProcessEnv = process.env): TensorEnv {
+  const numThreads = positiveInt('DS_NUM_THREADS', env.DS_NUM_THREADS) ?? positiveInt('OMP_NUM_THREADS', env.OMP_NUM_THREADS);
+  const cores = availableParallelism();
   return {
     cpuIsa: env.DS_CPU_ISA || 'auto',
-    numThreads: positiveInt('DS_NUM_THREADS', env.DS_NUM_THREADS) ?? positiveInt('OMP_NUM_THREADS', env.OMP_NUM_THREADS),
+    numThreads,
     memoryLimit: bytesVar('DS_MEMORY_LIMIT', env.DS_MEMORY_LIMIT),
     allocCache: bytesVar('DS_ALLOC_CACHE', env.DS_ALLOC_CACHE) ?? Math.floor(totalmem() / 4 / localRanks(env)),
     poisonUninit: flag('DS_POISON_UNINIT', env.DS_POISON_UNINIT),
-    poolSpinUs: intInRange('DS_POOL_SPIN_US', env.DS_POOL_SPIN_US, 0, 1_000_000, 200),
+    poolSpinUs: intInRange('DS_POOL_SPIN_US', env.DS_POOL_SPIN_US, 0, 1_000_000, defaultPoolSpinUs(numThreads ?? cores, localRanks(env), cores)),
     localRank: intInRange('LOCAL_RANK', env.LOCAL_RANK, 0, 1_000_000, 0),
   };
 }

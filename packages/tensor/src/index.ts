@@ -1,6 +1,6 @@
 export { DSError, DSConfigError, DSShapeError, DSUnsupportedError, DSNativeError, DSOutOfMemoryError, DSDeviceError, isDSError } from './errors.js';
 export type { DSErrorOptions, ConfigProblem } from './errors.js';
-export { readTensorEnv } from './env.js';
+export { defaultPoolSpinUs, readTensorEnv } from './env.js';
 export { parseByteSize, formatByteSize } from './bytes.js';
 export type { TensorEnv } from './env.js';
 export { loadCpuAddon } from './native/load.js';

@@ -1,10 +1,12 @@
 // The thread pool. A job is published by storing (generation, chunk count) in one atomic word, and
 // each worker takes the chunk numbered by its thread id. Between jobs a worker spins on that word for
-// up to spinUs microseconds (DS_POOL_SPIN_US, default 200, read by env.ts) before it sleeps on a
-// condition variable, and the caller spins the same way for the workers to finish: a training step
-// issues hundreds of kernels back to back, and waking a sleeping thread costs a futex call, which on
-// a VM costs an interrupt to another virtual CPU (measured: GPT training step 1-2% faster on 2
-// threads). OpenMP runtimes spin for the same reason. A spin of 0 always sleeps.
+// up to spinUs microseconds (DS_POOL_SPIN_US; env.ts's default is 5 ms when the host's ranks' threads
+// fit its cores, else 200 us) before it sleeps on a condition variable, and the caller spins the same
+// way for the workers to finish: a training step issues hundreds of kernels back to back, and waking
+// a sleeping thread costs a futex call and, on a VM, an interrupt to a virtual CPU the hypervisor may
+// have descheduled while it was idle (measured on a 2-vCPU VM: the reference GPT step went from
+// 611 to 500 ms when the spin went from 200 us to 5 ms, the worker's sleeps from 72 a step to 0-2).
+// OpenMP runtimes spin for the same reason (Intel's for 200 ms by default). A spin of 0 always sleeps.
 #include "ds/pool.h"
 
 #include <immintrin.h>

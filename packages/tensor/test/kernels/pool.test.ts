@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 
 import { expectClose } from '@ds-internal/test-kit';
 
+import { defaultPoolSpinUs, readTensorEnv } from '../../src/env.js';
 import { loadCpuAddon } from '../../src/native/load.js';
 import { clone, cpu, expectBits, randomArray } from './helpers.js';
 
@@ -44,6 +45,18 @@ describe('environment', () => {
     for (const bad of ['-1', '2.5', 'fast', '1000001']) {
       expect(infoUnder({ DS_POOL_SPIN_US: bad })).toMatch(new RegExp(`DS_POOL_SPIN_US='${bad}' must be an integer from 0 to 1000000`));
     }
+  });
+
+  it('DS_POOL_SPIN_US defaults to 5 ms when the ranks\' threads fit the cores, else 200 us', () => {
+    const cores = availableParallelism();
+    expect(defaultPoolSpinUs(2, 1, 2)).toBe(5000);
+    expect(defaultPoolSpinUs(1, 2, 2)).toBe(5000);
+    expect(defaultPoolSpinUs(2, 2, 2)).toBe(200);  // two ranks of two threads on two cores
+    expect(readTensorEnv({}).poolSpinUs).toBe(5000);  // one thread per core, one rank
+    expect(readTensorEnv({ LOCAL_SIZE: '2' }).poolSpinUs).toBe(cores * 2 <= cores ? 5000 : 200);
+    expect(readTensorEnv({ LOCAL_SIZE: '2', DS_NUM_THREADS: '1' }).poolSpinUs).toBe(cores >= 2 ? 5000 : 200);
+    expect(readTensorEnv({ OMP_NUM_THREADS: String(cores + 1) }).poolSpinUs).toBe(200);
+    expect(readTensorEnv({ LOCAL_SIZE: '2', DS_POOL_SPIN_US: '7' }).poolSpinUs).toBe(7);  // set: taken as is
   });
 });
 

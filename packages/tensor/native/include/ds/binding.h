@@ -17,7 +17,7 @@ struct AddonState {
   CpuFeatures features;
   Isa isa = Isa::Scalar;
   std::unique_ptr<ThreadPool> pool;
-  int64_t poolSpinUs = 200;  // setPoolSpin; kept for the pools setNumThreads makes
+  int64_t poolSpinUs = 200;  // setPoolSpin (env.ts sets it at load); kept for the pools setNumThreads makes
   Ctx ctx() const { return Ctx{isa, pool.get(), features.avx512bf16}; }
 };
 
