@@ -35,6 +35,17 @@ enum class DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3, U8 = 4 };
 
 // bitsOf, floatOf, f32ToBf16, bf16ToF32, f32ToF16, f16ToF32: ds/dtype_bits.h.
 
+// e^r for |r| <= ln2/2: the degree-6 polynomial expApprox and expFast share.
+DS_INLINE float expPoly(float r) {
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return p * r * r + r + 1.0f;
+}
+
 // e^x for f32, |rel err| < 2e-7 over the normal range; subnormal results below e^-87.3, 0 below
 // -103.98 and +Inf above 88.7228. Range reduction x = n ln2 + r with |r| <= ln2/2, a degree-6
 // polynomial for e^r, and 2^n applied as 2^(n/2) * 2^(n - n/2) so neither factor leaves the
@@ -48,13 +59,7 @@ DS_INLINE float expApprox(float x) {
   const float t = xc * 1.44269504088896341f;
   const float n = (t + 12582912.0f) - 12582912.0f;
   const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  const float p = expPoly(r);
   const int32_t ni = static_cast<int32_t>(n);
   const int32_t n1 = ni >> 1, n2 = ni - n1;
   const float s1 = floatOf(static_cast<uint32_t>(n1 + 127) << 23);
@@ -77,13 +82,7 @@ DS_INLINE float expFast(float x) {
   const float t = xc * 1.44269504088896341f;
   const float n = (t + 12582912.0f) - 12582912.0f;
   const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  const float p = expPoly(r);
   const float y = p * floatOf(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
   return x < -87.33654f ? 0.0f : y;
 }
