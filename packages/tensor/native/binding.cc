@@ -84,10 +84,15 @@ Napi::Value SetPoolSpin(const Napi::CallbackInfo& info, ArgReader& a, AddonState
   return undef(info);
 }
 
-Napi::Value ProbePeak(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
+// The duration argument of the probes: (0, 10] seconds.
+double probeSeconds(ArgReader& a) {
   const double seconds = a.number(0);
   if (!(seconds > 0 && seconds <= 10)) a.rangeError("seconds must be in (0, 10]");
-  const PeakProbe p = probePeak(s.ctx(), seconds);
+  return seconds;
+}
+
+Napi::Value ProbePeak(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
+  const PeakProbe p = probePeak(s.ctx(), probeSeconds(a));
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("f32FmaGflops", p.f32FmaGflops);
   o.Set("bf16DotGflops", p.bf16DotGflops);
@@ -95,9 +100,7 @@ Napi::Value ProbePeak(const Napi::CallbackInfo& info, ArgReader& a, AddonState& 
 }
 
 Napi::Value ProbeCores(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
-  const double seconds = a.number(0);
-  if (!(seconds > 0 && seconds <= 10)) a.rangeError("seconds must be in (0, 10]");
-  const CoresProbe p = probeCores(s.ctx(), seconds);
+  const CoresProbe p = probeCores(s.ctx(), probeSeconds(a));
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("meanGflopsPerCore", p.meanGflopsPerCore);
   o.Set("bestGflopsPerCore", p.bestGflopsPerCore);

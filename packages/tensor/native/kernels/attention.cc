@@ -42,10 +42,10 @@ struct GenericGemm {
     blockGemm<R, U, TransA>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
   }
 };
-// Not inlined, nor cloned for constant sizes (noipa: a call per 64 x 64 x 64 product is noise;
-// the halves of a diagonal block would make 32-row clones whose leftover loops GCC then warns
-// about falsely): the body calling it has no target
-// attribute of its own, and GCC refuses to inline an AVX2 or AVX-512 function into it.
+// Not inlined, nor cloned for constant sizes (noipa: a call per 64 x 64 x 64 product is noise; the
+// halves of a diagonal block would make 32-row clones whose leftover loops GCC then warns about
+// falsely): the body calling it has no target attribute of its own, and GCC refuses to inline an
+// AVX2 or AVX-512 function into it.
 struct Avx2Gemm {
   static constexpr bool kHalves = true;
   template <bool TransA>
@@ -77,11 +77,12 @@ template <class G>
 DS_INLINE void forwardBlockBody(const ForwardBlock& b) {
   const int64_t bq = b.bq, bk = b.bk, d = b.d;
   float* st = b.st;
-  if (G::kHalves && b.diagonal && bk == kB && bq == kB) {
-    // A whole diagonal block in halves: keys [h, kB) (h = kB / 2) see only queries [h, kB), so the top-right
-    // quarter of S^T (keys h.., queries ..h) is not computed (the mask below writes it), a quarter
-    // of the block's work.
-    const int64_t h = bk / 2;
+  // A whole diagonal block in halves: keys [h, kB) (h = kB / 2) see only queries [h, kB), so the
+  // top-right quarter of S^T (keys h.., queries ..h) is not computed (the mask below writes it), a
+  // quarter of the block's work.
+  const bool halves = G::kHalves && b.diagonal && bk == kB && bq == kB;
+  const int64_t h = bk / 2;
+  if (halves) {
     G::template run<false>(h, bq, d, b.k, d, b.qt, kB, st, kB, false);
     G::template run<false>(h, h, d, b.k + h * d, d, b.qt + h, kB, st + h * kB + h, kB, false);
   } else {
@@ -121,9 +122,8 @@ DS_INLINE void forwardBlockBody(const ForwardBlock& b) {
 #pragma omp simd
     for (int64_t c = 0; c < d; ++c) oi[c] *= a;
   }
-  if (G::kHalves && b.diagonal && bk == kB && bq == kB) {
+  if (halves) {
     // Queries [0, h) see keys [0, h) only (their P is 0 beyond).
-    const int64_t h = bk / 2;
     G::template run<true>(h, d, h, st, kB, b.v, d, b.o, d, true);
     G::template run<true>(h, d, bk, st + h, kB, b.v, d, b.o + h * d, d, true);
   } else {

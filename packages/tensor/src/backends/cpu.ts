@@ -28,13 +28,19 @@ export interface CpuKernels extends KernelTable {
   probePeak(seconds: number): PeakProbe;
   /**
    * probePeak's f32 FMA work on every pool thread at once for about `seconds`: per-core GFLOP/s of
-   * the whole pool (over the whole time, and the best ~2 ms call). Well below probePeak's f32 figure, the cores
-   * were not all this process's while it ran (a hypervisor or another tenant took some): the load
-   * average inside a VM does not show that.
+   * the whole pool (over the whole time, and the best ~2 ms call). Well below probePeak's f32
+   * figure, the cores were not all this process's while it ran (a hypervisor or another tenant took
+   * some): the load average inside a VM does not show that.
    */
   probeCores(seconds: number): CoresProbe;
   /** AdamW's memory traffic without its math (p += g, m += g, v += g; 28 bytes per element): the bandwidth ceiling for AdamW. */
   streamProbe(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number): void;
+}
+
+/** A probe's duration: (0, 10] seconds. */
+function probeSeconds(op: string, seconds: number): number {
+  if (!(seconds > 0 && seconds <= 10)) throw new DSShapeError(`${op}: seconds must be in (0, 10], got ${seconds}`);
+  return seconds;
 }
 
 function arr(op: string, name: string, a: KArray, dtype: AnyDType, count: number, sizes: string): asserts a is HostArray {
@@ -110,14 +116,8 @@ export function createCpuKernels(): CpuKernels {
       return call('setIsa', () => native.setIsa(isa));
     },
     cpuInfo: () => native.cpuInfo(),
-    probePeak(seconds) {
-      if (!(seconds > 0 && seconds <= 10)) throw new DSShapeError(`probePeak: seconds must be in (0, 10], got ${seconds}`);
-      return call('probePeak', () => native.probePeak(seconds));
-    },
-    probeCores(seconds) {
-      if (!(seconds > 0 && seconds <= 10)) throw new DSShapeError(`probeCores: seconds must be in (0, 10], got ${seconds}`);
-      return call('probeCores', () => native.probeCores(seconds));
-    },
+    probePeak: (seconds) => call('probePeak', () => native.probePeak(probeSeconds('probePeak', seconds))),
+    probeCores: (seconds) => call('probeCores', () => native.probeCores(probeSeconds('probeCores', seconds))),
     streamProbe(p, g, m, v, n) {
       const op = 'streamProbe';
       dim(op, 'n', n);

@@ -109,8 +109,9 @@ struct PeakProbe {
 PeakProbe probePeak(const Ctx& c, double seconds);
 // The f32 FMA chains of probePeak on every pool thread at once, repeated over `seconds`: each call's
 // rate is all threads' work over the call's wall time (the slowest thread decides), per core; the
-// mean is all calls' work over their total wall time. A mean well below probePeak's single-core figure means the cores are not all the process's (a
-// hypervisor or another tenant takes some), which the load average does not show.
+// mean is all calls' work over their total wall time. A mean well below probePeak's single-core
+// figure means the cores are not all the process's (a hypervisor or another tenant takes some),
+// which the load average does not show.
 struct CoresProbe {
   double meanGflopsPerCore;
   double bestGflopsPerCore;
