@@ -203,7 +203,15 @@ void backwardBlockAt(Isa isa, const BackwardBlock& b) {
   backwardBlockScalar(b);
 }
 
-DS_INLINE int64_t itemGrain(int64_t items, double work) { return work < 2e5 ? items : 1; }
+// Small jobs run on the calling thread; others hand out one item at a time to whichever thread is
+// free (parallelForDynamic), so a thread the host slows takes fewer heads instead of holding the
+// others up at the end (measured in a quiet 2-thread GPT step: 10% of attention's time was one
+// thread waiting for the other with a fixed half each).
+template <class F>
+void forItems(const Ctx& c, int64_t items, double work, F&& f) {
+  if (work < 2e5) return c.pool->parallelFor(items, items, f);
+  c.pool->parallelForDynamic(items, f);
+}
 
 }  // namespace
 
@@ -215,7 +223,7 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
   // the query blocks of a head are split over items too (its first rows converted per item).
   const int64_t split = bh >= 2 * c.pool->size() ? 1 : nqb, items = bh * split;
   const double work = static_cast<double>(bh) * t * t * d;
-  c.pool->parallelFor(items, itemGrain(items, work), [&](int64_t i0, int64_t i1, int tid) {
+  forItems(c, items, work, [&](int64_t i0, int64_t i1, int tid) {
     // Scratch: f32 K and V of the head, Q^T of a query block, S^T, output accumulator, its
     // conversion buffer, m and l.
     auto* base = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * (2 * td + 3 * kB * d + kB * kB + 2 * kB)));
@@ -258,7 +266,7 @@ void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, 
   if (bh == 0 || t == 0 || d == 0) return;
   const int64_t td = t * d;
   const double work = static_cast<double>(bh) * t * t * d;
-  c.pool->parallelFor(bh, itemGrain(bh, work), [&](int64_t h0, int64_t h1, int tid) {
+  forItems(c, bh, work, [&](int64_t h0, int64_t h1, int tid) {
     // Per head: f32 q, k, v, dout; Q^T and dO^T; accumulators dq, dk, dv; corr; the P^T and dS^T
     // blocks; a tile buffer for reading `out`.
     const int64_t tdBlocks = (t + kB - 1) / kB * kB * d;  // Q^T and dO^T are stored in whole blocks

@@ -4,11 +4,14 @@
 // The packed B strip stays in L1 across the ir loop, the packed A block in L2, the B panel in L3.
 // Packing also applies the transposes and converts bf16 to f32 when the chosen microkernel is f32.
 // Threads split each product along whichever of m and n is larger (or over the batch), and every
-// thread packs its own operands, so there is no barrier inside a product.
+// thread packs its own operands, so there is no barrier inside a product; one product (batch 1) is
+// cut into blocks of rows or columns that threads take as they free up (gemmDynamic), a batch or a
+// product too small for that into one fixed slice per thread (gemmSerial).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "ds/gemm_ukernel.h"
 #include "ds/kernels.h"
@@ -439,6 +442,146 @@ const GemmShape& pickShape(const Ctx& c, DType dt) {
   return c.isa >= Isa::Avx2 ? kGemmAvx2 : kGemmScalar;
 }
 
+// One product (batch 1) on several threads, balanced as it runs: the larger of m and n is cut into
+// units (blocks of mc rows of C, or of nu columns) that threads take in turn (parallelForDynamic),
+// rather than into one fixed slice per thread, where the thread a busy host slowed held the others
+// up at the end (measured on a 2-vCPU VM: 7% of the GEMM time of a quiet GPT step, 16% of a noisy
+// one, spent by one thread waiting for the other). The operand every unit reads in full (op(B) for
+// row units, op(A) for column units) is packed whole, every k block, once per thread on its first
+// unit: the static split packed it once per thread too, so the balance costs no packing. A unit
+// walks all k blocks itself, so its C is never shared: f32 C takes the k blocks in order (beta, then
+// 1); a bf16 C is written from the registers when k fits one block, else a unit sums into its own f32
+// workspace and rounds once at the end, as the static path does.
+struct DynamicPlan {
+  bool byCols;          // units are column blocks of C (n >= m), else row blocks
+  int64_t unit, units;  // unit width (rows or columns) and count
+  int64_t kBlocks, kcFull, blockBytes;  // k blocks of g.kc; one k block of the shared operand, in bytes
+  bool direct;          // C written by the microkernels (f32, or bf16 with one k block and bf16C)
+};
+
+// Null when the product should take the static path (one unit only, or a shared operand too large to
+// pack whole per thread).
+bool planDynamic(const GemmShape& g, const GemmParams& p, int threads, DynamicPlan& d) {
+  if (threads < 2 || p.batch != 1 || p.k == 0) return false;
+  const size_t elem = g.bf16Pairs ? 2 : 4;
+  d.byCols = p.n >= p.m;
+  d.kBlocks = (p.k + g.kc - 1) / g.kc;
+  d.kcFull = std::min(g.kc, p.k);
+  const int64_t kcStore = g.bf16Pairs ? (d.kcFull + 1) / 2 * 2 : d.kcFull;
+  const int64_t w = d.byCols ? g.mr : g.nr, sharedRows = d.byCols ? p.m : p.n;
+  d.blockBytes = static_cast<int64_t>(elem) * kcStore * ((sharedRows + w - 1) / w * w);
+  if (d.blockBytes * d.kBlocks > (int64_t{32} << 20)) return false;  // 32 MiB per thread at most
+  // Column units read their blocks of op(A) from the whole packed A (L3) and reuse each over only
+  // nu / nr strips, where the static split packs an A block into L2 per k block and reuses it over all
+  // its n / threads columns: with several k blocks that lost more than the balance won (TN 256 x 1024
+  // x 2048: 135-159 vs 155-159 GFLOP/s on 2 threads), so column units are for one k block only.
+  if (d.byCols && d.kBlocks > 1) return false;
+  if (d.byCols) {
+    // Columns: a unit's packed B block (kc x unit) should stay within half the L2 of a core next to
+    // the A block it meets (256 KiB: 256 columns at kc 256 in f32, 128 at kc 512), and there should be
+    // at least 4 units a thread to balance.
+    int64_t nu = std::max<int64_t>(g.nr, (int64_t{256} << 10) / (static_cast<int64_t>(elem) * kcStore) / g.nr * g.nr);
+    while (nu > g.nr && (p.n + nu - 1) / nu < 4 * threads) nu = std::max<int64_t>(g.nr, nu / 2 / g.nr * g.nr);
+    d.unit = nu;
+  } else {
+    // Rows: one mc block per unit. With several k blocks a unit walks them all itself, so each k
+    // block of the shared op(B) (kc x n) is read from L3 for one unit's rows, where the static split
+    // reuses it over all of a thread's rows; that only paid with many units to balance and a shared
+    // op(B) of a few MiB (measured on 2 threads: 2048 x 256 x 1024, 22 units and 1 MiB, 3-5% faster;
+    // 768 x 256 x 2048, 8 units, 5-6% slower; 2048 x 256 x 8192, 8 MiB, best of 21 6% slower).
+    d.unit = g.mc;
+    if (d.kBlocks > 1 && ((p.m + g.mc - 1) / g.mc < 8 * threads || d.blockBytes * d.kBlocks > (int64_t{2} << 20))) return false;
+  }
+  d.units = ((d.byCols ? p.n : p.m) + d.unit - 1) / d.unit;
+  if (d.units < 2) return false;
+  d.direct = p.outDtype == DType::F32 || (g.bf16C && p.k <= g.kc);
+  return true;
+}
+
+void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const DynamicPlan& d, const Operand& a,
+                 const Operand& bt) {
+  const int64_t m = p.m, n = p.n, k = p.k;
+  const size_t elem = g.bf16Pairs ? 2 : 4;
+  const bool cBf16 = p.outDtype != DType::F32;
+  const int64_t csz = cBf16 ? 2 : 4;
+  std::vector<char> packed(static_cast<size_t>(c.pool->size()), 0);
+  const auto pack = [&](const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t kc, int w, unsigned char* dst) {
+    if (g.bf16Pairs) packPairs(x, r0, p0, rows, kc, w, reinterpret_cast<uint16_t*>(dst), g.packIsa);
+    else packF32(x, r0, p0, rows, kc, w, reinterpret_cast<float*>(dst), g.packIsa);
+  };
+  const auto ukr = [&](int64_t ks, const unsigned char* as, const unsigned char* bs, void* ct, int64_t ldc, bool toBf16,
+                       float beta, int mr, int nr) {
+    if (g.bf16Pairs)
+      g.bf16(ks / 2, reinterpret_cast<const uint16_t*>(as), reinterpret_cast<const uint16_t*>(bs), ct, ldc, toBf16, p.alpha, beta, mr, nr);
+    else
+      g.f32(ks, reinterpret_cast<const float*>(as), reinterpret_cast<const float*>(bs), ct, ldc, toBf16, p.alpha, beta, mr, nr);
+  };
+  c.pool->parallelForDynamic(d.units, [&](int64_t u, int64_t, int tid) {
+    // The shared operand, every k block, packed once per thread: op(A) in strips of mr for column
+    // units, op(B) in strips of nr for row units.
+    auto* shared = static_cast<unsigned char*>(c.pool->scratch(tid, 1, static_cast<size_t>(d.blockBytes * d.kBlocks)));
+    if (!packed[static_cast<size_t>(tid)]) {
+      for (int64_t b = 0; b < d.kBlocks; ++b) {
+        const int64_t pc = b * g.kc, kc = std::min(g.kc, k - pc);
+        if (d.byCols) pack(a, 0, pc, m, kc, g.mr, shared + b * d.blockBytes);
+        else pack(bt, 0, pc, n, kc, g.nr, shared + b * d.blockBytes);
+      }
+      packed[static_cast<size_t>(tid)] = 1;
+    }
+    const int64_t lo = u * d.unit, len = std::min(d.unit, (d.byCols ? n : m) - lo);
+    const int64_t um = d.byCols ? m : len, un = d.byCols ? len : n;  // this unit's part of C: um x un
+    const int64_t i0 = d.byCols ? 0 : lo, j0 = d.byCols ? lo : 0;
+    // Where the microkernels write: C itself, or (bf16 C over several k blocks) an f32 workspace.
+    void* cu = static_cast<unsigned char*>(p.c) + (i0 * n + j0) * csz;
+    int64_t ldc = n;
+    if (!d.direct) {
+      cu = c.pool->scratch(tid, 2, sizeof(float) * um * un);
+      ldc = un;
+    }
+    const int64_t cElem = d.direct ? csz : 4;
+    const bool toBf16 = d.direct && cBf16;
+    const int64_t ownRows = d.byCols ? un : um, ownW = d.byCols ? g.nr : g.mr;
+    const int64_t kcStore = g.bf16Pairs ? (d.kcFull + 1) / 2 * 2 : d.kcFull;
+    auto* own = static_cast<unsigned char*>(
+        c.pool->scratch(tid, 0, elem * kcStore * ((ownRows + ownW - 1) / ownW * ownW)));
+    for (int64_t b = 0; b < d.kBlocks; ++b) {
+      const int64_t pc = b * g.kc, kc = std::min(g.kc, k - pc);
+      const int64_t ks = g.bf16Pairs ? (kc + 1) / 2 * 2 : kc;
+      const float beta = b > 0 ? 1.0f : d.direct ? p.beta : 0.0f;
+      const unsigned char* sh = shared + b * d.blockBytes;
+      if (d.byCols) {
+        pack(bt, j0, pc, un, kc, g.nr, own);  // this unit's columns of op(B)
+        for (int64_t ic = 0; ic < m; ic += g.mc) {
+          const int64_t mc = std::min(g.mc, m - ic);
+          for (int64_t jr = 0; jr < un; jr += g.nr) {
+            const int nr = static_cast<int>(std::min<int64_t>(g.nr, un - jr));
+            for (int64_t ir = 0; ir < mc; ir += g.mr) {
+              const int mr = static_cast<int>(std::min<int64_t>(g.mr, mc - ir));
+              void* ct = static_cast<unsigned char*>(cu) + ((ic + ir) * ldc + jr) * cElem;
+              ukr(ks, sh + elem * ks * (ic + ir), own + elem * ks * jr, ct, ldc, toBf16, beta, mr, nr);
+            }
+          }
+        }
+      } else {
+        pack(a, i0, pc, um, kc, g.mr, own);  // this unit's rows of op(A)
+        for (int64_t jr = 0; jr < n; jr += g.nr) {
+          const int nr = static_cast<int>(std::min<int64_t>(g.nr, n - jr));
+          for (int64_t ir = 0; ir < um; ir += g.mr) {
+            const int mr = static_cast<int>(std::min<int64_t>(g.mr, um - ir));
+            void* ct = static_cast<unsigned char*>(cu) + (ir * ldc + jr) * cElem;
+            ukr(ks, own + elem * ks * ir, sh + elem * ks * jr, ct, ldc, toBf16, beta, mr, nr);
+          }
+        }
+      }
+    }
+    if (!d.direct) {
+      auto* cr = static_cast<uint16_t*>(p.c);
+      const auto* ws = static_cast<const float*>(cu);
+      for (int64_t i = 0; i < um; ++i) roundRowAt(c.isa, ws + i * un, cr + (i0 + i) * n + j0, un, p.beta);
+    }
+  });
+}
+
 }  // namespace
 
 void gemmKernel(const Ctx& c, const GemmParams& p) {
@@ -448,6 +591,9 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
   const Operand a{p.a, p.dtype, p.transA ? 1 : p.k, p.transA ? p.m : 1};
   const Operand bt{p.b, p.dtype, p.transB ? p.k : 1, p.transB ? 1 : p.n};
   const int threads = c.pool->size();
+  const double flops0 = 2.0 * p.m * p.n * static_cast<double>(p.k) * p.batch;
+  DynamicPlan plan;
+  if (flops0 >= 2e6 && planDynamic(g, p, threads, plan)) return gemmDynamic(c, g, p, plan, a, bt);
   const bool splitN = p.n >= p.m;
   const int64_t extent = splitN ? p.n : p.m, unit = splitN ? g.nr : g.mr;
   const int64_t units = (extent + unit - 1) / unit;

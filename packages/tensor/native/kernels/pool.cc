@@ -127,6 +127,14 @@ void ThreadPool::parallelFor(int64_t n, int64_t grain, const Body& fn) {
   if (err) std::rethrow_exception(err);
 }
 
+void ThreadPool::parallelForDynamic(int64_t n, const Body& fn) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  // One chunk per thread (chunk == tid); each keeps taking indices until none is left.
+  parallelFor(std::min<int64_t>(n, size()), 1, [&](int64_t, int64_t, int tid) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i, i + 1, tid);
+  });
+}
 void* ThreadPool::scratch(int tid, int slot, size_t bytes) {
   Buffer& b = scratch_.at(static_cast<size_t>(tid) * kScratchSlots + slot);
   if (b.bytes < bytes) {

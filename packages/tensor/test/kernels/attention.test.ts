@@ -2,7 +2,7 @@
 // and several key blocks (block 64), head dims below and above a vector, every dtype and ISA; few
 // heads (query blocks of a head split over threads) and many (one head per item: bh = 9 >= 2 x
 // threads on up to 4 threads).
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { expectClose } from '@ds-internal/test-kit';
 
@@ -49,4 +49,26 @@ describe('attention', () => {
       }
     });
   }
+
+  it('gives the same bits on 1 to 4 threads (heads and query blocks handed out as threads free up)', () => {
+    const threads = cpu.getNumThreads();
+    try {
+      for (const [bh, t, d] of [[9, 130, 16], [2, 200, 32]] as const) {
+        const n = bh * t * d;
+        const [q, k, v, dout] = [0, 1, 2, 3].map((i) => randomArray('bf16', n, 70 + i, -2, 2));
+        const runs = [1, 2, 3, 4].map((th) => {
+          cpu.setNumThreads(th);
+          const out = zeros('bf16', n);
+          const lse = new Float32Array(bh * t);
+          cpu.attentionForward('bf16', q!, k!, v!, out, lse, bh, t, d, 0.25);
+          const g = [zeros('bf16', n), zeros('bf16', n), zeros('bf16', n)];
+          cpu.attentionBackward('bf16', dout!, q!, k!, v!, out, lse, g[0]!, g[1]!, g[2]!, bh, t, d, 0.25);
+          return [out, lse, ...g].map((a) => Buffer.from(a.buffer));
+        });
+        for (const r of runs.slice(1)) r.forEach((b, i) => expect(b.equals(runs[0]![i]!), `bh=${bh} t=${t} d=${d} output ${i}`).toBe(true));
+      }
+    } finally {
+      cpu.setNumThreads(threads);
+    }
+  });
 });

@@ -126,6 +126,47 @@ describe('gemm', () => {
     }
   });
 
+  it('one product balanced over threads (row units, column units, several k blocks, bf16 C from registers and from the workspace) matches the reference and is bit-identical on 1 to 4 threads', () => {
+    // Sized for the dynamic split (batch 1, above 2 MFLOP): rows of C in mc blocks with one k block
+    // and with several (enough blocks for 4 threads, op(B) under 2 MiB); columns of C with one k block.
+    const cases: [Case, 'f32' | 'bf16', 'f32' | 'bf16', boolean, boolean][] = [
+      [{ m: 700, n: 40, k: 100 }, 'f32', 'f32', false, false],
+      [{ m: 3200, n: 24, k: 1100 }, 'bf16', 'f32', true, false],
+      [{ m: 3200, n: 24, k: 1100 }, 'bf16', 'bf16', false, true],
+      [{ m: 30, n: 900, k: 120 }, 'bf16', 'bf16', true, true],
+      [{ m: 30, n: 900, k: 120 }, 'f32', 'f32', false, true],
+    ];
+    const threads = cpu.getNumThreads();
+    try {
+      for (const [c, dtype, outDtype, transA, transB] of cases) {
+        const g = args(c, dtype, outDtype, transA, transB, 0.75, 0.5, 31);
+        const want = clone(g.c);
+        ref.gemm({ ...g, c: want });
+        forEachIsa((isa) => {
+          const results = [1, 2, 3, 4].map((t) => {
+            cpu.setNumThreads(t);
+            const got = clone(g.c);
+            cpu.gemm({ ...g, c: got });
+            return got;
+          });
+          const s = `gemm ${dtype}->${outDtype} ${JSON.stringify(c)} tA=${transA} tB=${transB} (${isa})`;
+          expectCloseArrays(s, outDtype, results[0]!, want, outDtype === 'bf16' ? { rtol: 1e-2, atol: 1e-2 } : { rtol: 1e-5, atol: 2e-6 * c.k });
+          for (const r of results.slice(1)) expect(Buffer.from(r.buffer).equals(Buffer.from(results[0]!.buffer)), s).toBe(true);
+        });
+      }
+      // beta = 0 does not read C on the balanced path either, nor past it.
+      cpu.setNumThreads(2);
+      const g = args({ m: 700, n: 40, k: 100 }, 'f32', 'f32', false, false, 1, 0, 5);
+      (g.c as Float32Array).fill(NaN);
+      const got = clone(g.c);
+      cpu.gemm({ ...g, c: got });
+      expect(got.subarray(0, 700 * 40).some((v) => Number.isNaN(v))).toBe(false);
+      expect(Number.isNaN(got[700 * 40]!)).toBe(true);
+    } finally {
+      cpu.setNumThreads(threads);
+    }
+  });
+
   it('gives bit-identical f32 results on 1, 2 and 3 threads', () => {
     const g = args({ m: 300, n: 260, k: 150, batch: 2 }, 'f32', 'f32', false, false, 1, 0, 7);
     const threads = cpu.getNumThreads();

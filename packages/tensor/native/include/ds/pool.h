@@ -1,6 +1,7 @@
-// A persistent thread pool with one primitive: a statically chunked parallel-for. The calling thread
-// runs chunk 0 itself, so a pool of size 1 owns no threads. One pool per Node environment (held in
-// the addon's instance data); kernels never start threads of their own and never nest parallelFor.
+// A persistent thread pool: a statically chunked parallel-for, and a dynamic one built on it. The
+// calling thread runs chunk 0 itself, so a pool of size 1 owns no threads. One pool per Node
+// environment (held in the addon's instance data); kernels never start threads of their own and
+// never nest parallelFor.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -35,6 +36,12 @@ class ThreadPool {
   // Splits [0, n) into min(size(), ceil(n / grain)) near-equal contiguous chunks and runs them
   // concurrently; returns when all are done, rethrowing the first exception a chunk threw.
   void parallelFor(int64_t n, int64_t grain, const Body& fn);
+
+  // Runs fn(i, i + 1, tid) for every i in [0, n), each index taken by whichever thread is free next
+  // (in increasing order, from one atomic counter), so a thread the machine slows down (a core shared
+  // with another VM) takes fewer of them instead of holding the others up at the end. fn may run
+  // several times on one tid.
+  void parallelForDynamic(int64_t n, const Body& fn);
 
   // A 64-byte aligned buffer of at least `bytes` owned by thread `tid`, kept between calls.
   void* scratch(int tid, int slot, size_t bytes);
