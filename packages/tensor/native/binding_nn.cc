@@ -98,6 +98,16 @@ Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info, ArgReader& a, Ad
   if (bad >= 0) badIndex(a, "targets (or -1)", bad, t[bad], vocab);
   return undef(info);
 }
+// crossEntropyForwardGrad(dtype, logits, targets, losses, lse, dlogits, scale, rows, vocab)
+Napi::Value CrossEntropyForwardGrad(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
+  const DType d = a.floatDtype(0);
+  const int64_t rows = a.size(7), vocab = a.size(8), n = a.mul(rows, vocab);
+  const auto* t = static_cast<const int32_t*>(a.array(2, DType::I32, rows, "targets"));
+  const int64_t bad = crossEntropyForwardGrad(s.ctx(), d, a.array(1, d, n, "logits"), t, f32Array(a, 3, rows, "losses"),
+                                              f32Array(a, 4, rows, "lse"), a.array(5, d, n, "dlogits"), f32(a, 6), rows, vocab);
+  if (bad >= 0) badIndex(a, "targets (or -1)", bad, t[bad], vocab);
+  return undef(info);
+}
 // crossEntropyBackward(dtype, logits, targets, lse, dloss, dlogits, rows, vocab)
 Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   const DType d = a.floatDtype(0);
@@ -182,6 +192,7 @@ void registerNnBindings(Napi::Env env, Napi::Object exports, AddBinding add) {
   add(env, exports, "embeddingBackward", EmbeddingBackward);
   add(env, exports, "crossEntropyForward", CrossEntropyForward);
   add(env, exports, "crossEntropyBackward", CrossEntropyBackward);
+  add(env, exports, "crossEntropyForwardGrad", CrossEntropyForwardGrad);
   add(env, exports, "attentionForward", AttentionForward);
   add(env, exports, "attentionBackward", AttentionBackward);
   add(env, exports, "dropoutForward", DropoutForward);

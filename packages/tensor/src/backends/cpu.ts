@@ -254,7 +254,7 @@ export function createCpuKernels(): CpuKernels {
 
 type NnKernels = Pick<HostKernelTable,
   | 'layerNormForward' | 'layerNormBackward' | 'layerNormResidualForward' | 'geluForward' | 'geluBackward' | 'softmaxForward' | 'softmaxBackward'
-  | 'embeddingForward' | 'embeddingBackward' | 'crossEntropyForward' | 'crossEntropyBackward'
+  | 'embeddingForward' | 'embeddingBackward' | 'crossEntropyForward' | 'crossEntropyBackward' | 'crossEntropyForwardGrad'
   | 'attentionForward' | 'attentionBackward' | 'dropoutForward'>;
 
 function nnKernels(native: CpuAddon): NnKernels {
@@ -341,6 +341,15 @@ function nnKernels(native: CpuAddon): NnKernels {
       arr(op, 'targets', targets, 'i32', rows, s);
       each(op, 'f32', rows, s, { losses, lse });
       call(op, () => native.crossEntropyForward(floatCode(op, dtype), logits, targets, losses, lse, rows, vocab));
+    },
+    crossEntropyForwardGrad(dtype, logits, targets, losses, lse, dlogits, scale, rows, vocab) {
+      const op = 'crossEntropyForwardGrad';
+      const s = rowsCols(op, rows, vocab).replace('cols', 'vocab');
+      each(op, dtype, rows * vocab, s, { logits, dlogits });
+      arr(op, 'targets', targets, 'i32', rows, s);
+      each(op, 'f32', rows, s, { losses, lse });
+      finite(op, 'scale', scale);
+      call(op, () => native.crossEntropyForwardGrad(floatCode(op, dtype), logits, targets, losses, lse, dlogits, scale, rows, vocab));
     },
     crossEntropyBackward(dtype, logits, targets, lse, dloss, dlogits, rows, vocab) {
       const op = 'crossEntropyBackward';

@@ -167,6 +167,11 @@ export interface KernelTable {
   /** dlogits [rows, vocab] = dloss[r] * (softmax - onehot(target)); ignored rows get 0. */
   crossEntropyBackward(dtype: FloatDType, logits: FArray, targets: I32, lse: F32, dloss: F32, dlogits: FArray, rows: number, vocab: number): void;
   /**
+   * Optional: crossEntropyForward that also writes crossEntropyBackward's dlogits for dloss = scale on
+   * every row (each row read and exponentiated once instead of twice). Backends without it run the two.
+   */
+  crossEntropyForwardGrad?(dtype: FloatDType, logits: FArray, targets: I32, losses: F32, lse: F32, dlogits: FArray, scale: number, rows: number, vocab: number): void;
+  /**
    * Causal scaled-dot-product attention. q, k, v, out [batch*heads, T, D]; lse [batch*heads, T] f32.
    * out = softmax(mask(q k^T * scale)) v with query t attending keys 0..t.
    */
@@ -195,5 +200,5 @@ type StripDevice<T> = T extends DeviceArray<any> ? never : T extends HostArray ?
  * without its DeviceArray half. It is assignable to KernelTable; such a table rejects a DeviceArray at run time.
  */
 export type HostKernelTable = {
-  [K in keyof KernelTable]: KernelTable[K] extends (...args: infer A) => infer R ? (...args: { [I in keyof A]: StripDevice<A[I]> }) => R : KernelTable[K];
+  [K in keyof KernelTable]: NonNullable<KernelTable[K]> extends (...args: infer A) => infer R ? (...args: { [I in keyof A]: StripDevice<A[I]> }) => R : KernelTable[K];
 };

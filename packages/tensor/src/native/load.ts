@@ -81,6 +81,7 @@ export interface CpuAddon {
   embeddingBackward(dtype: number, dout: F, ids: Int32Array, dtable: Float32Array, n: number, vocab: number, dim: number): void;
   crossEntropyForward(dtype: number, logits: F, targets: Int32Array, losses: Float32Array, lse: Float32Array, rows: number, vocab: number): void;
   crossEntropyBackward(dtype: number, logits: F, targets: Int32Array, lse: Float32Array, dloss: Float32Array, dlogits: F, rows: number, vocab: number): void;
+  crossEntropyForwardGrad(dtype: number, logits: F, targets: Int32Array, losses: Float32Array, lse: Float32Array, dlogits: F, scale: number, rows: number, vocab: number): void;
   attentionForward(dtype: number, q: F, k: F, v: F, out: F, lse: Float32Array, bh: number, t: number, d: number, scale: number): void;
   attentionBackward(dtype: number, dout: F, q: F, k: F, v: F, out: F, lse: Float32Array, dq: F, dk: F, dv: F, bh: number, t: number, d: number, scale: number): void;
   dropoutForward(dtype: number, x: F, out: F, mask: Uint8Array, n: number, p: number, seed: number, offset: number): void;

@@ -191,6 +191,37 @@ describe('crossEntropy', () => {
   });
 });
 
+describe('crossEntropyForwardGrad', () => {
+  it('gives forward\'s losses and lse and backward\'s dlogits for dloss = scale, ignored rows zero', () => {
+    for (const dtype of FLOAT_DTYPES) {
+      for (const [rows, vocab] of [[1, 1], [5, 3], [6, 2049], [4, 5003], [300, 70]] as const) {
+        const r = rng(rows * vocab + 1);
+        const logits = randomArray(dtype, rows * vocab, vocab + 1, -6, 6);
+        const targets = Int32Array.from({ length: rows }, (_, i) => (i % 4 === 3 ? -1 : Math.floor(r() * vocab)));
+        const scale = 1 / 3;
+        const losses = new Float32Array(rows);
+        const lse = new Float32Array(rows);
+        ref.crossEntropyForward(dtype, logits, targets, losses, lse, rows, vocab);
+        const dlogits = zeros(dtype, rows * vocab);
+        ref.crossEntropyBackward(dtype, logits, targets, lse, new Float32Array(rows).fill(scale), dlogits, rows, vocab);
+        forEachIsa(() => {
+          const s = `${dtype} [${rows},${vocab}]`;
+          const gl = new Float32Array(rows).fill(9);
+          const glse = new Float32Array(rows);
+          const gd = randomArray(dtype, rows * vocab, 5);  // every element must be overwritten
+          cpu.crossEntropyForwardGrad!(dtype, logits, targets, gl, glse, gd, scale, rows, vocab);
+          expectClose(gl, losses, tol('f32', 10), `ce losses ${s}`);
+          expectClose(glse, lse, tol('f32', 10), `ce lse ${s}`);
+          expectCloseArrays(`ce dlogits ${s}`, dtype, gd, dlogits, tol(dtype));
+          for (let i = 3; i < rows; i += 4) expect(Array.from(gd.subarray(i * vocab, (i + 1) * vocab)).every((v) => v === 0), `ignored row ${i} ${s}`).toBe(true);
+        });
+      }
+    }
+    const bad = Int32Array.from([0, -2]);
+    expect(() => cpu.crossEntropyForwardGrad!('f32', new Float32Array(6), bad, new Float32Array(2), new Float32Array(2), new Float32Array(6), 1, 2, 3)).toThrow(/targets \(or -1\)/);
+  });
+});
+
 describe('dropout', () => {
   it('matches the counter-based mask exactly, whatever the offset, seed and thread split', () => {
     for (const dtype of FLOAT_DTYPES) {

@@ -74,6 +74,9 @@ int64_t crossEntropyForward(const Ctx& c, DType dtype, const void* logits, const
                             float* lse, int64_t rows, int64_t vocab);
 int64_t crossEntropyBackward(const Ctx& c, DType dtype, const void* logits, const int32_t* targets, const float* lse,
                              const float* dloss, void* dlogits, int64_t rows, int64_t vocab);
+// crossEntropyForward that also writes dlogits for dloss = scale on every counted row.
+int64_t crossEntropyForwardGrad(const Ctx& c, DType dtype, const void* logits, const int32_t* targets, float* losses,
+                                float* lse, void* dlogits, float scale, int64_t rows, int64_t vocab);
 void attentionForward(const Ctx& c, DType dtype, const void* q, const void* k, const void* v, void* out, float* lse,
                       int64_t bh, int64_t t, int64_t d, float scale);
 void attentionBackward(const Ctx& c, DType dtype, const void* dout, const void* q, const void* k, const void* v,
