@@ -372,6 +372,23 @@ void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t k
   }
 }
 
+// Packs rows [r0, r0 + rows) x k [p0, p0 + kc) of X into strips of w for the shape's microkernel:
+// bf16 pairs or f32.
+void packFor(const GemmShape& g, const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t kc, int w,
+             unsigned char* dst) {
+  if (g.bf16Pairs) packPairs(x, r0, p0, rows, kc, w, reinterpret_cast<uint16_t*>(dst), g.packIsa);
+  else packF32(x, r0, p0, rows, kc, w, reinterpret_cast<float*>(dst), g.packIsa);
+}
+
+// The shape's microkernel on packed strips whose k is ks (padded to pairs for bf16).
+DS_INLINE void ukrFor(const GemmShape& g, int64_t ks, const unsigned char* as, const unsigned char* bs, void* ct,
+                      int64_t ldc, bool cBf16, float alpha, float beta, int mr, int nr) {
+  if (g.bf16Pairs)
+    g.bf16(ks / 2, reinterpret_cast<const uint16_t*>(as), reinterpret_cast<const uint16_t*>(bs), ct, ldc, cBf16, alpha, beta, mr, nr);
+  else
+    g.f32(ks, reinterpret_cast<const float*>(as), reinterpret_cast<const float*>(bs), ct, ldc, cBf16, alpha, beta, mr, nr);
+}
+
 // One product on one thread: C[m, n] (row stride ldc) = alpha * op(A) op(B) + beta * C, C f32 or, when
 // `cBf16` (only for shapes with bf16C and k <= kc: one k block, so one rounding), bf16.
 // `bt` is op(B) transposed, i.e. rows of bt are columns of op(B).
@@ -401,13 +418,11 @@ void gemmSerial(const GemmShape& g, ThreadPool& pool, int tid, int64_t m, int64_
     for (int64_t pc = 0; pc < k; pc += g.kc) {
       const int64_t kc = std::min(g.kc, k - pc);
       const int64_t ks = g.bf16Pairs ? (kc + 1) / 2 * 2 : kc;
-      if (g.bf16Pairs) packPairs(bt, jc, pc, nc, kc, g.nr, reinterpret_cast<uint16_t*>(packedB), g.packIsa);
-      else packF32(bt, jc, pc, nc, kc, g.nr, reinterpret_cast<float*>(packedB), g.packIsa);
+      packFor(g, bt, jc, pc, nc, kc, g.nr, packedB);
       const float betaNow = pc == 0 ? beta : 1.0f;  // later k blocks add onto the first
       for (int64_t ic = 0; ic < m; ic += g.mc) {
         const int64_t mc = std::min(g.mc, m - ic);
-        if (g.bf16Pairs) packPairs(a, ic, pc, mc, kc, g.mr, reinterpret_cast<uint16_t*>(packedA), g.packIsa);
-        else packF32(a, ic, pc, mc, kc, g.mr, reinterpret_cast<float*>(packedA), g.packIsa);
+        packFor(g, a, ic, pc, mc, kc, g.mr, packedA);
         for (int64_t jr = 0; jr < nc; jr += g.nr) {
           const int nr = static_cast<int>(std::min<int64_t>(g.nr, nc - jr));
           const unsigned char* bs = packedB + elem * ks * jr;
@@ -415,10 +430,7 @@ void gemmSerial(const GemmShape& g, ThreadPool& pool, int tid, int64_t m, int64_
             const int mr = static_cast<int>(std::min<int64_t>(g.mr, mc - ir));
             const unsigned char* as = packedA + elem * ks * ir;
             void* ct = static_cast<unsigned char*>(c) + ((ic + ir) * ldc + jc + jr) * cElem;
-            if (g.bf16Pairs)
-              g.bf16(ks / 2, reinterpret_cast<const uint16_t*>(as), reinterpret_cast<const uint16_t*>(bs), ct, ldc, cBf16, alpha, betaNow, mr, nr);
-            else
-              g.f32(ks, reinterpret_cast<const float*>(as), reinterpret_cast<const float*>(bs), ct, ldc, cBf16, alpha, betaNow, mr, nr);
+            ukrFor(g, ks, as, bs, ct, ldc, cBf16, alpha, betaNow, mr, nr);
           }
         }
       }
@@ -455,21 +467,22 @@ const GemmShape& pickShape(const Ctx& c, DType dt) {
 struct DynamicPlan {
   bool byCols;          // units are column blocks of C (n >= m), else row blocks
   int64_t unit, units;  // unit width (rows or columns) and count
-  int64_t kBlocks, kcFull, blockBytes;  // k blocks of g.kc; one k block of the shared operand, in bytes
+  int64_t kBlocks, kcStore, blockBytes;  // k blocks of g.kc; a full block's k as packed (pairs padded);
+                                          // one k block of the shared operand, in bytes
   bool direct;          // C written by the microkernels (f32, or bf16 with one k block and bf16C)
 };
 
-// Null when the product should take the static path (one unit only, or a shared operand too large to
+// False when the product should take the static path (one unit only, or a shared operand too large to
 // pack whole per thread).
 bool planDynamic(const GemmShape& g, const GemmParams& p, int threads, DynamicPlan& d) {
   if (threads < 2 || p.batch != 1 || p.k == 0) return false;
   const size_t elem = g.bf16Pairs ? 2 : 4;
   d.byCols = p.n >= p.m;
   d.kBlocks = (p.k + g.kc - 1) / g.kc;
-  d.kcFull = std::min(g.kc, p.k);
-  const int64_t kcStore = g.bf16Pairs ? (d.kcFull + 1) / 2 * 2 : d.kcFull;
+  const int64_t kcFull = std::min(g.kc, p.k);
+  d.kcStore = g.bf16Pairs ? (kcFull + 1) / 2 * 2 : kcFull;
   const int64_t w = d.byCols ? g.mr : g.nr, sharedRows = d.byCols ? p.m : p.n;
-  d.blockBytes = static_cast<int64_t>(elem) * kcStore * ((sharedRows + w - 1) / w * w);
+  d.blockBytes = static_cast<int64_t>(elem) * d.kcStore * ((sharedRows + w - 1) / w * w);
   if (d.blockBytes * d.kBlocks > (int64_t{32} << 20)) return false;  // 32 MiB per thread at most
   // Column units read their blocks of op(A) from the whole packed A (L3) and reuse each over only
   // nu / nr strips, where the static split packs an A block into L2 per k block and reuses it over all
@@ -480,7 +493,7 @@ bool planDynamic(const GemmShape& g, const GemmParams& p, int threads, DynamicPl
     // Columns: a unit's packed B block (kc x unit) should stay within half the L2 of a core next to
     // the A block it meets (256 KiB: 256 columns at kc 256 in f32, 128 at kc 512), and there should be
     // at least 4 units a thread to balance.
-    int64_t nu = std::max<int64_t>(g.nr, (int64_t{256} << 10) / (static_cast<int64_t>(elem) * kcStore) / g.nr * g.nr);
+    int64_t nu = std::max<int64_t>(g.nr, (int64_t{256} << 10) / (static_cast<int64_t>(elem) * d.kcStore) / g.nr * g.nr);
     while (nu > g.nr && (p.n + nu - 1) / nu < 4 * threads) nu = std::max<int64_t>(g.nr, nu / 2 / g.nr * g.nr);
     d.unit = nu;
   } else {
@@ -505,17 +518,6 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
   const bool cBf16 = p.outDtype != DType::F32;
   const int64_t csz = cBf16 ? 2 : 4;
   std::vector<char> packed(static_cast<size_t>(c.pool->size()), 0);
-  const auto pack = [&](const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t kc, int w, unsigned char* dst) {
-    if (g.bf16Pairs) packPairs(x, r0, p0, rows, kc, w, reinterpret_cast<uint16_t*>(dst), g.packIsa);
-    else packF32(x, r0, p0, rows, kc, w, reinterpret_cast<float*>(dst), g.packIsa);
-  };
-  const auto ukr = [&](int64_t ks, const unsigned char* as, const unsigned char* bs, void* ct, int64_t ldc, bool toBf16,
-                       float beta, int mr, int nr) {
-    if (g.bf16Pairs)
-      g.bf16(ks / 2, reinterpret_cast<const uint16_t*>(as), reinterpret_cast<const uint16_t*>(bs), ct, ldc, toBf16, p.alpha, beta, mr, nr);
-    else
-      g.f32(ks, reinterpret_cast<const float*>(as), reinterpret_cast<const float*>(bs), ct, ldc, toBf16, p.alpha, beta, mr, nr);
-  };
   c.pool->parallelForDynamic(d.units, [&](int64_t u, int64_t, int tid) {
     // The shared operand, every k block, packed once per thread: op(A) in strips of mr for column
     // units, op(B) in strips of nr for row units.
@@ -523,8 +525,8 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
     if (!packed[static_cast<size_t>(tid)]) {
       for (int64_t b = 0; b < d.kBlocks; ++b) {
         const int64_t pc = b * g.kc, kc = std::min(g.kc, k - pc);
-        if (d.byCols) pack(a, 0, pc, m, kc, g.mr, shared + b * d.blockBytes);
-        else pack(bt, 0, pc, n, kc, g.nr, shared + b * d.blockBytes);
+        if (d.byCols) packFor(g, a, 0, pc, m, kc, g.mr, shared + b * d.blockBytes);
+        else packFor(g, bt, 0, pc, n, kc, g.nr, shared + b * d.blockBytes);
       }
       packed[static_cast<size_t>(tid)] = 1;
     }
@@ -541,16 +543,15 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
     const int64_t cElem = d.direct ? csz : 4;
     const bool toBf16 = d.direct && cBf16;
     const int64_t ownRows = d.byCols ? un : um, ownW = d.byCols ? g.nr : g.mr;
-    const int64_t kcStore = g.bf16Pairs ? (d.kcFull + 1) / 2 * 2 : d.kcFull;
     auto* own = static_cast<unsigned char*>(
-        c.pool->scratch(tid, 0, elem * kcStore * ((ownRows + ownW - 1) / ownW * ownW)));
+        c.pool->scratch(tid, 0, elem * d.kcStore * ((ownRows + ownW - 1) / ownW * ownW)));
     for (int64_t b = 0; b < d.kBlocks; ++b) {
       const int64_t pc = b * g.kc, kc = std::min(g.kc, k - pc);
       const int64_t ks = g.bf16Pairs ? (kc + 1) / 2 * 2 : kc;
       const float beta = b > 0 ? 1.0f : d.direct ? p.beta : 0.0f;
       const unsigned char* sh = shared + b * d.blockBytes;
       if (d.byCols) {
-        pack(bt, j0, pc, un, kc, g.nr, own);  // this unit's columns of op(B)
+        packFor(g, bt, j0, pc, un, kc, g.nr, own);  // this unit's columns of op(B)
         for (int64_t ic = 0; ic < m; ic += g.mc) {
           const int64_t mc = std::min(g.mc, m - ic);
           for (int64_t jr = 0; jr < un; jr += g.nr) {
@@ -558,18 +559,18 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
             for (int64_t ir = 0; ir < mc; ir += g.mr) {
               const int mr = static_cast<int>(std::min<int64_t>(g.mr, mc - ir));
               void* ct = static_cast<unsigned char*>(cu) + ((ic + ir) * ldc + jr) * cElem;
-              ukr(ks, sh + elem * ks * (ic + ir), own + elem * ks * jr, ct, ldc, toBf16, beta, mr, nr);
+              ukrFor(g, ks, sh + elem * ks * (ic + ir), own + elem * ks * jr, ct, ldc, toBf16, p.alpha, beta, mr, nr);
             }
           }
         }
       } else {
-        pack(a, i0, pc, um, kc, g.mr, own);  // this unit's rows of op(A)
+        packFor(g, a, i0, pc, um, kc, g.mr, own);  // this unit's rows of op(A)
         for (int64_t jr = 0; jr < n; jr += g.nr) {
           const int nr = static_cast<int>(std::min<int64_t>(g.nr, n - jr));
           for (int64_t ir = 0; ir < um; ir += g.mr) {
             const int mr = static_cast<int>(std::min<int64_t>(g.mr, um - ir));
             void* ct = static_cast<unsigned char*>(cu) + (ir * ldc + jr) * cElem;
-            ukr(ks, own + elem * ks * ir, sh + elem * ks * jr, ct, ldc, toBf16, beta, mr, nr);
+            ukrFor(g, ks, own + elem * ks * ir, sh + elem * ks * jr, ct, ldc, toBf16, p.alpha, beta, mr, nr);
           }
         }
       }
@@ -591,14 +592,13 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
   const Operand a{p.a, p.dtype, p.transA ? 1 : p.k, p.transA ? p.m : 1};
   const Operand bt{p.b, p.dtype, p.transB ? p.k : 1, p.transB ? 1 : p.n};
   const int threads = c.pool->size();
-  const double flops0 = 2.0 * p.m * p.n * static_cast<double>(p.k) * p.batch;
+  const double flops = 2.0 * p.m * p.n * static_cast<double>(p.k) * p.batch;
   DynamicPlan plan;
-  if (flops0 >= 2e6 && planDynamic(g, p, threads, plan)) return gemmDynamic(c, g, p, plan, a, bt);
+  if (flops >= 2e6 && planDynamic(g, p, threads, plan)) return gemmDynamic(c, g, p, plan, a, bt);
   const bool splitN = p.n >= p.m;
   const int64_t extent = splitN ? p.n : p.m, unit = splitN ? g.nr : g.mr;
   const int64_t units = (extent + unit - 1) / unit;
   int64_t slices = p.batch >= threads ? 1 : std::min<int64_t>(units, (threads + p.batch - 1) / p.batch);
-  const double flops = 2.0 * p.m * p.n * static_cast<double>(p.k) * p.batch;
   const int64_t items = p.batch * slices;
   const int64_t grain = flops < 2e6 ? items : 1;  // small products are not worth waking threads for
   const int esz = p.dtype == DType::F32 ? 4 : 2, csz = p.outDtype == DType::F32 ? 4 : 2;
