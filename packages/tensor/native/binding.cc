@@ -230,7 +230,7 @@ Napi::Value SumLastDim(const Napi::CallbackInfo& info, ArgReader& a, AddonState&
   return undef(info);
 }
 
-// gemm(dtype, outDtype, transA, transB, batch, m, n, k, alpha, beta, a, strideA, b, strideB, c, strideC)
+// gemm(dtype, outDtype, transA, transB, batch, m, n, k, alpha, beta, a, strideA, b, strideB, c, strideC[, bias])
 Napi::Value Gemm(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   GemmParams p;
   p.dtype = a.floatDtype(0);
@@ -255,6 +255,10 @@ Napi::Value Gemm(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   p.b = a.array(12, p.dtype, need(p.strideB, a.mul(p.k, p.n)), "b");
   p.c = a.array(14, p.outDtype, need(p.strideC, a.mul(p.m, p.n)), "c");
   if (p.batch > 1 && p.strideC < a.mul(p.m, p.n)) a.rangeError("strideC must be at least m * n (outputs may not overlap)");
+  if (info.Length() > 16 && !info[16].IsNull() && !info[16].IsUndefined()) {
+    if (p.beta != 0.0f) a.rangeError("a gemm with a bias starts C from the bias: beta must be 0");
+    p.bias = a.array(16, p.outDtype, p.n, "bias");
+  }
   gemmKernel(s.ctx(), p);
   return undef(info);
 }

@@ -389,11 +389,22 @@ DS_INLINE void ukrFor(const GemmShape& g, int64_t ks, const unsigned char* as, c
     g.f32(ks, reinterpret_cast<const float*>(as), reinterpret_cast<const float*>(bs), ct, ldc, cBf16, alpha, beta, mr, nr);
 }
 
+// Rows [0, rows) x columns [0, cols) of C (row stride ldc, elements of esz bytes) set to the bias row:
+// a product with a bias starts from this C and adds onto it (beta = 1), so the bias is written where
+// the microkernel is about to read it (a tile in L1) instead of in a pass over all of C beforehand.
+DS_INLINE void fillBias(void* c, int64_t ldc, size_t esz, const void* bias, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; ++i) std::memcpy(static_cast<unsigned char*>(c) + i * ldc * esz, bias, esz * cols);
+}
+
 // One product on one thread: C[m, n] (row stride ldc) = alpha * op(A) op(B) + beta * C, C f32 or, when
 // `cBf16` (only for shapes with bf16C and k <= kc: one k block, so one rounding), bf16.
-// `bt` is op(B) transposed, i.e. rows of bt are columns of op(B).
+// `bt` is op(B) transposed, i.e. rows of bt are columns of op(B). A non-null `bias` (n elements of C's
+// dtype) stands for C's initial value in every row (beta is then 1).
 void gemmSerial(const GemmShape& g, ThreadPool& pool, int tid, int64_t m, int64_t n, int64_t k, const Operand& a,
-                const Operand& bt, float alpha, float beta, void* c, int64_t ldc, bool cBf16 = false) {
+                const Operand& bt, float alpha, float beta, void* c, int64_t ldc, bool cBf16 = false,
+                const void* bias = nullptr) {
+  if (bias) beta = 1.0f;
+  if (k == 0 && bias) return fillBias(c, ldc, cBf16 ? 2 : 4, bias, m, n);
   if (k == 0) {
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
@@ -430,6 +441,7 @@ void gemmSerial(const GemmShape& g, ThreadPool& pool, int tid, int64_t m, int64_
             const int mr = static_cast<int>(std::min<int64_t>(g.mr, mc - ir));
             const unsigned char* as = packedA + elem * ks * ir;
             void* ct = static_cast<unsigned char*>(c) + ((ic + ir) * ldc + jc + jr) * cElem;
+            if (bias && pc == 0) fillBias(ct, ldc, cElem, static_cast<const unsigned char*>(bias) + (jc + jr) * cElem, mr, nr);
             ukrFor(g, ks, as, bs, ct, ldc, cBf16, alpha, betaNow, mr, nr);
           }
         }
@@ -542,13 +554,18 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
     }
     const int64_t cElem = d.direct ? csz : 4;
     const bool toBf16 = d.direct && cBf16;
+    // The bias (C's dtype) goes into each tile just before its first k block (direct), else into C
+    // before the workspace is rounded onto it.
+    const auto* biasAt = static_cast<const unsigned char*>(p.bias);
+    const bool tileBias = biasAt && d.direct;
+    const float pBeta = biasAt ? 1.0f : p.beta;
     const int64_t ownRows = d.byCols ? un : um, ownW = d.byCols ? g.nr : g.mr;
     auto* own = static_cast<unsigned char*>(
         c.pool->scratch(tid, 0, elem * d.kcStore * ((ownRows + ownW - 1) / ownW * ownW)));
     for (int64_t b = 0; b < d.kBlocks; ++b) {
       const int64_t pc = b * g.kc, kc = std::min(g.kc, k - pc);
       const int64_t ks = g.bf16Pairs ? (kc + 1) / 2 * 2 : kc;
-      const float beta = b > 0 ? 1.0f : d.direct ? p.beta : 0.0f;
+      const float beta = b > 0 ? 1.0f : d.direct ? pBeta : 0.0f;
       const unsigned char* sh = shared + b * d.blockBytes;
       if (d.byCols) {
         packFor(g, bt, j0, pc, un, kc, g.nr, own);  // this unit's columns of op(B)
@@ -559,6 +576,7 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
             for (int64_t ir = 0; ir < mc; ir += g.mr) {
               const int mr = static_cast<int>(std::min<int64_t>(g.mr, mc - ir));
               void* ct = static_cast<unsigned char*>(cu) + ((ic + ir) * ldc + jr) * cElem;
+              if (tileBias && b == 0) fillBias(ct, ldc, cElem, biasAt + (j0 + jr) * csz, mr, nr);
               ukrFor(g, ks, sh + elem * ks * (ic + ir), own + elem * ks * jr, ct, ldc, toBf16, p.alpha, beta, mr, nr);
             }
           }
@@ -570,6 +588,7 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
           for (int64_t ir = 0; ir < um; ir += g.mr) {
             const int mr = static_cast<int>(std::min<int64_t>(g.mr, um - ir));
             void* ct = static_cast<unsigned char*>(cu) + (ir * ldc + jr) * cElem;
+            if (tileBias && b == 0) fillBias(ct, ldc, cElem, biasAt + jr * csz, mr, nr);
             ukrFor(g, ks, own + elem * ks * ir, sh + elem * ks * jr, ct, ldc, toBf16, p.alpha, beta, mr, nr);
           }
         }
@@ -578,7 +597,8 @@ void gemmDynamic(const Ctx& c, const GemmShape& g, const GemmParams& p, const Dy
     if (!d.direct) {
       auto* cr = static_cast<uint16_t*>(p.c);
       const auto* ws = static_cast<const float*>(cu);
-      for (int64_t i = 0; i < um; ++i) roundRowAt(c.isa, ws + i * un, cr + (i0 + i) * n + j0, un, p.beta);
+      if (biasAt) fillBias(cr + i0 * n + j0, n, 2, biasAt + j0 * 2, um, un);
+      for (int64_t i = 0; i < um; ++i) roundRowAt(c.isa, ws + i * un, cr + (i0 + i) * n + j0, un, pBeta);
     }
   });
 }
@@ -614,8 +634,9 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
       ab = ab.shifted(m0, 0);
       bb = bb.shifted(n0, 0);
       unsigned char* cb = static_cast<unsigned char*>(p.c) + (bi * p.strideC + m0 * p.n + n0) * csz;
+      const unsigned char* bias = p.bias ? static_cast<const unsigned char*>(p.bias) + n0 * csz : nullptr;
       if (p.outDtype == DType::F32 || (g.bf16C && p.k <= g.kc)) {
-        gemmSerial(g, *c.pool, tid, m, n, p.k, ab, bb, p.alpha, p.beta, cb, p.n, p.outDtype != DType::F32);
+        gemmSerial(g, *c.pool, tid, m, n, p.k, ab, bb, p.alpha, p.beta, cb, p.n, p.outDtype != DType::F32, bias);
         continue;
       }
       // bf16 C over several k blocks (or on a kernel without bf16 stores): accumulate in an f32
@@ -629,7 +650,8 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
         for (int64_t j0 = 0; j0 < n; j0 += kWsCols) {
           const int64_t mb = std::min(kWsRows, m - i0), nb = std::min(kWsCols, n - j0);
           gemmSerial(g, *c.pool, tid, mb, nb, p.k, ab.shifted(i0, 0), bb.shifted(j0, 0), p.alpha, 0.0f, ws, nb);
-          for (int64_t i = 0; i < mb; ++i) roundRowAt(c.isa, ws + i * nb, cr + (i0 + i) * p.n + j0, nb, p.beta);
+          if (bias) fillBias(cr + i0 * p.n + j0, p.n, 2, bias + j0 * 2, mb, nb);
+          for (int64_t i = 0; i < mb; ++i) roundRowAt(c.isa, ws + i * nb, cr + (i0 + i) * p.n + j0, nb, bias ? 1.0f : p.beta);
         }
       }
     }

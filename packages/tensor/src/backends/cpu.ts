@@ -239,6 +239,15 @@ export function createCpuKernels(): CpuKernels {
           g.a, g.strideA, g.b, g.strideB, g.c, g.strideC));
     },
 
+    gemmBias(g, bias) {
+      gemmChecks(g);
+      if (g.beta !== 0) throw new DSShapeError(`gemmBias: beta must be 0 (C starts from the bias), got ${g.beta}; for beta * C use gemm`);
+      arr('gemmBias', 'bias', bias, g.outDtype, g.n, `n=${g.n}`);
+      call('gemmBias', () =>
+        native.gemm(DTYPE_CODE[g.dtype], DTYPE_CODE[g.outDtype], !!g.transA, !!g.transB, g.batch, g.m, g.n, g.k, g.alpha, g.beta,
+          g.a, g.strideA, g.b, g.strideB, g.c, g.strideC, bias));
+    },
+
     ...nnKernels(native),
 
     adamw(a) {

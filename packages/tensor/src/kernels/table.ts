@@ -137,6 +137,12 @@ export interface KernelTable {
 
   // ---- linear algebra ---------------------------------------------------------------------------
   gemm(args: GemmArgs): void;
+  /**
+   * Optional: gemm whose every C (each row, each product of the batch) starts from `bias` [n] in
+   * outDtype, as gemm with beta = 1 onto C filled with the bias row, without that separate pass over C
+   * (a Linear layer's bias). args.beta must be 0.
+   */
+  gemmBias?(args: GemmArgs, bias: FArray): void;
 
   // ---- nn kernels -------------------------------------------------------------------------------
   /** x, y [rows, cols]; mean, rstd [rows] f32 (saved for backward); weight, bias [cols] in dtype. */

@@ -69,7 +69,7 @@ export interface CpuAddon {
   sumRows(dtype: number, x: F, rows: number, cols: number, out: Float32Array, accumulate: boolean): void;
   sumLastDim(dtype: number, x: F, rows: number, cols: number, out: F): void;
   gemm(dtype: number, outDtype: number, transA: boolean, transB: boolean, batch: number, m: number, n: number, k: number,
-    alpha: number, beta: number, a: F, strideA: number, b: F, strideB: number, c: F, strideC: number): void;
+    alpha: number, beta: number, a: F, strideA: number, b: F, strideB: number, c: F, strideC: number, bias?: F | null): void;
   layerNormForward(dtype: number, x: F, w: F, b: F, y: F, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
   layerNormBackward(dtype: number, dy: F, x: F, w: F, mean: Float32Array, rstd: Float32Array, dx: F, dw: Float32Array, db: Float32Array, rows: number, cols: number): void;
   layerNormResidualForward(dtype: number, x: F, r: F, w: F, b: F, sum: F, y: F, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;

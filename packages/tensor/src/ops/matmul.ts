@@ -117,11 +117,19 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   const outShape = [...x.shape.slice(0, -1), outF];
   const fwd = { transA: false, transB: true, batch: 1, m: rows, n: outF, k: inF!, strideA: 0, strideB: 0 };
   let y: Tensor;
-  if (bias && dt !== 'f16') {
+  const kt = kernelsOf(x);
+  if (bias && dt !== 'f16' && kt.gemmBias && rows > 0) {
+    // The kernel starts each C tile from the bias as it computes it (no pass over C beforehand).
+    const bc = castRaw(bias, dt);
+    y = allocOut(x, outShape, dt, 'linear');
+    const d = dt as 'f32' | 'bf16';
+    kt.gemmBias({ dtype: d, outDtype: d, ...fwd, alpha: 1, beta: 0, a: fa(xc), b: fa(wc), c: fa(y), strideC: 0 }, fa(bc));
+    drop(bc, bias);
+  } else if (bias && dt !== 'f16') {
     // The bias is broadcast into C first (a stride-0 gather) and the product added onto it.
     const bc = castRaw(bias, dt);
     const c = allocOut(x, outShape, dt, 'linear');
-    kernelsOf(x).gather(dt, bc.operand(), 0, [rows, outF], [0, 1], c.operand());
+    kt.gather(dt, bc.operand(), 0, [rows, outF], [0, 1], c.operand());
     drop(bc, bias);
     y = gemmRaw(dt, xc, wc, fwd, outShape, dt, c);
   } else {

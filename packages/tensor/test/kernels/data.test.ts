@@ -103,6 +103,10 @@ describe('gather', () => {
     { shape: [3, 0, 2], strides: [2, 2, 1], offset: 0 },  // empty
     { shape: [2, 2, 3, 2, 2], strides: [48, 2, 16, 1, 4], offset: 5 },
     { shape: [40, 300], strides: [1, 41], offset: 0 },  // big enough to run on several threads
+    // A head split's permute with a broadcast dim, 42000 rows of 4: the threads' slices start mid-way
+    // through every leading index, where the row walk must pick up the right source position.
+    { shape: [3, 40, 7, 50, 4], strides: [1000, 0, 4, 28, 1], offset: 7 },
+    { shape: [5, 3, 2, 2000], strides: [-2, 11, 1, 0], offset: 12 },  // broadcast rows, a reversed dim
   ];
   for (const dtype of ['f32', 'bf16', 'i32', 'u8'] as AnyDType[]) {
     it(`matches the reference for ${dtype} views`, () => {

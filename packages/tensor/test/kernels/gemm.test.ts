@@ -167,6 +167,45 @@ describe('gemm', () => {
     }
   });
 
+  it('gemmBias is gemm with beta = 1 onto C filled with the bias, bit for bit, on every path and thread count', () => {
+    // The small shapes (one fixed slice per thread, k = 0, batches, broadcast B), the balanced ones
+    // (row and column units, a bf16 C through the workspace), f32 C over several k blocks, and a
+    // batched bf16 C over several k blocks (the fixed split's workspace).
+    const cases: [Case, 'f32' | 'bf16', 'f32' | 'bf16', boolean, boolean][] = [
+      ...SHAPES.flatMap((c): [Case, 'f32' | 'bf16', 'f32' | 'bf16', boolean, boolean][] => [[c, 'f32', 'f32', false, true], [c, 'bf16', 'bf16', true, false]]),
+      [{ m: 700, n: 40, k: 100 }, 'bf16', 'bf16', false, true],
+      [{ m: 3200, n: 24, k: 1100 }, 'bf16', 'bf16', false, true],
+      [{ m: 3200, n: 24, k: 1100 }, 'f32', 'f32', true, false],
+      [{ m: 30, n: 900, k: 120 }, 'bf16', 'bf16', false, true],
+      [{ m: 40, n: 50, k: 1100, batch: 2 }, 'bf16', 'bf16', false, false],
+    ];
+    const threads = cpu.getNumThreads();
+    try {
+      for (const [c, dtype, outDtype, transA, transB] of cases) {
+        const g = args(c, dtype, outDtype, transA, transB, 0.75, 0, 41);
+        const bias = randomArray(outDtype, c.n, 43);
+        forEachIsa((isa) => {
+          for (const t of [1, 2, 3, 4]) {
+            cpu.setNumThreads(t);
+            const want = clone(g.c);
+            for (let p = 0; p < g.batch; p++)
+              for (let i = 0; i < c.m; i++) for (let j = 0; j < c.n; j++) want[p * g.strideC + i * c.n + j] = bias[j]!;
+            cpu.gemm({ ...g, beta: 1, c: want });
+            const got = clone(g.c);
+            cpu.gemmBias!({ ...g, c: got }, bias);
+            const s = `gemmBias ${dtype}->${outDtype} ${JSON.stringify(c)} tA=${transA} tB=${transB} (${isa}, ${t} threads)`;
+            expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), s).toBe(true);
+          }
+        });
+      }
+    } finally {
+      cpu.setNumThreads(threads);
+    }
+    const g = args({ m: 4, n: 5, k: 3 }, 'f32', 'f32', false, false, 1, 0.5, 1);
+    expect(() => cpu.gemmBias!(g, randomArray('f32', 5, 2))).toThrow(/beta must be 0/);
+    expect(() => cpu.gemmBias!({ ...g, beta: 0 }, randomArray('f32', 4, 2))).toThrow(/bias/);
+  });
+
   it('gives bit-identical f32 results on 1, 2 and 3 threads', () => {
     const g = args({ m: 300, n: 260, k: 150, batch: 2 }, 'f32', 'f32', false, false, 1, 0, 7);
     const threads = cpu.getNumThreads();

@@ -50,6 +50,9 @@ struct GemmParams {
   int64_t strideB;
   void* c;
   int64_t strideC;
+  // Optional: n elements of outDtype that every row of every C starts from, in place of beta * C
+  // (beta must be 0): C = alpha * op(A) op(B) + bias, as beta = 1 onto C filled with the bias.
+  const void* bias = nullptr;
 };
 void gemmKernel(const Ctx& c, const GemmParams& p);
 
