@@ -13,6 +13,7 @@
 // blocks at or below the diagonal. Block products go through blockGemm (block_gemm.h).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "ds/block_gemm.h"
 #include "ds/tile.h"
@@ -203,6 +204,27 @@ void backwardBlockAt(Isa isa, const BackwardBlock& b) {
   backwardBlockScalar(b);
 }
 
+// Element offset of row 0 of head h (h < bh, the heads of every batch entry in turn).
+DS_INLINE int64_t headBase(const AttnLayout& L, int64_t h) { return (h / L.heads) * L.sB + (h % L.heads) * L.sH; }
+
+// Rows [r0, r0 + n) of head h as f32 [n, d]: in place when they are f32 and abut, else converted or
+// copied into buf row by row (a packed qkv's rows lie 3 C apart).
+const float* headRows(Isa isa, DType dt, const void* x, const AttnLayout& L, int64_t h, int64_t r0, int64_t n, int64_t d,
+                      float* buf) {
+  const int64_t at = headBase(L, h) + r0 * L.sT;
+  if (L.sT == d) return tileIn(isa, dt, x, at, n * d, buf);
+  const int64_t esz = dtypeBytes(dt);
+  for (int64_t i = 0; i < n; ++i) toF32(isa, dt, static_cast<const unsigned char*>(x) + (at + i * L.sT) * esz, buf + i * d, d);
+  return buf;
+}
+
+// f32 rows [n, d] into rows [r0, r0 + n) of head h.
+void storeRows(Isa isa, DType dt, const float* src, void* x, const AttnLayout& L, int64_t h, int64_t r0, int64_t n, int64_t d) {
+  const int64_t at = headBase(L, h) + r0 * L.sT, esz = dtypeBytes(dt);
+  if (L.sT == d) return fromF32(isa, dt, src, static_cast<unsigned char*>(x) + at * esz, n * d);
+  for (int64_t i = 0; i < n; ++i) fromF32(isa, dt, src + i * d, static_cast<unsigned char*>(x) + (at + i * L.sT) * esz, d);
+}
+
 // Small jobs run on the calling thread; others hand out one item at a time to whichever thread is
 // free (parallelForDynamic), so a thread the host slows takes fewer heads instead of holding the
 // others up at the end (measured in a quiet 2-thread GPT step: 10% of attention's time was one
@@ -216,7 +238,7 @@ void forItems(const Ctx& c, int64_t items, double work, F&& f) {
 }  // namespace
 
 void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, const void* v, void* out, float* lse,
-                      int64_t bh, int64_t t, int64_t d, float scale) {
+                      int64_t bh, int64_t t, int64_t d, float scale, const AttnLayout& inL, const AttnLayout& outL) {
   if (bh == 0 || t == 0 || d == 0) return;
   const int64_t nqb = (t + kB - 1) / kB, td = t * d;
   // With heads to spare every item is a whole head (its K and V converted once); with few heads
@@ -230,15 +252,15 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
     float *kf = base, *vf = kf + td, *qt = vf + td, *st = qt + kB * d, *o = st + kB * kB, *ob = o + kB * d;
     float *m = ob + kB * d, *l = m + kB;
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t h = item / split, part = item % split, head = h * td;
+      const int64_t h = item / split, part = item % split;
       const int64_t qb0 = split == 1 ? 0 : part * nqb / split, qb1 = split == 1 ? nqb : (part + 1) * nqb / split;
       const int64_t rows = std::min(t, qb1 * kB);  // keys any query of the item can see
-      const float* ks = tileIn(c.isa, dt, k, head, rows * d, kf);  // in place when f32
-      const float* vs = tileIn(c.isa, dt, v, head, rows * d, vf);
+      const float* ks = headRows(c.isa, dt, k, inL, h, 0, rows, d, kf);  // in place when f32 and contiguous
+      const float* vs = headRows(c.isa, dt, v, inL, h, 0, rows, d, vf);
       for (int64_t qb = qb0; qb < qb1; ++qb) {
         const int64_t q0 = qb * kB, bq = std::min(kB, t - q0);
         // Q^T of the block, scaled once here so that the block product yields scale * q . k.
-        const float* qsrc = tileIn(c.isa, dt, q, head + q0 * d, bq * d, ob);
+        const float* qsrc = headRows(c.isa, dt, q, inL, h, q0, bq, d, ob);
         for (int64_t i = 0; i < bq; ++i)
           for (int64_t cc = 0; cc < d; ++cc) qt[cc * kB + i] = qsrc[i * d + cc] * scale;
         std::fill(o, o + bq * d, 0.0f);
@@ -248,13 +270,15 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
           const ForwardBlock blk{qt, ks + k0 * d, vs + k0 * d, st, o, m, l, bq, std::min(kB, t - k0), d, k0 == q0};
           forwardBlockAt(c.isa, blk);
         }
-        float* dst = tileDst(dt, out, head + q0 * d, ob);
+        // In place when the output's rows are f32 and abut; else through ob.
+        const bool inPlace = dt == DType::F32 && outL.sT == d;
+        float* dst = inPlace ? static_cast<float*>(out) + headBase(outL, h) + q0 * d : ob;
         for (int64_t i = 0; i < bq; ++i) {
           const float inv = 1.0f / l[i];
           for (int64_t cc = 0; cc < d; ++cc) dst[i * d + cc] = o[i * d + cc] * inv;
           lse[h * t + q0 + i] = m[i] + std::log(l[i]);
         }
-        tileOut(c.isa, dt, dst, out, head + q0 * d, bq * d);
+        if (!inPlace) storeRows(c.isa, dt, ob, out, outL, h, q0, bq, d);
       }
     }
   });
@@ -262,7 +286,7 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
 
 void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, const void* k, const void* v,
                        const void* out, const float* lse, void* dq, void* dk, void* dv, int64_t bh, int64_t t,
-                       int64_t d, float scale) {
+                       int64_t d, float scale, const AttnLayout& inL, const AttnLayout& outL) {
   if (bh == 0 || t == 0 || d == 0) return;
   const int64_t td = t * d;
   const double work = static_cast<double>(bh) * t * t * d;
@@ -275,11 +299,10 @@ void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, 
     float *gq = dot + tdBlocks, *gk = gq + td, *gv = gk + td, *corr = gv + td;
     float *pt = corr + t, *dst = pt + kB * kB, *tile = dst + kB * kB;
     for (int64_t h = h0; h < h1; ++h) {
-      const int64_t head = h * td;
-      const float* qs = tileIn(c.isa, dt, q, head, td, qf);  // in place when f32
-      const float* ks = tileIn(c.isa, dt, k, head, td, kf);
-      const float* vs = tileIn(c.isa, dt, v, head, td, vf);
-      const float* dos = tileIn(c.isa, dt, dout, head, td, dof);
+      const float* qs = headRows(c.isa, dt, q, inL, h, 0, t, d, qf);  // in place when f32 and contiguous
+      const float* ks = headRows(c.isa, dt, k, inL, h, 0, t, d, kf);
+      const float* vs = headRows(c.isa, dt, v, inL, h, 0, t, d, vf);
+      const float* dos = headRows(c.isa, dt, dout, outL, h, 0, t, d, dof);
       // Q^T and dO^T block by block ([query block][d][kB]): a block's rows kB apart, not t apart
       // (rows 2 KiB apart at t = 512 fall into two L1 sets: measured 50% slower).
       for (int64_t q0 = 0; q0 < t; q0 += kB) {
@@ -291,7 +314,7 @@ void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, 
       const int64_t tileRows = std::max<int64_t>(1, kTile / d);
       for (int64_t r0 = 0; r0 < t; r0 += tileRows) {
         const int64_t nr = std::min(tileRows, t - r0);
-        const float* os = tileIn(c.isa, dt, out, head + r0 * d, nr * d, tile);
+        const float* os = headRows(c.isa, dt, out, outL, h, r0, nr, d, tile);
         for (int64_t i = 0; i < nr; ++i) {
           double s = 0.0;
           for (int64_t cc = 0; cc < d; ++cc) s += static_cast<double>(dos[(r0 + i) * d + cc]) * os[i * d + cc];
@@ -308,11 +331,24 @@ void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, 
           backwardBlockAt(c.isa, blk);
         }
       }
-      fromF32(c.isa, dt, gq, static_cast<unsigned char*>(dq) + head * dtypeBytes(dt), td);
-      fromF32(c.isa, dt, gk, static_cast<unsigned char*>(dk) + head * dtypeBytes(dt), td);
-      fromF32(c.isa, dt, gv, static_cast<unsigned char*>(dv) + head * dtypeBytes(dt), td);
+      storeRows(c.isa, dt, gq, dq, inL, h, 0, t, d);
+      storeRows(c.isa, dt, gk, dk, inL, h, 0, t, d);
+      storeRows(c.isa, dt, gv, dv, inL, h, 0, t, d);
     }
   });
+}
+
+void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, const void* v, void* out, float* lse,
+                      int64_t bh, int64_t t, int64_t d, float scale) {
+  const AttnLayout L{1, t * d, 0, d};
+  attentionForward(c, dt, q, k, v, out, lse, bh, t, d, scale, L, L);
+}
+
+void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, const void* k, const void* v,
+                       const void* out, const float* lse, void* dq, void* dk, void* dv, int64_t bh, int64_t t,
+                       int64_t d, float scale) {
+  const AttnLayout L{1, t * d, 0, d};
+  attentionBackward(c, dt, dout, q, k, v, out, lse, dq, dk, dv, bh, t, d, scale, L, L);
 }
 
 }  // namespace ds

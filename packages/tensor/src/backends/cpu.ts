@@ -264,7 +264,7 @@ export function createCpuKernels(): CpuKernels {
 type NnKernels = Pick<HostKernelTable,
   | 'layerNormForward' | 'layerNormBackward' | 'layerNormResidualForward' | 'geluForward' | 'geluBackward' | 'softmaxForward' | 'softmaxBackward'
   | 'embeddingForward' | 'embeddingBackward' | 'crossEntropyForward' | 'crossEntropyBackward' | 'crossEntropyForwardGrad'
-  | 'attentionForward' | 'attentionBackward' | 'dropoutForward'>;
+  | 'attentionForward' | 'attentionBackward' | 'attentionPackedForward' | 'attentionPackedBackward' | 'dropoutForward'>;
 
 function nnKernels(native: CpuAddon): NnKernels {
   const rowsCols = (op: string, rows: number, cols: number) => {
@@ -385,6 +385,26 @@ function nnKernels(native: CpuAddon): NnKernels {
       arr(op, 'lse', lse, 'f32', bh * t, s);
       finite(op, 'scale', scale);
       call(op, () => native.attentionBackward(floatCode(op, dtype), dout, q, k, v, out, lse, dq, dk, dv, bh, t, d, scale));
+    },
+    attentionPackedForward(dtype, qkv, out, lse, b, t, heads, d, scale) {
+      const op = 'attentionPackedForward';
+      for (const [name, x] of [['b', b], ['t', t], ['heads', heads], ['d', d]] as const) dim(op, name, x);
+      const s = `[b=${b}, t=${t}, heads=${heads}, d=${d}]`;
+      arr(op, 'qkv', qkv, dtype, b * t * 3 * heads * d, `${s} (qkv is [b, t, 3, heads, d])`);
+      arr(op, 'out', out, dtype, b * t * heads * d, `${s} (out is [b, t, heads, d])`);
+      arr(op, 'lse', lse, 'f32', b * heads * t, s);
+      finite(op, 'scale', scale);
+      call(op, () => native.attentionPackedForward(floatCode(op, dtype), qkv, out, lse, b, t, heads, d, scale));
+    },
+    attentionPackedBackward(dtype, dout, qkv, out, lse, dqkv, b, t, heads, d, scale) {
+      const op = 'attentionPackedBackward';
+      for (const [name, x] of [['b', b], ['t', t], ['heads', heads], ['d', d]] as const) dim(op, name, x);
+      const s = `[b=${b}, t=${t}, heads=${heads}, d=${d}]`;
+      each(op, dtype, b * t * 3 * heads * d, `${s} (qkv, dqkv are [b, t, 3, heads, d])`, { qkv, dqkv });
+      each(op, dtype, b * t * heads * d, `${s} (out, dout are [b, t, heads, d])`, { out, dout });
+      arr(op, 'lse', lse, 'f32', b * heads * t, s);
+      finite(op, 'scale', scale);
+      call(op, () => native.attentionPackedBackward(floatCode(op, dtype), dout, qkv, out, lse, dqkv, b, t, heads, d, scale));
     },
     dropoutForward(dtype, x, out, mask, n, p, seed, offset) {
       const op = 'dropoutForward';

@@ -185,6 +185,14 @@ export interface KernelTable {
   /** dq, dk, dv [batch*heads, T, D] overwritten. */
   attentionBackward(dtype: FloatDType, dout: FArray, q: FArray, k: FArray, v: FArray, out: FArray, lse: F32, dq: FArray, dk: FArray, dv: FArray, bh: number, t: number, d: number, scale: number): void;
   /**
+   * Optional: attentionForward on GPT's packed layout, with no copies into and out of [B, H, T, D]:
+   * qkv [b, t, 3, heads, d] (q, k, v side by side in each row, as c_attn writes them), out
+   * [b, t, heads, d], lse [b * heads, t] f32. Backends without it permute around attentionForward.
+   */
+  attentionPackedForward?(dtype: FloatDType, qkv: FArray, out: FArray, lse: F32, b: number, t: number, heads: number, d: number, scale: number): void;
+  /** Optional: attentionBackward on the packed layout; dqkv [b, t, 3, heads, d] overwritten (every element). */
+  attentionPackedBackward?(dtype: FloatDType, dout: FArray, qkv: FArray, out: FArray, lse: F32, dqkv: FArray, b: number, t: number, heads: number, d: number, scale: number): void;
+  /**
    * Inverted dropout: out = x * mask / (1 - p), mask[i] in {0, 1} u8. The mask is counter-based, so
    * it depends on (seed, offset + i) only, never on threads. With 32-bit unsigned arithmetic:
    *   h = (seed + imul(offset + i, 0x9E3779B9)) >>> 0

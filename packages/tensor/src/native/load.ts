@@ -84,6 +84,8 @@ export interface CpuAddon {
   crossEntropyForwardGrad(dtype: number, logits: F, targets: Int32Array, losses: Float32Array, lse: Float32Array, dlogits: F, scale: number, rows: number, vocab: number): void;
   attentionForward(dtype: number, q: F, k: F, v: F, out: F, lse: Float32Array, bh: number, t: number, d: number, scale: number): void;
   attentionBackward(dtype: number, dout: F, q: F, k: F, v: F, out: F, lse: Float32Array, dq: F, dk: F, dv: F, bh: number, t: number, d: number, scale: number): void;
+  attentionPackedForward(dtype: number, qkv: F, out: F, lse: Float32Array, b: number, t: number, heads: number, d: number, scale: number): void;
+  attentionPackedBackward(dtype: number, dout: F, qkv: F, out: F, lse: Float32Array, dqkv: F, b: number, t: number, heads: number, d: number, scale: number): void;
   dropoutForward(dtype: number, x: F, out: F, mask: Uint8Array, n: number, p: number, seed: number, offset: number): void;
   adamw(param: Float32Array, grad: F, gradDtype: number, expAvg: Float32Array, expAvgSq: Float32Array, n: number, lr: number,
     beta1: number, beta2: number, eps: number, weightDecay: number, step: number, biasCorrection: boolean, decoupled: boolean,

@@ -1,11 +1,12 @@
 // Self-attention with a pluggable attention kernel. The kernel sees q, k, v as contiguous
-// [B, H, T, D] tensors and must return a differentiable [B, H, T, D] result; the default is the
-// dense kernel (the table's fused causal kernel when there are no masks). @ds/core's registry
+// [B, H, T, D] tensors and must return a differentiable [B, H, T, D] result, or (attendPacked) the
+// fused projection's [B, T, 3C] output, returning [B, T, C]; the default is the dense kernel (the
+// table's fused causal kernel when there are no masks, on the packed layout). @ds/core's registry
 // selects another by name (a plugin's `attentionKernels`, e.g. @ds/sparse-attn's block-sparse one):
 // a module built with `kernel: 'name'` keeps that name until initialize() resolves it.
 
 import { DSShapeError, DSUnsupportedError } from '../errors.js';
-import { maskedAttention } from '../ops/attention.js';
+import { causalAttentionPacked, maskedAttention } from '../ops/attention.js';
 import { chunk, contiguous, permute, reshape } from '../ops/shape.js';
 import type { Tensor } from '../tensor.js';
 import { Dropout, Linear, type InitOptions, type ParamInit } from './layers.js';
@@ -28,6 +29,23 @@ export interface AttentionKernel {
   readonly name: string;
   /** q, k, v, result: [B, H, T, D]. */
   attend(q: Tensor, k: Tensor, v: Tensor, opts: AttendOptions): Tensor;
+  /**
+   * Optional: the same from the fused projection's output, qkv [B, T, 3C] (q, k, v side by side in
+   * each row, each [B, T, H, D]), to the heads merged, [B, T, C], for a kernel that can skip the
+   * copies into and out of [B, H, T, D]. Modules call attend() on split heads when it is absent.
+   */
+  attendPacked?(qkv: Tensor, nHead: number, opts: AttendOptions): Tensor;
+}
+
+/** attend() between the head split of a packed qkv [B, T, 3C] and the merge back to [B, T, C]. */
+export function attendViaHeads(kernel: AttentionKernel, qkv: Tensor, nHead: number, opts: AttendOptions): Tensor {
+  const [b, t, c3] = qkv.shape as [number, number, number];
+  const d = c3 / 3 / nHead;
+  // [B, T, 3, H, D] -> [3, B, H, T, D]: one copy, after which q, k, v are contiguous slices.
+  const heads = contiguous(permute(reshape(qkv, [b, t, 3, nHead, d]), [2, 0, 3, 1, 4]));
+  const [q, k, v] = chunk(heads, 3, 0).map((piece) => reshape(piece, [b, nHead, t, d])) as [Tensor, Tensor, Tensor];
+  const y = kernel.attend(q, k, v, opts); // [B, H, T, D]
+  return reshape(contiguous(permute(y, [0, 2, 1, 3])), [b, t, c3 / 3]);
 }
 
 export const DENSE_ATTENTION = 'dense';
@@ -35,6 +53,10 @@ export const DENSE_ATTENTION = 'dense';
 export const denseAttention: AttentionKernel = {
   name: DENSE_ATTENTION,
   attend: (q, k, v, opts) => maskedAttention(q, k, v, opts),
+  // Causal without masks reads the packed layout directly (the table's packed kernels); masks take
+  // the general path on split heads.
+  attendPacked: (qkv, nHead, opts) =>
+    opts.causal && !opts.keyPaddingMask && !opts.attnMask ? causalAttentionPacked(qkv, nHead, { scale: opts.scale }) : attendViaHeads(denseAttention, qkv, nHead, opts),
 };
 
 /** A module whose attention kernel the registry may choose: initialize() visits every such module. */
@@ -103,15 +125,12 @@ export class CausalSelfAttention extends Module<[Tensor], Tensor> implements Att
   }
 
   forward(x: Tensor): Tensor {
-    const [b, t, c] = x.shape as [number, number, number];
+    const c = x.shape[x.rank - 1]!;
     const h = this.nHead;
     const d = c / h;
     const qkv = this.c_attn.call(x); // [B, T, 3C]
-    // [B, T, 3, H, D] -> [3, B, H, T, D]: one copy, after which q, k, v are contiguous slices.
-    const heads = contiguous(permute(reshape(qkv, [b, t, 3, h, d]), [2, 0, 3, 1, 4]));
-    const [q, k, v] = chunk(heads, 3, 0).map((piece) => reshape(piece, [b, h, t, d])) as [Tensor, Tensor, Tensor];
-    const y = this.kernel.attend(q, k, v, { scale: 1 / Math.sqrt(d), causal: this.causal }); // [B, H, T, D]
-    const merged = reshape(contiguous(permute(y, [0, 2, 1, 3])), [b, t, c]);
+    const opts: AttendOptions = { scale: 1 / Math.sqrt(d), causal: this.causal };
+    const merged = this.kernel.attendPacked ? this.kernel.attendPacked(qkv, h, opts) : attendViaHeads(this.kernel, qkv, h, opts); // [B, T, C]
     return this.resid_dropout.call(this.c_proj.call(merged));
   }
 }

@@ -10,7 +10,7 @@ import { softmax } from './activation.js';
 import { cast } from './cast.js';
 import { add, affine } from './elementwise.js';
 import { computeDType, matmul } from './matmul.js';
-import { reshape, transpose } from './shape.js';
+import { chunk, contiguous, permute, reshape, transpose } from './shape.js';
 import { allocOut, castRaw, checkDevices, checkFloat, drop, f32a, fa, kernelsOf } from './util.js';
 
 export interface AttentionOptions {
@@ -54,6 +54,55 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
       drop(gr, o);
       return o;
     });
+  }, saved);
+}
+
+/**
+ * Causal attention straight from GPT's fused projection: qkv [B, T, 3C] (q, k, v side by side in
+ * each row, each [B, T, H, D]) -> [B, T, C] with the heads merged, the layout c_proj reads. On a
+ * kernel table with the packed attention kernels no head split or merge is copied, and the gradient
+ * comes back as one [B, T, 3C] tensor; elsewhere the heads are permuted out and back around
+ * causalAttention (the same values).
+ */
+export function causalAttentionPacked(qkv: Tensor, nHead: number, opts: AttentionOptions = {}): Tensor {
+  checkFloat('causalAttentionPacked', qkv);
+  const c3 = qkv.shape[2] ?? 0;
+  if (qkv.rank !== 3 || !Number.isInteger(nHead) || nHead < 1 || c3 % (3 * nHead) !== 0) {
+    throw new DSShapeError(`causalAttentionPacked: qkv ${fmtShape(qkv.shape)} must be [B, T, 3 C] with C a multiple of nHead = ${nHead}`);
+  }
+  const [b, t] = qkv.shape as [number, number, number];
+  const c = c3 / 3;
+  const d = c / nHead;
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  const kt = kernelsOf(qkv);
+  if (!kt.attentionPackedForward || !kt.attentionPackedBackward) {
+    const heads = contiguous(permute(reshape(qkv, [b, t, 3, nHead, d]), [2, 0, 3, 1, 4]));
+    const [q, k, v] = chunk(heads, 3, 0).map((piece) => reshape(piece, [b, nHead, t, d])) as [Tensor, Tensor, Tensor];
+    return reshape(contiguous(permute(causalAttention(q, k, v, { scale }), [0, 2, 1, 3])), [b, t, c]);
+  }
+  const backward = kt.attentionPackedBackward.bind(kt);
+  const dt = computeDType(qkv);
+  const xc = castRaw(qkv, dt);
+  const out = allocOut(qkv, [b, t, c], dt, 'attention');
+  const lse = allocOut(qkv, [b * nHead, t], 'f32', 'attention.lse');
+  kt.attentionPackedForward(dt, fa(xc), fa(out), f32a(lse), b, t, nHead, d, scale);
+  if (!needsGrad(qkv)) {
+    drop(xc, qkv);
+    lse.dispose();
+    return out;
+  }
+  const saved = [save(xc), save(out), save(lse)];
+  drop(xc, qkv);
+  lse.dispose();
+  const [sx, so, sl] = saved as [Tensor, Tensor, Tensor];
+  return attach(out, 'causalAttentionPacked', [qkv], (dy) => {
+    const g = castRaw(dy, dt);
+    const dqkv = allocOut(qkv, qkv.shape, dt, 'attention.dqkv');
+    backward(dt, fa(g), fa(sx), fa(so), f32a(sl), fa(dqkv), b, t, nHead, d, scale);
+    drop(g, dy);
+    const o = castRaw(dqkv, qkv.dtype);
+    drop(dqkv, o);
+    return [o];
   }, saved);
 }
 

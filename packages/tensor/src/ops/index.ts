@@ -9,7 +9,7 @@ export type { DropoutOptions } from './activation.js';
 export { addLayerNorm, layerNorm } from './layer-norm.js';
 export { embedding } from './embedding.js';
 export { crossEntropy } from './cross-entropy.js';
-export { causalAttention, maskedAttention } from './attention.js';
+export { causalAttention, causalAttentionPacked, maskedAttention } from './attention.js';
 export type { AttentionOptions, MaskedAttentionOptions } from './attention.js';
 export { adamwStep } from './optim.js';
 export type { AdamWHyper } from './optim.js';

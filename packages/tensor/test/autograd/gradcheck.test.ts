@@ -67,6 +67,8 @@ describe('gradients match finite differences (f64)', () => {
 
   it('causal attention', () => {
     gradcheck((q, k, v) => ops.causalAttention(q!, k!, v!), () => [rand([2, 3, 4], 40), rand([2, 3, 4], 41), rand([2, 3, 4], 42)]);
+    // Packed [B, T, 3C] with 2 heads (the reference table has no packed kernels: the permuted path).
+    gradcheck((x) => ops.causalAttentionPacked(x!, 2), () => [rand([2, 3, 12], 44)]);
   });
 
   it('dropout (fixed seed)', () => {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { expectClose } from '@ds-internal/test-kit';
 
 import { createReferenceKernels } from '../../src/reference/index.js';
+import type { HostFArray as FArray } from '../../src/kernels/table.js';
 import { FLOAT_DTYPES, cpu, expectCloseArrays, forEachIsa, randomArray, tol, zeros } from './helpers.js';
 
 const ref = createReferenceKernels();
@@ -49,6 +50,59 @@ describe('attention', () => {
       }
     });
   }
+
+  it('the packed kernels (qkv [b, t, 3, heads, d] in, [b, t, heads, d] out) give the bits of the contiguous ones on permuted copies', () => {
+    // [b, t, 3, H, d] -> q, k or v [b, H, t, d], and [b, H, t, d] <-> [b, t, H, d].
+    const split = (x: FArray, b: number, t: number, h: number, d: number, which: number) => {
+      const y = x instanceof Float32Array ? new Float32Array(b * h * t * d) : new Uint16Array(b * h * t * d);
+      for (let bi = 0; bi < b; bi++) for (let hi = 0; hi < h; hi++) for (let ti = 0; ti < t; ti++) for (let c = 0; c < d; c++)
+        y[((bi * h + hi) * t + ti) * d + c] = x[(((bi * t + ti) * 3 + which) * h + hi) * d + c]!;
+      return y;
+    };
+    const merged = (x: FArray, b: number, t: number, h: number, d: number, toHeads: boolean) => {
+      const y = x instanceof Float32Array ? new Float32Array(x.length) : new Uint16Array(x.length);
+      for (let bi = 0; bi < b; bi++) for (let hi = 0; hi < h; hi++) for (let ti = 0; ti < t; ti++) for (let c = 0; c < d; c++) {
+        const heads = ((bi * h + hi) * t + ti) * d + c, rows = ((bi * t + ti) * h + hi) * d + c;
+        y[toHeads ? heads : rows] = x[toHeads ? rows : heads]!;
+      }
+      return y;
+    };
+    const threads = cpu.getNumThreads();
+    try {
+      for (const dtype of FLOAT_DTYPES) {
+        // heads 1 and several; t below, across and not a multiple of the 64-row block; b * heads below
+        // and above 2 x threads (query blocks split over items, or whole heads).
+        for (const [b, t, h, d] of [[1, 5, 1, 8], [2, 70, 3, 16], [1, 130, 2, 24], [3, 65, 6, 8]] as const) {
+          const c = h * d, bh = b * h, scale = 0.3;
+          const qkv = randomArray(dtype, b * t * 3 * c, b + t + h, -2, 2);
+          const dout = randomArray(dtype, b * t * c, d + 5);
+          const [q, k, v] = [0, 1, 2].map((i) => split(qkv, b, t, h, d, i)) as [FArray, FArray, FArray];
+          const dHeads = merged(dout, b, t, h, d, true);
+          forEachIsa((isa) => {
+            for (const th of [1, 2, 3]) {
+              cpu.setNumThreads(th);
+              const s = `${dtype} b=${b} t=${t} heads=${h} d=${d} (${isa}, ${th} threads)`;
+              const out = zeros(dtype, bh * t * d), lse = new Float32Array(bh * t);
+              cpu.attentionForward(dtype, q, k, v, out, lse, bh, t, d, scale);
+              const g = [0, 1, 2].map(() => zeros(dtype, bh * t * d)) as [FArray, FArray, FArray];
+              cpu.attentionBackward(dtype, dHeads, q, k, v, out, lse, g[0], g[1], g[2], bh, t, d, scale);
+              const pout = zeros(dtype, b * t * c), plse = new Float32Array(bh * t);
+              cpu.attentionPackedForward!(dtype, qkv, pout, plse, b, t, h, d, scale);
+              expect(Buffer.from(pout.buffer).equals(Buffer.from(merged(out, b, t, h, d, false).buffer)), `out ${s}`).toBe(true);
+              expect(Buffer.from(plse.buffer).equals(Buffer.from(lse.buffer)), `lse ${s}`).toBe(true);
+              const dqkv = dtype === 'f32' ? new Float32Array(b * t * 3 * c).fill(NaN) : new Uint16Array(b * t * 3 * c).fill(0x7fc1);
+              cpu.attentionPackedBackward!(dtype, dout, qkv, pout, plse, dqkv, b, t, h, d, scale);
+              // Every element written, each of dq, dk, dv where the contiguous kernel put it.
+              for (let i = 0; i < 3; i++) expect(Buffer.from(split(dqkv, b, t, h, d, i).buffer).equals(Buffer.from(g[i].buffer)), `d${'qkv'[i]} ${s}`).toBe(true);
+            }
+          });
+        }
+      }
+    } finally {
+      cpu.setNumThreads(threads);
+    }
+    expect(() => cpu.attentionPackedForward!('f32', new Float32Array(10), new Float32Array(4), new Float32Array(2), 1, 2, 1, 2, 1)).toThrow(/qkv.*\[b, t, 3, heads, d\]/);
+  });
 
   it('gives the same bits on 1 to 4 threads (heads and query blocks handed out as threads free up)', () => {
     const threads = cpu.getNumThreads();

@@ -6,8 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { expectClose } from '@ds-internal/test-kit';
 
 import { fromArray } from '../../src/create.js';
-import { denseAttention } from '../../src/nn/attention.js';
-import { causalAttention, maskedAttention } from '../../src/ops/attention.js';
+import { attendViaHeads, denseAttention } from '../../src/nn/attention.js';
+import { causalAttention, causalAttentionPacked, maskedAttention } from '../../src/ops/attention.js';
+import { mul, sum } from '../../src/ops/index.js';
+import { getRuntime } from '../../src/runtime.js';
 import { gradcheck, rand } from '../helpers/gradcheck.js';
 
 /** softmax(q k^T * scale + add) v per (b, h), in float64; `keep(b, j)` false masks key j, `causal` masks j > i. */
@@ -51,6 +53,23 @@ describe('dense attention with masks', () => {
     const add = (i: number, j: number) => 0.3 * (i - j);
     const mask = fromArray(Array.from({ length: 25 }, (_, x) => add(Math.floor(x / 5), x % 5)), [5, 5]);
     expectClose(maskedAttention(q, k, v, { scale, causal: true, attnMask: mask }).toArray(), reference(qa, ka, va, SHAPE, scale, { causal: true, add }), { rtol: 1e-5, atol: 1e-6 }, 'causal + additive');
+  });
+
+  it('reads the fused projection packed [B, T, 3C]: the values and gradient of split heads + causalAttention + merge', () => {
+    expect(getRuntime().kernels('cpu').attentionPackedForward).toBeDefined();  // so the packed kernels run below
+    const [B, T, H, D] = [2, 70, 3, 4];  // two key blocks of 64
+    const [x1, x2] = [rand([B, T, 3 * H * D], 7), rand([B, T, 3 * H * D], 7)];
+    const w = rand([B, T, H * D], 8);
+    const split = { name: 'split', attend: (q: typeof x1, k: typeof x1, v: typeof x1, o: { scale: number }) => causalAttention(q, k, v, { scale: o.scale }) };
+    const y1 = causalAttentionPacked(x1, H, { scale });
+    const y2 = attendViaHeads(split, x2, H, { scale, causal: true });
+    expect(y1.shape).toEqual([B, T, H * D]);
+    expect(y1.toArray()).toEqual(y2.toArray());
+    expect(denseAttention.attendPacked!(x1, H, { scale, causal: true }).toArray()).toEqual(y2.toArray());
+    sum(mul(y1, w)).backward();
+    sum(mul(y2, w)).backward();
+    expect(x1.grad!.toArray()).toEqual(x2.grad!.toArray());
+    expect(() => causalAttentionPacked(rand([2, 3, 10], 1), 2)).toThrow(/\[B, T, 3 C\] with C a multiple of nHead = 2/);
   });
 
   it('takes the fused causal kernel when there are no masks (same numbers as causalAttention)', () => {

@@ -82,9 +82,22 @@ int64_t crossEntropyForwardGrad(const Ctx& c, DType dtype, const void* logits, c
                                 float* lse, void* dlogits, float scale, int64_t rows, int64_t vocab);
 void attentionForward(const Ctx& c, DType dtype, const void* q, const void* k, const void* v, void* out, float* lse,
                       int64_t bh, int64_t t, int64_t d, float scale);
+// Where the rows of the bh heads lie: row r of head h starts at element
+// (h / heads) * sB + (h % heads) * sH + r * sT and holds d contiguous elements. Contiguous
+// [bh, t, d] is {1, t * d, 0, d}; GPT's packed qkv [B, T, 3, H, D] is {H, 3 T C, D, 3 C} from the q, k
+// or v column (C = H D), its output [B, T, H, D] {H, T C, D, C}.
+struct AttnLayout {
+  int64_t heads, sB, sH, sT;
+};
+// The same with q, k, v, dq, dk, dv in inLayout and out, dout in outLayout (lse stays [bh, t]).
+void attentionForward(const Ctx& c, DType dtype, const void* q, const void* k, const void* v, void* out, float* lse,
+                      int64_t bh, int64_t t, int64_t d, float scale, const AttnLayout& inLayout, const AttnLayout& outLayout);
 void attentionBackward(const Ctx& c, DType dtype, const void* dout, const void* q, const void* k, const void* v,
                        const void* out, const float* lse, void* dq, void* dk, void* dv, int64_t bh, int64_t t,
                        int64_t d, float scale);
+void attentionBackward(const Ctx& c, DType dtype, const void* dout, const void* q, const void* k, const void* v,
+                       const void* out, const float* lse, void* dq, void* dk, void* dv, int64_t bh, int64_t t,
+                       int64_t d, float scale, const AttnLayout& inLayout, const AttnLayout& outLayout);
 void dropoutForward(const Ctx& c, DType dtype, const void* x, void* out, uint8_t* mask, int64_t n, double p,
                     uint32_t seed, uint32_t offset);
 
