@@ -39,9 +39,9 @@ for (const name of methods) {
     } finally {
       let key = name;
       let flops = 0;
-      if (name === 'gemm') {
+      if (name === 'gemm' || name === 'gemmBias') {
         const g = args[0] as GemmArgs;
-        key = `gemm ${g.dtype}->${g.outDtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.batch > 1 ? `${g.batch} x ` : ''}${g.m}x${g.n}x${g.k}`;
+        key = `${name} ${g.dtype}->${g.outDtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.batch > 1 ? `${g.batch} x ` : ''}${g.m}x${g.n}x${g.k}`;
         flops = 2 * g.batch * g.m * g.n * g.k;
       }
       const e = time.get(key) ?? { ms: 0, calls: 0, flops: 0 };

@@ -17,17 +17,50 @@
 
 #include "ds/block_gemm.h"
 #include "ds/tile.h"
+#include "ds/transpose8.h"
 
 namespace ds {
 namespace {
 
 constexpr int64_t kB = 64;  // query and key block size (the same, so the diagonal block is k0 == q0)
 
-// dst[c * ldd + j] = src[j * lds + c] for j < rows, c < cols.
-DS_INLINE void transposeInto(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd) {
+// dst[c * ldd + j] = src[j * lds + c] * scale for j < rows, c < cols (Q^T and dO^T of a query block).
+void transposeScalar(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd, float scale) {
   for (int64_t j = 0; j < rows; ++j)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + j] = src[j * lds + c];
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + j] = src[j * lds + c] * scale;
 }
+// The same in 8 x 8 register transposes (the scalar loop, its stores kB floats apart, was 3-5% of
+// attention's time; it is the same multiply per element, so the same bits).
+DS_TARGET_AVX2 void transposeAvx2(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd,
+                                  float scale) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 8 <= rows; j += 8) {
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_mul_ps(_mm256_loadu_ps(src + (j + i) * lds + c), vs);
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (c + i) * ldd + j, r[i]);
+    }
+    transposeScalar(src + j * lds + c, 8, cols - c, lds, dst + c * ldd + j, ldd, scale);
+  }
+  transposeScalar(src + j * lds, rows - j, cols, lds, dst + j, ldd, scale);
+}
+void transposeInto(Isa isa, const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd, float scale) {
+  if (isa >= Isa::Avx2) return transposeAvx2(src, rows, cols, lds, dst, ldd, scale);
+  transposeScalar(src, rows, cols, lds, dst, ldd, scale);
+}
+
+// sum_i a[i] b[i] in f32 lanes (corr = dO . O per query: 64 products, well within f32's precision;
+// a scalar double chain was 5% of attention backward).
+DS_INLINE float dotBody(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+DS_VARIANTS(float, dotRow, dotBody, (const float* a, const float* b, int64_t n), (a, b, n))
 
 // The block product each ISA's body uses: the generic-vector blockGemm with an R x 16U tile (no
 // AVX2), the AVX2 intrinsics one with 6 x 16 tiles, or the AVX-512 intrinsics one with 4 x 64 tiles
@@ -261,8 +294,7 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
         const int64_t q0 = qb * kB, bq = std::min(kB, t - q0);
         // Q^T of the block, scaled once here so that the block product yields scale * q . k.
         const float* qsrc = headRows(c.isa, dt, q, inL, h, q0, bq, d, ob);
-        for (int64_t i = 0; i < bq; ++i)
-          for (int64_t cc = 0; cc < d; ++cc) qt[cc * kB + i] = qsrc[i * d + cc] * scale;
+        transposeInto(c.isa, qsrc, bq, d, d, qt, kB, scale);
         std::fill(o, o + bq * d, 0.0f);
         std::fill(m, m + bq, -__builtin_inff());
         std::fill(l, l + bq, 0.0f);
@@ -307,19 +339,15 @@ void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, 
       // (rows 2 KiB apart at t = 512 fall into two L1 sets: measured 50% slower).
       for (int64_t q0 = 0; q0 < t; q0 += kB) {
         const int64_t bq = std::min(kB, t - q0);
-        transposeInto(qs + q0 * d, bq, d, d, qt + q0 * d, kB);
-        transposeInto(dos + q0 * d, bq, d, d, dot + q0 * d, kB);
+        transposeInto(c.isa, qs + q0 * d, bq, d, d, qt + q0 * d, kB, 1.0f);
+        transposeInto(c.isa, dos + q0 * d, bq, d, d, dot + q0 * d, kB, 1.0f);
       }
       // corr_i = sum_j P_ij dP_ij = dout_i . out_i, reading `out` a tile of whole rows at a time.
       const int64_t tileRows = std::max<int64_t>(1, kTile / d);
       for (int64_t r0 = 0; r0 < t; r0 += tileRows) {
         const int64_t nr = std::min(tileRows, t - r0);
         const float* os = headRows(c.isa, dt, out, outL, h, r0, nr, d, tile);
-        for (int64_t i = 0; i < nr; ++i) {
-          double s = 0.0;
-          for (int64_t cc = 0; cc < d; ++cc) s += static_cast<double>(dos[(r0 + i) * d + cc]) * os[i * d + cc];
-          corr[r0 + i] = static_cast<float>(s);
-        }
+        for (int64_t i = 0; i < nr; ++i) corr[r0 + i] = dotRowAt(c.isa, dos + (r0 + i) * d, os + i * d, d);
       }
       std::fill(gq, gq + 3 * td, 0.0f);
       for (int64_t k0 = 0; k0 < t; k0 += kB) {

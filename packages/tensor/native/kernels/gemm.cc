@@ -15,6 +15,7 @@
 
 #include "ds/gemm_ukernel.h"
 #include "ds/kernels.h"
+#include "ds/transpose8.h"
 
 // GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their "undefined" pass-through
 // operands when inlined here; the warning concerns the header, not this file.
@@ -98,23 +99,6 @@ DS_TARGET_AVX2 DS_INLINE __m256 load8(const void* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-DS_TARGET_AVX2 DS_INLINE void transpose8(__m256 (&r)[8]) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 4; ++i) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 2; ++i) {
-    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; ++j) {
-    r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
-    r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
-  }
-}
 
 // k contiguous (A, or B transposed): d[p * w + r] = rows[r][p] for p < kc, r < w (w = 6 or 16),
 // rows from `live` on zero. 8 x 8 transposes, 8 rows at a time; a 6-row group stores 8 lanes per k
