@@ -376,8 +376,19 @@ DS_INLINE void ukrFor(const GemmShape& g, int64_t ks, const unsigned char* as, c
 // Rows [0, rows) x columns [0, cols) of C (row stride ldc, elements of esz bytes) set to the bias row:
 // a product with a bias starts from this C and adds onto it (beta = 1), so the bias is written where
 // the microkernel is about to read it (a tile in L1) instead of in a pass over all of C beforehand.
+// The usual tile widths copy with constant sizes, inlined as vector moves (a library memcpy call per
+// row of a 6 x 16 tile cost about as much as the row itself).
+template <size_t Bytes>
+DS_INLINE void fillRows(unsigned char* c, size_t stride, const void* bias, int64_t rows) {
+  for (int64_t i = 0; i < rows; ++i) __builtin_memcpy(c + i * stride, bias, Bytes);
+}
 DS_INLINE void fillBias(void* c, int64_t ldc, size_t esz, const void* bias, int64_t rows, int64_t cols) {
-  for (int64_t i = 0; i < rows; ++i) std::memcpy(static_cast<unsigned char*>(c) + i * ldc * esz, bias, esz * cols);
+  auto* dst = static_cast<unsigned char*>(c);
+  const size_t bytes = esz * cols, stride = esz * ldc;
+  if (bytes == 32) return fillRows<32>(dst, stride, bias, rows);
+  if (bytes == 64) return fillRows<64>(dst, stride, bias, rows);
+  if (bytes == 128) return fillRows<128>(dst, stride, bias, rows);
+  for (int64_t i = 0; i < rows; ++i) std::memcpy(dst + i * stride, bias, bytes);
 }
 
 // One product on one thread: C[m, n] (row stride ldc) = alpha * op(A) op(B) + beta * C, C f32 or, when
