@@ -139,44 +139,40 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info, ArgReader& a, Addo
 // The packed layouts of GPT's attention: qkv [b, t, 3, heads, d] (q, k, v side by side in each row,
 // as c_attn writes them), out/dout [b, t, heads, d]; lse [b * heads, t].
 struct PackedAttention {
-  int64_t b, t, heads, d, c, bh;
+  int64_t b, t, heads, d, c, bh, partBytes;  // partBytes: from q to k (and k to v) in a packed row
   AttnLayout in, out;
-  PackedAttention(ArgReader& a, int first) : b(a.size(first)), t(a.size(first + 1)), heads(a.size(first + 2)), d(a.size(first + 3)) {
+  PackedAttention(ArgReader& a, int first, DType dt)
+      : b(a.size(first)), t(a.size(first + 1)), heads(a.size(first + 2)), d(a.size(first + 3)) {
     c = a.mul(heads, d);
     bh = a.mul(b, heads);
+    partBytes = c * dtypeBytes(dt);
     in = {std::max<int64_t>(heads, 1), a.mul(t, 3, c), d, a.mul(3, c)};
     out = {std::max<int64_t>(heads, 1), a.mul(t, c), d, c};
-  }
-  // q, k or v (part 0, 1, 2) of a packed qkv.
-  static const void* part(const void* qkv, DType dt, int which, int64_t c) {
-    return static_cast<const unsigned char*>(qkv) + which * c * dtypeBytes(dt);
   }
 };
 // attentionPackedForward(dtype, qkv, out, lse, b, t, heads, d, scale)
 Napi::Value AttentionPackedForward(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   const DType dt = a.floatDtype(0);
-  const PackedAttention p(a, 4);
-  const void* qkv = a.array(1, dt, a.mul(p.b, p.t, 3 * p.c), "qkv");
+  const PackedAttention p(a, 4, dt);
+  const auto* qkv = static_cast<const unsigned char*>(a.array(1, dt, a.mul(p.b, p.t, 3 * p.c), "qkv"));
   void* out = a.array(2, dt, a.mul(p.b, p.t, p.c), "out");
   float* lse = f32Array(a, 3, a.mul(p.bh, p.t), "lse");
-  attentionForward(s.ctx(), dt, qkv, PackedAttention::part(qkv, dt, 1, p.c), PackedAttention::part(qkv, dt, 2, p.c), out, lse,
-                   p.bh, p.t, p.d, f32(a, 8), p.in, p.out);
+  attentionForward(s.ctx(), dt, qkv, qkv + p.partBytes, qkv + 2 * p.partBytes, out, lse, p.bh, p.t, p.d, f32(a, 8), p.in, p.out);
   return undef(info);
 }
 // attentionPackedBackward(dtype, dout, qkv, out, lse, dqkv, b, t, heads, d, scale); dqkv packed as qkv.
 Napi::Value AttentionPackedBackward(const Napi::CallbackInfo& info, ArgReader& a, AddonState& s) {
   const DType dt = a.floatDtype(0);
-  const PackedAttention p(a, 6);
+  const PackedAttention p(a, 6, dt);
   const int64_t nIn = a.mul(p.b, p.t, 3 * p.c), nOut = a.mul(p.b, p.t, p.c);
   const void* dout = a.array(1, dt, nOut, "dout");
-  const void* qkv = a.array(2, dt, nIn, "qkv");
+  const auto* qkv = static_cast<const unsigned char*>(a.array(2, dt, nIn, "qkv"));
   const void* out = a.array(3, dt, nOut, "out");
   const float* lse = f32Array(a, 4, a.mul(p.bh, p.t), "lse");
-  void* dqkv = a.array(5, dt, nIn, "dqkv");
-  auto* g = static_cast<unsigned char*>(dqkv);
-  const int64_t cb = p.c * dtypeBytes(dt);
-  attentionBackward(s.ctx(), dt, dout, qkv, PackedAttention::part(qkv, dt, 1, p.c), PackedAttention::part(qkv, dt, 2, p.c), out,
-                    lse, g, g + cb, g + 2 * cb, p.bh, p.t, p.d, f32(a, 10), p.in, p.out);
+  auto* g = static_cast<unsigned char*>(a.array(5, dt, nIn, "dqkv"));
+  const int64_t k = p.partBytes;
+  attentionBackward(s.ctx(), dt, dout, qkv, qkv + k, qkv + 2 * k, out, lse, g, g + k, g + 2 * k, p.bh, p.t, p.d, f32(a, 10),
+                    p.in, p.out);
   return undef(info);
 }
 // dropoutForward(dtype, x, out, mask, n, p, seed, offset); seed and offset are taken modulo 2^32.

@@ -274,6 +274,8 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
                       int64_t bh, int64_t t, int64_t d, float scale, const AttnLayout& inL, const AttnLayout& outL) {
   if (bh == 0 || t == 0 || d == 0) return;
   const int64_t nqb = (t + kB - 1) / kB, td = t * d;
+  // The output is written in place when its rows are f32 and abut, else through a conversion buffer.
+  const bool inPlace = dt == DType::F32 && outL.sT == d;
   // With heads to spare every item is a whole head (its K and V converted once); with few heads
   // the query blocks of a head are split over items too (its first rows converted per item).
   const int64_t split = bh >= 2 * c.pool->size() ? 1 : nqb, items = bh * split;
@@ -302,8 +304,6 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
           const ForwardBlock blk{qt, ks + k0 * d, vs + k0 * d, st, o, m, l, bq, std::min(kB, t - k0), d, k0 == q0};
           forwardBlockAt(c.isa, blk);
         }
-        // In place when the output's rows are f32 and abut; else through ob.
-        const bool inPlace = dt == DType::F32 && outL.sT == d;
         float* dst = inPlace ? static_cast<float*>(out) + headBase(outL, h) + q0 * d : ob;
         for (int64_t i = 0; i < bq; ++i) {
           const float inv = 1.0f / l[i];

@@ -119,10 +119,6 @@ int64_t crossEntropyBackward(const Ctx& c, DType d, const void* logits, const in
   return -1;
 }
 
-}  // namespace ds
-
-namespace ds {
-
 // Forward and the gradient at once, for a backward whose dloss will be `scale` on every counted row
 // (a mean loss seeded with 1): each row is read once and exponentiated once, where forward and
 // backward apart read it twice and exponentiate it twice. Per row: the row in f32 (a scratch row of

@@ -99,7 +99,6 @@ DS_TARGET_AVX2 DS_INLINE __m256 load8(const void* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-
 // k contiguous (A, or B transposed): d[p * w + r] = rows[r][p] for p < kc, r < w (w = 6 or 16),
 // rows from `live` on zero. 8 x 8 transposes, 8 rows at a time; a 6-row group stores 8 lanes per k
 // and lets the next k overwrite the 2 spare ones (the last k of a block stores exactly 6).

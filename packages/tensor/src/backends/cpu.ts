@@ -104,6 +104,11 @@ function adamwChecks(a: AdamWArgs): void {
 /** Creates the cpu kernel table (loading the addon on first use). */
 export function createCpuKernels(): CpuKernels {
   const native: CpuAddon = loadCpuAddon();
+  // gemm and gemmBias (checked by the caller): the same native product, with or without the bias row.
+  const nativeGemm = (op: string, g: GemmArgs, bias: FArray | null) =>
+    call(op, () =>
+      native.gemm(DTYPE_CODE[g.dtype], DTYPE_CODE[g.outDtype], !!g.transA, !!g.transB, g.batch, g.m, g.n, g.k, g.alpha, g.beta,
+        g.a, g.strideA, g.b, g.strideB, g.c, g.strideC, bias));
   const table: HostKernelTable & Omit<CpuKernels, keyof KernelTable> = {
     name: 'cpu',
     setNumThreads(n) {
@@ -234,18 +239,14 @@ export function createCpuKernels(): CpuKernels {
 
     gemm(g) {
       gemmChecks(g);
-      call('gemm', () =>
-        native.gemm(DTYPE_CODE[g.dtype], DTYPE_CODE[g.outDtype], !!g.transA, !!g.transB, g.batch, g.m, g.n, g.k, g.alpha, g.beta,
-          g.a, g.strideA, g.b, g.strideB, g.c, g.strideC));
+      nativeGemm('gemm', g, null);
     },
 
     gemmBias(g, bias) {
       gemmChecks(g);
       if (g.beta !== 0) throw new DSShapeError(`gemmBias: beta must be 0 (C starts from the bias), got ${g.beta}; for beta * C use gemm`);
       arr('gemmBias', 'bias', bias, g.outDtype, g.n, `n=${g.n}`);
-      call('gemmBias', () =>
-        native.gemm(DTYPE_CODE[g.dtype], DTYPE_CODE[g.outDtype], !!g.transA, !!g.transB, g.batch, g.m, g.n, g.k, g.alpha, g.beta,
-          g.a, g.strideA, g.b, g.strideB, g.c, g.strideC, bias));
+      nativeGemm('gemmBias', g, bias);
     },
 
     ...nnKernels(native),
@@ -274,6 +275,11 @@ function nnKernels(native: CpuAddon): NnKernels {
   };
   const each = (op: string, dtype: FloatDType, n: number, sizes: string, named: Record<string, FArray>) => {
     for (const [name, a] of Object.entries(named)) arr(op, name, a, dtype, n, sizes);
+  };
+  // The packed attention kernels' sizes, checked, as the text their errors quote.
+  const packedDims = (op: string, b: number, t: number, heads: number, d: number) => {
+    for (const [name, x] of [['b', b], ['t', t], ['heads', heads], ['d', d]] as const) dim(op, name, x);
+    return `[b=${b}, t=${t}, heads=${heads}, d=${d}]`;
   };
   return {
     layerNormForward(dtype, x, weight, bias, y, mean, rstd, rows, cols, eps) {
@@ -388,8 +394,7 @@ function nnKernels(native: CpuAddon): NnKernels {
     },
     attentionPackedForward(dtype, qkv, out, lse, b, t, heads, d, scale) {
       const op = 'attentionPackedForward';
-      for (const [name, x] of [['b', b], ['t', t], ['heads', heads], ['d', d]] as const) dim(op, name, x);
-      const s = `[b=${b}, t=${t}, heads=${heads}, d=${d}]`;
+      const s = packedDims(op, b, t, heads, d);
       arr(op, 'qkv', qkv, dtype, b * t * 3 * heads * d, `${s} (qkv is [b, t, 3, heads, d])`);
       arr(op, 'out', out, dtype, b * t * heads * d, `${s} (out is [b, t, heads, d])`);
       arr(op, 'lse', lse, 'f32', b * heads * t, s);
@@ -398,8 +403,7 @@ function nnKernels(native: CpuAddon): NnKernels {
     },
     attentionPackedBackward(dtype, dout, qkv, out, lse, dqkv, b, t, heads, d, scale) {
       const op = 'attentionPackedBackward';
-      for (const [name, x] of [['b', b], ['t', t], ['heads', heads], ['d', d]] as const) dim(op, name, x);
-      const s = `[b=${b}, t=${t}, heads=${heads}, d=${d}]`;
+      const s = packedDims(op, b, t, heads, d);
       each(op, dtype, b * t * 3 * heads * d, `${s} (qkv, dqkv are [b, t, 3, heads, d])`, { qkv, dqkv });
       each(op, dtype, b * t * heads * d, `${s} (out, dout are [b, t, heads, d])`, { out, dout });
       arr(op, 'lse', lse, 'f32', b * heads * t, s);

@@ -6,8 +6,7 @@
 // a module built with `kernel: 'name'` keeps that name until initialize() resolves it.
 
 import { DSShapeError, DSUnsupportedError } from '../errors.js';
-import { causalAttentionPacked, maskedAttention } from '../ops/attention.js';
-import { chunk, contiguous, permute, reshape } from '../ops/shape.js';
+import { causalAttentionPacked, maskedAttention, mergeHeads, splitHeads } from '../ops/attention.js';
 import type { Tensor } from '../tensor.js';
 import { Dropout, Linear, type InitOptions, type ParamInit } from './layers.js';
 import { Module } from './module.js';
@@ -39,13 +38,8 @@ export interface AttentionKernel {
 
 /** attend() between the head split of a packed qkv [B, T, 3C] and the merge back to [B, T, C]. */
 export function attendViaHeads(kernel: AttentionKernel, qkv: Tensor, nHead: number, opts: AttendOptions): Tensor {
-  const [b, t, c3] = qkv.shape as [number, number, number];
-  const d = c3 / 3 / nHead;
-  // [B, T, 3, H, D] -> [3, B, H, T, D]: one copy, after which q, k, v are contiguous slices.
-  const heads = contiguous(permute(reshape(qkv, [b, t, 3, nHead, d]), [2, 0, 3, 1, 4]));
-  const [q, k, v] = chunk(heads, 3, 0).map((piece) => reshape(piece, [b, nHead, t, d])) as [Tensor, Tensor, Tensor];
-  const y = kernel.attend(q, k, v, opts); // [B, H, T, D]
-  return reshape(contiguous(permute(y, [0, 2, 1, 3])), [b, t, c3 / 3]);
+  const [q, k, v] = splitHeads(qkv, nHead);
+  return mergeHeads(kernel.attend(q, k, v, opts));
 }
 
 export const DENSE_ATTENTION = 'dense';

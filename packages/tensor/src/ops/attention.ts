@@ -58,6 +58,23 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
 }
 
 /**
+ * GPT's fused projection output qkv [B, T, 3C] (q, k, v side by side in each row) as contiguous
+ * q, k, v [B, H, T, D]: one permuted copy [3, B, H, T, D], of which q, k, v are slices.
+ */
+export function splitHeads(qkv: Tensor, nHead: number): [Tensor, Tensor, Tensor] {
+  const [b, t, c3] = qkv.shape as [number, number, number];
+  const d = c3 / 3 / nHead;
+  const heads = contiguous(permute(reshape(qkv, [b, t, 3, nHead, d]), [2, 0, 3, 1, 4]));
+  return chunk(heads, 3, 0).map((piece) => reshape(piece, [b, nHead, t, d])) as [Tensor, Tensor, Tensor];
+}
+
+/** Heads [B, H, T, D] merged back into rows [B, T, H * D] (the layout c_proj reads). */
+export function mergeHeads(y: Tensor): Tensor {
+  const [b, h, t, d] = y.shape as [number, number, number, number];
+  return reshape(contiguous(permute(y, [0, 2, 1, 3])), [b, t, h * d]);
+}
+
+/**
  * Causal attention straight from GPT's fused projection: qkv [B, T, 3C] (q, k, v side by side in
  * each row, each [B, T, H, D]) -> [B, T, C] with the heads merged, the layout c_proj reads. On a
  * kernel table with the packed attention kernels no head split or merge is copied, and the gradient
@@ -75,11 +92,7 @@ export function causalAttentionPacked(qkv: Tensor, nHead: number, opts: Attentio
   const d = c / nHead;
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   const kt = kernelsOf(qkv);
-  if (!kt.attentionPackedForward || !kt.attentionPackedBackward) {
-    const heads = contiguous(permute(reshape(qkv, [b, t, 3, nHead, d]), [2, 0, 3, 1, 4]));
-    const [q, k, v] = chunk(heads, 3, 0).map((piece) => reshape(piece, [b, nHead, t, d])) as [Tensor, Tensor, Tensor];
-    return reshape(contiguous(permute(causalAttention(q, k, v, { scale }), [0, 2, 1, 3])), [b, t, c]);
-  }
+  if (!kt.attentionPackedForward || !kt.attentionPackedBackward) return mergeHeads(causalAttention(...splitHeads(qkv, nHead), { scale }));
   const backward = kt.attentionPackedBackward.bind(kt);
   const dt = computeDType(qkv);
   const xc = castRaw(qkv, dt);
