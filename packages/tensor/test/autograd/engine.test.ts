@@ -20,6 +20,18 @@ describe('backward engine', () => {
       });
     }));
 
+  it("takes a leaf's first gradient as it is (bits, -0 included) and adds later ones", () =>
+    inReference(() => {
+      const x = fromArray([1, 2, 3], [3], { requiresGrad: true });
+      const c = fromArray([-0, -1.5, 1e-30], [3]);
+      tidy(() => sum(mul(x, c)).backward());
+      // 0 + (-0) would be +0: the first gradient is copied into .grad, not added onto zeros.
+      expect(Object.is(x.grad!.toArray()[0], -0)).toBe(true);
+      expect(x.grad!.toArray()).toEqual([-0, -1.5, new Float32Array([1e-30])[0]]);
+      tidy(() => sum(mul(x, c)).backward());
+      expect(x.grad!.toArray()).toEqual([-0, -3, new Float32Array([2e-30])[0]]); // -0 + -0 stays -0
+    }));
+
   it('frees an unused graph with freeGraph', () =>
     inReference((rt) => {
       const x = randn([256], { requiresGrad: true });

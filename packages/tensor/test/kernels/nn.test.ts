@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import { expectClose } from '@ds-internal/test-kit';
 
+import { bf16ToF32, f32ToBf16 } from '../../src/dtype.js';
 import { createReferenceKernels } from '../../src/reference/index.js';
 import { FLOAT_DTYPES, clone, cpu, expectBits, expectCloseArrays, forEachIsa, randomArray, rng, tol, zeros } from './helpers.js';
 
@@ -105,6 +106,62 @@ describe('gelu', () => {
         });
       }
     }
+  });
+});
+
+describe('gelu on bf16 (tables)', () => {
+  // bf16 GELU looks its result up in per-ISA tables built from the f32 kernels: the bits must be the
+  // f32 path's (widen, GELU in f32, round) for every one of the 65536 inputs, under every ISA, for
+  // full vectors, a tail and a short call. NaN results only need to be NaN (which NaN operand's
+  // payload a product keeps is the compiler's choice on either path).
+  const isNanBf16 = (h: number) => (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
+  const firstMismatch = (got: Uint16Array, want: Uint16Array): number => {
+    for (let i = 0; i < want.length; i++) {
+      if (got[i] !== want[i] && !(isNanBf16(got[i]!) && isNanBf16(want[i]!))) return i;
+    }
+    return -1;
+  };
+  it('forward and backward give the f32 path\'s bits for all 65536 inputs', () => {
+    const n = 65536;
+    const x = Uint16Array.from({ length: n }, (_, i) => i);
+    const xf = Float32Array.from(x, bf16ToF32);
+    const dy = randomArray('bf16', n, 11, -3, 3) as Uint16Array;
+    // Zeros, infinities and a NaN among the incoming gradients too.
+    for (const [i, h] of [[0, 0x0000], [1, 0x8000], [0x3f80, 0x7f80], [0xbf80, 0xff80], [0x4000, 0x7fc0], [0x7f80, 0x0000]] as const) dy[i] = h;
+    const dyf = Float32Array.from(dy, bf16ToF32);
+    forEachIsa(() => {
+      for (const len of [n, n - 3, 21]) {
+        const yf = new Float32Array(len);
+        cpu.geluForward('f32', xf, yf, len);
+        const wantY = Uint16Array.from(yf, f32ToBf16);
+        const gotY = new Uint16Array(len);
+        cpu.geluForward('bf16', x, gotY, len);
+        const iy = firstMismatch(gotY, wantY);
+        expect(iy, `gelu y len=${len}: input 0x${x[iy]?.toString(16)} gave 0x${gotY[iy]?.toString(16)}, f32 path 0x${wantY[iy]?.toString(16)}`).toBe(-1);
+        const dxf = new Float32Array(len);
+        cpu.geluBackward('f32', dyf, xf, dxf, len);
+        const wantDx = Uint16Array.from(dxf, f32ToBf16);
+        const gotDx = new Uint16Array(len);
+        cpu.geluBackward('bf16', dy, x, gotDx, len);
+        const ix = firstMismatch(gotDx, wantDx);
+        expect(ix, `gelu dx len=${len}: x 0x${x[ix]?.toString(16)}, dy 0x${dy[ix]?.toString(16)} gave 0x${gotDx[ix]?.toString(16)}, f32 path 0x${wantDx[ix]?.toString(16)}`).toBe(-1);
+      }
+    });
+  });
+  it('runs in place (y over x, dx over dy)', () => {
+    const n = 1000;
+    const x = randomArray('bf16', n, 12, -5, 5) as Uint16Array;
+    const dy = randomArray('bf16', n, 13) as Uint16Array;
+    const y = new Uint16Array(n);
+    const dx = new Uint16Array(n);
+    cpu.geluForward('bf16', x, y, n);
+    cpu.geluBackward('bf16', dy, x, dx, n);
+    const xi = clone(x);
+    cpu.geluForward('bf16', xi, xi, n);
+    expectBits('gelu y in place', xi, y);
+    const dyi = clone(dy);
+    cpu.geluBackward('bf16', dyi, x, dyi, n);
+    expectBits('gelu dx in place', dyi, dx);
   });
 });
 
