@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "ds/bf16_avx2.h"
 #include "ds/tile.h"
 
 namespace ds {
@@ -98,28 +99,15 @@ DS_TARGET_AVX2 void lookupAvx2(const uint16_t* x, uint16_t* y, int64_t n, const 
   lookupBody(x + i, y + i, n - i, fwd);
 }
 
-// 8 bf16 -> 8 f32, and 8 f32 -> 8 bf16 bits rounded as f32ToBf16 (nearest even, NaN kept quiet).
-DS_TARGET_AVX2 DS_INLINE __m256 widen8(const uint16_t* p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
-DS_TARGET_AVX2 DS_INLINE __m256i round8(__m256 v) {
-  const __m256i b = _mm256_castps_si256(v);
-  const __m256i hi = _mm256_srli_epi32(b, 16);
-  const __m256i rne = _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7fff))), 16);
-  const __m256i nan = _mm256_or_si256(hi, _mm256_set1_epi32(0x40));
-  const __m256i isNan = _mm256_cmpgt_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
-  return _mm256_blendv_epi8(rne, nan, isNan);
-}
-
 DS_TARGET_AVX2 void scaleLookupAvx2(const uint16_t* dy, const uint16_t* x, uint16_t* dx, int64_t n, const float* dfac) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m256i i0 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
     const __m256i i1 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8)));
-    const __m256 p0 = _mm256_mul_ps(widen8(dy + i), _mm256_i32gather_ps(dfac, i0, 4));
-    const __m256 p1 = _mm256_mul_ps(widen8(dy + i + 8), _mm256_i32gather_ps(dfac, i1, 4));
-    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(round8(p0), round8(p1)), 0xD8);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dx + i), p);
+    const __m256 p0 = _mm256_mul_ps(widenBf16x8(dy + i), _mm256_i32gather_ps(dfac, i0, 4));
+    const __m256 p1 = _mm256_mul_ps(widenBf16x8(dy + i + 8), _mm256_i32gather_ps(dfac, i1, 4));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dx + i), bf16x8(p0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dx + i + 8), bf16x8(p1));
   }
   scaleLookupBody(dy + i, x + i, dx + i, n - i, dfac);
 }
