@@ -4,7 +4,7 @@ import { backward, freeGraph, queueBackwardCallback } from '../../src/autograd/e
 import { attach } from '../../src/autograd/node.js';
 import { DSError } from '../../src/errors.js';
 import { tidy } from '../../src/memory/scope.js';
-import { exp, mul, split, sum } from '../../src/ops/index.js';
+import { add, exp, mul, split, sum } from '../../src/ops/index.js';
 import { inReference } from '../helpers/runtime.js';
 
 describe('backward engine', () => {
@@ -30,6 +30,31 @@ describe('backward engine', () => {
       expect(x.grad!.toArray()).toEqual([-0, -1.5, new Float32Array([1e-30])[0]]);
       tidy(() => sum(mul(x, c)).backward());
       expect(x.grad!.toArray()).toEqual([-0, -3, new Float32Array([2e-30])[0]]); // -0 + -0 stays -0
+    }));
+
+  it("lets a leaf's .grad be its first gradient's bytes only where nothing else can see them", () =>
+    inReference((rt) => {
+      // Two leaves given one gradient (add's backward): each gets bytes of its own.
+      const x = fromArray([1, 2], [2], { requiresGrad: true });
+      const y = fromArray([3, 4], [2], { requiresGrad: true });
+      tidy(() => sum(mul(add(x, y), fromArray([5, 6], [2]))).backward());
+      (x.grad!.data() as Float32Array)[0] = 100;
+      expect(y.grad!.toArray()).toEqual([5, 6]);
+      // The caller's gradient for a leaf is copied, not taken.
+      const z = fromArray([1, 2], [2], { requiresGrad: true });
+      const g = fromArray([7, 8], [2]);
+      z.backward(g);
+      (g.data() as Float32Array)[1] = -1;
+      expect(z.grad!.toArray()).toEqual([7, 8]);
+      // A taken gradient is counted as gradients, and its bytes go once the .grad does.
+      const w = fromArray(new Array(4096).fill(1), [4096], { requiresGrad: true });
+      const before = rt.tracker.liveBytes('cpu', 'gradients');
+      tidy(() => sum(mul(w, w)).backward());
+      expect(w.grad!.toArray().slice(0, 2)).toEqual([2, 2]);
+      expect(rt.tracker.liveBytes('cpu', 'gradients')).toBe(before + 4 * 4096);
+      const live = rt.tracker.liveBytes();
+      w.grad!.dispose();
+      expect(rt.tracker.liveBytes()).toBe(live - 4 * 4096);
     }));
 
   it('frees an unused graph with freeGraph', () =>
