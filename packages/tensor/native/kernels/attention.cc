@@ -13,7 +13,6 @@
 // blocks at or below the diagonal. Block products go through blockGemm (block_gemm.h).
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "ds/block_gemm.h"
 #include "ds/tile.h"
@@ -251,6 +250,16 @@ DS_INLINE void prefetchRow(const unsigned char* row, int64_t bytes) {
   _mm_prefetch(reinterpret_cast<const char*>(row + bytes - 1), _MM_HINT_T0);  // the last line, when rows are not line-aligned
 }
 
+// f(i, row i) for the n rows of `bytes` bytes, `stride` bytes apart, each prefetched kRowsAhead ahead.
+template <class Byte, class F>
+DS_INLINE void forRowsAhead(Byte* rows, int64_t n, int64_t stride, int64_t bytes, F&& f) {
+  for (int64_t i = 0; i < std::min(n, kRowsAhead); ++i) prefetchRow(rows + i * stride, bytes);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + kRowsAhead < n) prefetchRow(rows + (i + kRowsAhead) * stride, bytes);
+    f(i, rows + i * stride);
+  }
+}
+
 // Rows [r0, r0 + n) of head h as f32 [n, d]: in place when they are f32 and abut, else converted or
 // copied into buf row by row.
 const float* headRows(Isa isa, DType dt, const void* x, const AttnLayout& L, int64_t h, int64_t r0, int64_t n, int64_t d,
@@ -258,12 +267,8 @@ const float* headRows(Isa isa, DType dt, const void* x, const AttnLayout& L, int
   const int64_t at = headBase(L, h) + r0 * L.sT;
   if (L.sT == d) return tileIn(isa, dt, x, at, n * d, buf);
   const int64_t esz = dtypeBytes(dt);
-  const auto* rows = static_cast<const unsigned char*>(x) + at * esz;
-  for (int64_t i = 0; i < std::min(n, kRowsAhead); ++i) prefetchRow(rows + i * L.sT * esz, d * esz);
-  for (int64_t i = 0; i < n; ++i) {
-    if (i + kRowsAhead < n) prefetchRow(rows + (i + kRowsAhead) * L.sT * esz, d * esz);
-    toF32(isa, dt, rows + i * L.sT * esz, buf + i * d, d);
-  }
+  forRowsAhead(static_cast<const unsigned char*>(x) + at * esz, n, L.sT * esz, d * esz,
+               [&](int64_t i, const unsigned char* row) { toF32(isa, dt, row, buf + i * d, d); });
   return buf;
 }
 
@@ -271,12 +276,8 @@ const float* headRows(Isa isa, DType dt, const void* x, const AttnLayout& L, int
 void storeRows(Isa isa, DType dt, const float* src, void* x, const AttnLayout& L, int64_t h, int64_t r0, int64_t n, int64_t d) {
   const int64_t at = headBase(L, h) + r0 * L.sT, esz = dtypeBytes(dt);
   if (L.sT == d) return fromF32(isa, dt, src, static_cast<unsigned char*>(x) + at * esz, n * d);
-  auto* rows = static_cast<unsigned char*>(x) + at * esz;
-  for (int64_t i = 0; i < std::min(n, kRowsAhead); ++i) prefetchRow(rows + i * L.sT * esz, d * esz);
-  for (int64_t i = 0; i < n; ++i) {
-    if (i + kRowsAhead < n) prefetchRow(rows + (i + kRowsAhead) * L.sT * esz, d * esz);
-    fromF32(isa, dt, src + i * d, rows + i * L.sT * esz, d);
-  }
+  forRowsAhead(static_cast<unsigned char*>(x) + at * esz, n, L.sT * esz, d * esz,
+               [&](int64_t i, unsigned char* row) { fromF32(isa, dt, src + i * d, row, d); });
 }
 
 // Small jobs run on the calling thread; others hand out one item at a time to whichever thread is

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ds/bf16_avx2.h"
 #include "ds/gemm_ukernel.h"
 #include "ds/kernels.h"
 #include "ds/transpose8.h"
@@ -95,8 +96,7 @@ DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live,
 template <bool Bf16>
 DS_TARGET_AVX2 DS_INLINE __m256 load8(const void* p) {
   if (!Bf16) return _mm256_loadu_ps(static_cast<const float*>(p));
-  const __m128i h = _mm_loadu_si128(static_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  return widenBf16x8(static_cast<const uint16_t*>(p));
 }
 
 // k contiguous (A, or B transposed): d[p * w + r] = rows[r][p] for p < kc, r < w (w = 6 or 16),

@@ -1,5 +1,6 @@
 // bf16 <-> f32 for 8 lanes of AVX2, shared by the kernels that convert in registers (the GEMM
-// microkernel's bf16 C, GELU's table lookups): the same rounding as f32ToBf16 in ds/dtype_bits.h.
+// packing and microkernel's bf16 C, GELU's table lookups): the same rounding as f32ToBf16 in
+// ds/dtype_bits.h.
 #pragma once
 #include <immintrin.h>
 
