@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ds/attention_rows.h"
 #include "ds/block_gemm.h"
 #include "ds/tile.h"
 #include "ds/transpose8.h"
@@ -236,30 +237,6 @@ void backwardBlockAt(Isa isa, const BackwardBlock& b) {
   backwardBlockScalar(b);
 }
 
-// Element offset of row 0 of head h (h < bh, the heads of every batch entry in turn).
-DS_INLINE int64_t headBase(const AttnLayout& L, int64_t h) { return (h / L.heads) * L.sB + (h % L.heads) * L.sH; }
-
-// Strided head rows (a packed qkv's lie 3 C apart, 1.5 KiB for the GPT bench's bf16 C = 256) are
-// separate short streams the hardware prefetchers do not follow: the conversions below waited on
-// each row's lines (in isolation 15-20% of attention's time, forward and backward, in the loads and
-// stores of the converters). Each row's lines are requested this many rows ahead.
-constexpr int64_t kRowsAhead = 16;
-
-DS_INLINE void prefetchRow(const unsigned char* row, int64_t bytes) {
-  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(row + o), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(row + bytes - 1), _MM_HINT_T0);  // the last line, when rows are not line-aligned
-}
-
-// f(i, row i) for the n rows of `bytes` bytes, `stride` bytes apart, each prefetched kRowsAhead ahead.
-template <class Byte, class F>
-DS_INLINE void forRowsAhead(Byte* rows, int64_t n, int64_t stride, int64_t bytes, F&& f) {
-  for (int64_t i = 0; i < std::min(n, kRowsAhead); ++i) prefetchRow(rows + i * stride, bytes);
-  for (int64_t i = 0; i < n; ++i) {
-    if (i + kRowsAhead < n) prefetchRow(rows + (i + kRowsAhead) * stride, bytes);
-    f(i, rows + i * stride);
-  }
-}
-
 // Rows [r0, r0 + n) of head h as f32 [n, d]: in place when they are f32 and abut, else converted or
 // copied into buf row by row.
 const float* headRows(Isa isa, DType dt, const void* x, const AttnLayout& L, int64_t h, int64_t r0, int64_t n, int64_t d,
@@ -280,21 +257,12 @@ void storeRows(Isa isa, DType dt, const float* src, void* x, const AttnLayout& L
                [&](int64_t i, unsigned char* row) { fromF32(isa, dt, src + i * d, row, d); });
 }
 
-// Small jobs run on the calling thread; others hand out one item at a time to whichever thread is
-// free (parallelForDynamic), so a thread the host slows takes fewer heads instead of holding the
-// others up at the end (measured in a quiet 2-thread GPT step: 10% of attention's time was one
-// thread waiting for the other with a fixed half each).
-template <class F>
-void forItems(const Ctx& c, int64_t items, double work, F&& f) {
-  if (work < 2e5) return c.pool->parallelFor(items, items, f);
-  c.pool->parallelForDynamic(items, f);
-}
-
 }  // namespace
 
 void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, const void* v, void* out, float* lse,
                       int64_t bh, int64_t t, int64_t d, float scale, const AttnLayout& inL, const AttnLayout& outL) {
   if (bh == 0 || t == 0 || d == 0) return;
+  if (attentionOnBf16Dot(c, dt, d)) return attentionForwardBf16(c, q, k, v, out, lse, bh, t, d, scale, inL, outL);
   const int64_t nqb = (t + kB - 1) / kB, td = t * d;
   // The output is written in place when its rows are f32 and abut, else through a conversion buffer.
   const bool inPlace = dt == DType::F32 && outL.sT == d;
@@ -302,7 +270,7 @@ void attentionForward(const Ctx& c, DType dt, const void* q, const void* k, cons
   // the query blocks of a head are split over items too (its first rows converted per item).
   const int64_t split = bh >= 2 * c.pool->size() ? 1 : nqb, items = bh * split;
   const double work = static_cast<double>(bh) * t * t * d;
-  forItems(c, items, work, [&](int64_t i0, int64_t i1, int tid) {
+  forAttentionItems(c, items, work, [&](int64_t i0, int64_t i1, int tid) {
     // Scratch: f32 K and V of the head, Q^T of a query block, S^T, output accumulator, its
     // conversion buffer, m and l.
     auto* base = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * (2 * td + 3 * kB * d + kB * kB + 2 * kB)));
@@ -342,9 +310,11 @@ void attentionBackward(const Ctx& c, DType dt, const void* dout, const void* q, 
                        const void* out, const float* lse, void* dq, void* dk, void* dv, int64_t bh, int64_t t,
                        int64_t d, float scale, const AttnLayout& inL, const AttnLayout& outL) {
   if (bh == 0 || t == 0 || d == 0) return;
+  if (attentionOnBf16Dot(c, dt, d))
+    return attentionBackwardBf16(c, dout, q, k, v, out, lse, dq, dk, dv, bh, t, d, scale, inL, outL);
   const int64_t td = t * d;
   const double work = static_cast<double>(bh) * t * t * d;
-  forItems(c, bh, work, [&](int64_t h0, int64_t h1, int tid) {
+  forAttentionItems(c, bh, work, [&](int64_t h0, int64_t h1, int tid) {
     // Per head: f32 q, k, v, dout; Q^T and dO^T; accumulators dq, dk, dv; corr; the P^T and dS^T
     // blocks; a tile buffer for reading `out`.
     const int64_t tdBlocks = (t + kB - 1) / kB * kB * d;  // Q^T and dO^T are stored in whole blocks
