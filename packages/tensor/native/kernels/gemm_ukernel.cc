@@ -7,6 +7,8 @@
 //                 prefetches its C tile near the end of the k loop and has a variant per row count
 //                 for the last strip of A. 14 x 32 is already the largest tile the 32 registers
 //                 hold (28 accumulators, 2 B vectors, 1 broadcast; 15 x 32 or 7 x 64 would need 33).
+//                 A bf16 C row is rounded by vcvtne2ps2bf16 (storeTileBf16Dot): +4% on one Zen 4
+//                 core for the GPT step's k = 384 products (2048 x 1536 x 384: 209 -> 218 GFLOP/s).
 //   AVX2 f32: 6 x 16 -> 12 ymm accumulators + 2 for B + 1 broadcast (of 16 registers); it
 //             prefetches its C tile too, and its k loop is unrolled 8 times.
 //   Baseline: 4 x 8 -> 8 xmm accumulators.
@@ -67,6 +69,38 @@ DS_TARGET_AVX512 DS_INLINE void storeTile512(__m512 (&acc)[R][2], void* c, int64
   for (int i = 0; i < mr; ++i) {
     store512(cf + i * ldc, acc[i][0], alpha, beta, m0);
     if (m1) store512(cf + i * ldc + 16, acc[i][1], alpha, beta, m1);
+  }
+}
+
+// storeTile512 for the bf16 kernel, whose CPU has AVX512_BF16: a bf16 C row of the tile (32 columns) is
+// rounded by one vcvtne2ps2bf16 and written by one store, where store512Bf16 takes about ten integer
+// instructions per 16 columns. The instruction rounds to nearest even as f32ToBf16 does and quiets a
+// NaN the same way (top half kept, bit 6 set), but flushes subnormal values to zero: a row holding one
+// is written through store512Bf16 instead, so the bits stay those of every other path.
+template <int R>
+DS_TARGET_AVX512BF16 DS_INLINE void storeTileBf16Dot(__m512 (&acc)[R][2], void* c, int64_t ldc, bool cBf16, float alpha,
+                                                     float beta, int nr) {
+  if (!cBf16) return storeTile512(acc, c, ldc, cBf16, alpha, beta, R, nr);
+  auto* cb = static_cast<uint16_t*>(c);
+  const __mmask32 m = nr >= 32 ? 0xffffffffu : (1u << nr) - 1;
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+  for (int i = 0; i < R; ++i) {
+    uint16_t* row = cb + i * ldc;
+    __m512 v0 = _mm512_mul_ps(acc[i][0], va), v1 = _mm512_mul_ps(acc[i][1], va);
+    if (beta != 0.0f) {
+      const __m512i old = _mm512_maskz_loadu_epi16(m, row);
+      const __m512 o0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(old)), 16));
+      const __m512 o1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(old, 1)), 16));
+      v0 = _mm512_fmadd_ps(vb, o0, v0);
+      v1 = _mm512_fmadd_ps(vb, o1, v1);
+    }
+    if (_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) {  // a subnormal lane
+      store512Bf16(row, v0, 1.0f, 0.0f, static_cast<__mmask16>(m));
+      if (nr > 16) store512Bf16(row + 16, v1, 1.0f, 0.0f, static_cast<__mmask16>(m >> 16));
+      continue;
+    }
+    _mm512_mask_storeu_epi16(row, m, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
   }
 }
 
@@ -136,7 +170,7 @@ DS_TARGET_AVX512BF16 void bf16Rows(int64_t kp, const uint16_t* a, const uint16_t
     a += 2 * kMr512;
     b += 64;
   }
-  storeTile512(acc, c, ldc, cBf16, alpha, beta, R, nr);
+  storeTileBf16Dot(acc, c, ldc, cBf16, alpha, beta, nr);
 }
 
 DS_TARGET_AVX512BF16 void ukrBf16Avx512(int64_t kp, const uint16_t* a, const uint16_t* b, void* c, int64_t ldc,
