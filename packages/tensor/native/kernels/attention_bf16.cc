@@ -156,22 +156,6 @@ DS_TARGET_AVX512BF16 DS_INLINE __m512i pairLanes(__m512 lo, __m512 hi) {
   return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-// Rows [0, nRows) of an f32 block s [.][kB] as bf16 pairs [nRows / 2][kB] (nRows even), all kB lanes.
-DS_TARGET_AVX512BF16 DS_INLINE void storePairs(const float* s, int64_t nRows, uint32_t* dst) {
-  for (int64_t j = 0; j < nRows; j += 2)
-#pragma GCC unroll 4
-    for (int64_t i = 0; i < kB; i += 16)
-      _mm512_storeu_si512(dst + (j / 2) * kB + i, pairLanes(_mm512_loadu_ps(s + j * kB + i), _mm512_loadu_ps(s + (j + 1) * kB + i)));
-}
-
-// Rows [0, nRows) of an f32 block s [.][kB] as bf16 rows [nRows][kB], all kB lanes.
-DS_TARGET_AVX512BF16 DS_INLINE void storeRowsBf16(const float* s, int64_t nRows, uint16_t* dst) {
-  for (int64_t j = 0; j < nRows; ++j)
-#pragma GCC unroll 4
-    for (int64_t i = 0; i < kB; i += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j * kB + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + j * kB + i)));
-}
-
 // sum_c x[c] y[c] over d (even) bf16 elements, in f32 lanes (corr = dO . O per query).
 DS_TARGET_AVX512BF16 float dotBf16(const uint16_t* x, const uint16_t* y, int64_t d) {
   __m512 acc = _mm512_setzero_ps();
@@ -182,6 +166,97 @@ DS_TARGET_AVX512BF16 float dotBf16(const uint16_t* x, const uint16_t* y, int64_t
     acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_maskz_loadu_epi32(m, x32 + p), (__m512bh)_mm512_maskz_loadu_epi32(m, y32 + p));
   }
   return _mm512_reduce_add_ps(acc);
+}
+
+// e^x on 16 lanes: expFast's range reduction and polynomial (simd.h) with fused multiply-adds and
+// vscalefps for the 2^n; 0 below -87.34 (e^-inf = 0), NaN kept. Not bit-identical to expFast; the
+// bf16 path rounds P to bf16 anyway.
+DS_TARGET_AVX512BF16 DS_INLINE __m512 exp16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.33654f);
+  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(lo, x));  // a NaN x stays NaN
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ);
+  return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, n));
+}
+
+// Lanes [16u, 16u + 16) of a kB-wide row: which are below `i0` (as a mask).
+DS_TARGET_AVX512BF16 DS_INLINE __mmask16 lanesBelow(int u, int64_t i0) {
+  const __m512i lane = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(16 * u));
+  return _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(static_cast<int>(i0)), _MM_CMPINT_LT);
+}
+
+// Forward softmax of one block, all kB query lanes: S^T rows [0, bkp) scaled and masked in place (a
+// query sees keys at or before it on the diagonal; a padded key row sees nothing) with the new running
+// max mx = max(m, column max) in the same pass; alpha = exp(m - mx); then P = exp(s - mx) two key rows
+// at a time, written straight into pv as bf16 pairs, with its column sums (of the f32 values) in sum.
+DS_TARGET_AVX512BF16 void softmaxBlock(float* st, int64_t bk, int64_t bkp, bool diagonal, float scale, const float* m,
+                                       float* mx, float* alpha, float* sum, uint32_t* pv) {
+  const __m512 vs = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-__builtin_inff());
+  __m512 mv[4], sv[4];
+  for (int u = 0; u < 4; ++u) mv[u] = _mm512_loadu_ps(m + 16 * u);
+  for (int64_t j = 0; j < bkp; ++j) {
+    float* sj = st + j * kB;
+    const int64_t i0 = j >= bk ? kB : diagonal ? j : 0;
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const __m512 v = _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_loadu_ps(sj + 16 * u), vs), lanesBelow(u, i0), ninf);
+      _mm512_storeu_ps(sj + 16 * u, v);
+      mv[u] = _mm512_max_ps(mv[u], v);
+    }
+  }
+  for (int u = 0; u < 4; ++u) {
+    _mm512_storeu_ps(alpha + 16 * u, exp16(_mm512_sub_ps(_mm512_loadu_ps(m + 16 * u), mv[u])));
+    _mm512_storeu_ps(mx + 16 * u, mv[u]);
+    sv[u] = _mm512_setzero_ps();
+  }
+  for (int64_t j = 0; j < bkp; j += 2) {
+    const float *s0 = st + j * kB, *s1 = s0 + kB;
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s0 + 16 * u), mv[u]));  // masked: exp(-inf) = 0
+      const __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s1 + 16 * u), mv[u]));
+      sv[u] = _mm512_add_ps(_mm512_add_ps(sv[u], e0), e1);
+      _mm512_storeu_si512(pv + (j / 2) * kB + 16 * u, pairLanes(e0, e1));
+    }
+  }
+  for (int u = 0; u < 4; ++u) _mm512_storeu_ps(sum + 16 * u, sv[u]);
+}
+
+// Backward of one block, all kB query lanes, two key rows at a time: P^T = exp(scale S^T - lse) and
+// dS^T = P^T (dP^T - corr) scale, zero outside lanes [i0, bq) (causal mask, padded key rows, lanes past
+// a short query block: they are read as padding of a pair), written as bf16 rows (P^T and dS^T, for
+// dV and dK) and as bf16 pairs (dS, for dQ).
+DS_TARGET_AVX512BF16 void gradBlock(const float* pt, const float* dpt, int64_t bk, int64_t bkp, int64_t bq, bool diagonal,
+                                    float scale, const float* lq, const float* cq, uint16_t* ptb, uint16_t* dsb,
+                                    uint32_t* dsv) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int64_t j = 0; j < bkp; j += 2) {
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const __m512 l = _mm512_loadu_ps(lq + 16 * u), cr = _mm512_loadu_ps(cq + 16 * u);
+      const __mmask16 past = static_cast<__mmask16>(~lanesBelow(u, bq));
+      __m512 ds[2];
+      for (int e = 0; e < 2; ++e) {
+        const int64_t row = j + e, at = row * kB + 16 * u;
+        const int64_t i0 = row >= bk ? bq : diagonal ? std::min(row, bq) : 0;
+        const __mmask16 live = static_cast<__mmask16>(~lanesBelow(u, i0) & ~past);
+        const __m512 pe = _mm512_maskz_mov_ps(live, exp16(_mm512_fmsub_ps(_mm512_loadu_ps(pt + at), vs, l)));
+        ds[e] = _mm512_maskz_mov_ps(live, _mm512_mul_ps(_mm512_mul_ps(pe, _mm512_sub_ps(_mm512_loadu_ps(dpt + at), cr)), vs));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(ptb + at), (__m256i)_mm512_cvtneps_pbh(pe));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dsb + at), (__m256i)_mm512_cvtneps_pbh(ds[e]));
+      }
+      _mm512_storeu_si512(dsv + (j / 2) * kB + 16 * u, pairLanes(ds[0], ds[1]));
+    }
+  }
 }
 
 struct ForwardItem {
@@ -245,36 +320,8 @@ DS_TARGET_AVX512BF16 void forwardItem(const ForwardItem& it) {
       } else {
         dotGemm(bk, bq, np, k32 + k0 * np, np, 1, qt, kB, st, kB, false);
       }
-      // Scaled scores, masked (a query sees keys at or before it; a padded key row sees nothing).
-      for (int64_t j = 0; j < bkp; ++j) {
-        float* sj = st + j * kB;
-        const int64_t i0 = j >= bk ? kB : diagonal ? j : 0;
-#pragma omp simd
-        for (int64_t i = 0; i < kB; ++i) sj[i] = i < i0 ? -__builtin_inff() : sj[i] * scale;
-      }
-#pragma omp simd
-      for (int64_t i = 0; i < kB; ++i) mx[i] = m[i];
-      for (int64_t j = 0; j < bk; ++j) {
-        const float* sj = st + j * kB;
-#pragma omp simd
-        for (int64_t i = 0; i < kB; ++i) mx[i] = sj[i] > mx[i] ? sj[i] : mx[i];
-      }
-      // Every query sees key 0 of its first block, so mx is finite and alpha is 0 on that block.
       float sum[kB];
-#pragma omp simd
-      for (int64_t i = 0; i < kB; ++i) {
-        alpha[i] = expFast(m[i] - mx[i]);
-        sum[i] = 0.0f;
-      }
-      for (int64_t j = 0; j < bkp; ++j) {
-        float* sj = st + j * kB;
-#pragma omp simd
-        for (int64_t i = 0; i < kB; ++i) {
-          sj[i] = expFast(sj[i] - mx[i]);  // masked entries: exp(-inf) = 0
-          sum[i] += sj[i];
-        }
-      }
-      storePairs(st, bkp, pv);
+      softmaxBlock(st, bk, bkp, diagonal, scale, m, mx, alpha, sum, pv);
       for (int64_t i = 0; i < bq; ++i) {
         l[i] = l[i] * alpha[i] + sum[i];
         m[i] = mx[i];
@@ -396,24 +443,7 @@ DS_TARGET_AVX512BF16 void backwardHead(const BackwardHead& it) {
         lq[i] = i < bq ? lse[q0 + i] : 0.0f;
         cq[i] = i < bq ? corr[q0 + i] : 0.0f;
       }
-      for (int64_t j = 0; j < bkp; ++j) {
-        float* pj = pt + j * kB;
-        float* dj = dst + j * kB;
-        // Lanes [i0, bq) are real: a query sees keys at or before it; a padded key row and the lanes
-        // past a short query block are 0 (they are read as padding of a pair).
-        const int64_t i0 = j >= bk ? bq : diagonal ? std::min(j, bq) : 0;
-#pragma omp simd
-        for (int64_t i = 0; i < kB; ++i) {
-          const bool live = i >= i0 && i < bq;
-          const float pe = expFast(pj[i] * scale - lq[i]);
-          const float ds = pe * (dj[i] - cq[i]) * scale;
-          pj[i] = live ? pe : 0.0f;
-          dj[i] = live ? ds : 0.0f;
-        }
-      }
-      storeRowsBf16(pt, bk, ptb);
-      storeRowsBf16(dst, bk, dsb);
-      storePairs(dst, bkp, dsv);
+      gradBlock(pt, dst, bk, bkp, bq, diagonal, scale, lq, cq, ptb, dsb, dsv);
       const int64_t qp = bqp / 2;
       const uint32_t *dob = dov + (q0 / 2) * d, *qb = qv + (q0 / 2) * d;
       if (halves) {
