@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "ds/attention_rows.h"
+#include "ds/exp_avx512.h"
 #include "ds/transpose8.h"
 
 // GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their "undefined" pass-through
@@ -166,26 +167,6 @@ DS_TARGET_AVX512BF16 float dotBf16(const uint16_t* x, const uint16_t* y, int64_t
     acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_maskz_loadu_epi32(m, x32 + p), (__m512bh)_mm512_maskz_loadu_epi32(m, y32 + p));
   }
   return _mm512_reduce_add_ps(acc);
-}
-
-// e^x on 16 lanes: expFast's range reduction and polynomial (simd.h) with fused multiply-adds and
-// vscalefps for the 2^n; 0 below -87.34 (e^-inf = 0), NaN kept. Not bit-identical to expFast; the
-// bf16 path rounds P to bf16 anyway.
-DS_TARGET_AVX512BF16 DS_INLINE __m512 exp16(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-87.33654f);
-  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(lo, x));  // a NaN x stays NaN
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-  const __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ);
-  return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, n));
 }
 
 // Lanes [16u, 16u + 16) of a kB-wide row: which are below `i0` (as a mask).
