@@ -128,6 +128,19 @@ export function writeResults(benchDir: string, inputRows: readonly Row[], opts: 
     return `NOISY run: ${why}; wrote ${out}, results.json untouched: rerun on a quiet machine`;
   }
   const out = join(benchDir, opts.smoke ? 'results.smoke.json' : 'results.json');
+  // A row measured without its anchor (PyTorch missing on this machine, say) does not replace a row
+  // of results.json that has one: the run goes to results.anchorless.json and results.json stays.
+  if (!opts.smoke && existsSync(out)) {
+    const old: unknown = JSON.parse(readFileSync(out, 'utf8'));
+    const anchored = new Set(Array.isArray(old) ? (old as Row[]).filter((r) => r.anchorValue !== null && r.anchorValue !== undefined).map((r) => r.metric) : []);
+    const lost = rows.filter((r) => r.anchorValue === null && anchored.has(r.metric));
+    if (lost.length > 0) {
+      const side = join(benchDir, 'results.anchorless.json');
+      writeFileSync(side, `${JSON.stringify(rows, null, 2)}\n`);
+      const why = lost.map((r) => `${r.metric} (${String((r.config as Record<string, unknown>).anchorMissing ?? r.anchor ?? 'no anchor')})`).join('; ');
+      return `ANCHOR MISSING: ${why}; results.json holds these rows with their anchors, so this run went to ${side}: install the anchor and rerun`;
+    }
+  }
   let kept: Row[] = [];
   if (opts.merge && !opts.smoke && existsSync(out)) {
     const fresh = new Set(rows.map((r) => r.metric));

@@ -64,6 +64,19 @@ describe('writeResults', () => {
     expect(read(d, 'results.json').map((r) => r.metric)).toEqual(['z']);
   });
 
+  it('a row without its anchor does not replace an anchored row: the run goes to results.anchorless.json', () => {
+    const d = dir();
+    write(d, [row('a', 1), row('b', 2)], { smoke: false });
+    const bare = row('b', 30, { anchor: null, anchorValue: null, ratio: null, config: { anchorMissing: 'torch is not importable here' } });
+    expect(write(d, [bare], { smoke: false, merge: true })).toMatch(/^ANCHOR MISSING: b \(torch is not importable here\); .*results\.anchorless\.json: install the anchor and rerun$/);
+    expect(read(d, 'results.json').map((r) => [r.metric, r.value])).toEqual([['a', 1], ['b', 2]]);
+    expect(read(d, 'results.anchorless.json').map((r) => r.value)).toEqual([30]);
+    // Rows whose committed figure has no anchor either (or new metrics) are written as before.
+    write(d, [row('c', 4, { anchor: null, anchorValue: null, ratio: null })], { smoke: false, merge: true });
+    expect(write(d, [row('c', 5, { anchor: null, anchorValue: null, ratio: null })], { smoke: false, merge: true })).toMatch(/1 rows replaced, 2 kept/);
+    expect(read(d, 'results.json').map((r) => [r.metric, r.value])).toEqual([['a', 1], ['b', 2], ['c', 5]]);
+  });
+
   it('records the machine in every row; a noisy run goes to results.noisy.json, marked, and leaves results.json alone', () => {
     const d = dir();
     write(d, [row('a', 1)], { smoke: false });
