@@ -170,7 +170,7 @@ export function pythonWithTorch(candidates: readonly string[] = ['python3', '/us
     const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
     if (probe.status === 0) return { python };
   }
-  return `torch is not importable here (${candidates.map((p) => `${p} -c "import torch"`).join(' and ')} failed)`;
+  return `torch is not importable here (${candidates.map((p) => `${p} -c "import torch"`).join(' and ')} failed; on Debian: apt-get install python3-torch)`;
 }
 
 /** One run of the gloo anchor: 2-rank allreduce figures per size key. */

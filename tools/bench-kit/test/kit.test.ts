@@ -110,7 +110,7 @@ describe('median', () => {
 describe('pythonWithTorch', () => {
   it('says why when no candidate imports torch', () => {
     const got = pythonWithTorch(['/nonexistent/python3', 'false']);
-    expect(got).toBe('torch is not importable here (/nonexistent/python3 -c "import torch" and false -c "import torch" failed)');
+    expect(got).toBe('torch is not importable here (/nonexistent/python3 -c "import torch" and false -c "import torch" failed; on Debian: apt-get install python3-torch)');
   });
 
   it('returns the first candidate that imports torch', () => {
