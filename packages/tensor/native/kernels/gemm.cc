@@ -241,16 +241,6 @@ alignas(64) constexpr uint16_t kInterleaveLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 
 alignas(64) constexpr uint16_t kInterleaveHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
                                                     24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
 
-// Writes the pairs (l0[j], l1[j]) for j < w <= 16 (lanes from `live` on are zero; l1 null means a
-// zero line): the packed layout of one k pair of a strip of A (strips of 32 use interleaveRows).
-DS_TARGET_AVX512 void interleaveLines(const uint16_t* l0, const uint16_t* l1, int live, int w, uint16_t* d) {
-  const __mmask32 m = (1u << live) - 1;
-  const __m512i a = _mm512_maskz_loadu_epi16(m, l0);
-  const __m512i b = l1 ? _mm512_maskz_loadu_epi16(m, l1) : _mm512_setzero_si512();
-  const __m512i lo = _mm512_permutex2var_epi16(a, _mm512_load_si512(kInterleaveLo), b);
-  _mm512_mask_storeu_epi16(d, static_cast<__mmask32>((1ull << (2 * w)) - 1), lo);
-}
-
 // The rows-contiguous case for strips of 32 (B not transposed). Walking one strip at a time would
 // touch 64 bytes of every k line (a page every other line: the prefetchers give up); walking k
 // outermost over all strips reads sequentially but writes to every strip at once. So k goes in
@@ -279,6 +269,39 @@ DS_TARGET_AVX512 void interleaveRows(const uint16_t* x, int64_t ld, int64_t rows
         uint16_t* d = dst + (s * kp + q) * 64;
         _mm512_store_si512(d, _mm512_permutex2var_epi16(a, lo, b));
         _mm512_store_si512(d + 32, _mm512_permutex2var_epi16(a, hi, b));
+      }
+    }
+  }
+}
+
+// The rows-contiguous case for narrow strips (w <= 16: A transposed): line l of the block is the
+// `rows` elements at x + l * ld; strip t takes rows [t w, t w + w) of each pair of lines. k goes in
+// blocks of kPackPairs pairs with the next block's lines prefetched (each a separate page for m >=
+// 2048), rather than every strip walking all k lines 2 * m bytes apart (measured: a transposed-A
+// product of 8192 x 256 x 2048 went from 261 to 313-326 GFLOP/s on one thread; untransposed: 354-379).
+// Each pair of lines is read once for all strips, which take their pieces of it in turn: lines
+// 2 * m bytes apart share one L1 set, so a block's 16 lines do not all stay in L1 between strips (the
+// strip-outer order read each line once per strip), and the interleave is inline (it was a call per
+// strip and pair).
+DS_TARGET_AVX512 void packNarrowPairs(const uint16_t* x, int64_t ld, int64_t rows, int64_t kc, int w, uint16_t* dst) {
+  const int64_t kp = (kc + 1) / 2, strips = (rows + w - 1) / w;
+  const __m512i lo = _mm512_load_si512(kInterleaveLo);
+  const __mmask32 full = static_cast<__mmask32>((1ull << (2 * w)) - 1);
+  for (int64_t q0 = 0; q0 < kp; q0 += kPackPairs) {
+    const int64_t q1 = std::min(kp, q0 + kPackPairs);
+    for (int64_t l = 2 * q1; l < std::min(kc, 2 * q1 + 2 * kPackPairs); ++l) {
+      for (int64_t r = 0; r < rows; r += 32) _mm_prefetch(reinterpret_cast<const char*>(x + l * ld + r), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(x + l * ld + rows - 1), _MM_HINT_T0);
+    }
+    for (int64_t q = q0; q < q1; ++q) {
+      const uint16_t* l0 = x + 2 * q * ld;
+      const bool pair = 2 * q + 1 < kc;  // an odd kc pairs the last line with zeros
+      for (int64_t t = 0; t < strips; ++t) {
+        const int64_t live = std::min<int64_t>(w, rows - t * w);
+        const __mmask32 m = static_cast<__mmask32>((1u << live) - 1);
+        const __m512i a = _mm512_maskz_loadu_epi16(m, l0 + t * w);
+        const __m512i b = pair ? _mm512_maskz_loadu_epi16(m, l0 + ld + t * w) : _mm512_setzero_si512();
+        _mm512_mask_storeu_epi16(dst + (t * kp + q) * w * 2, full, _mm512_permutex2var_epi16(a, lo, b));
       }
     }
   }
@@ -324,23 +347,7 @@ void packPairs(const Operand& x, int64_t r0, int64_t p0, int64_t rows, int64_t k
       return;
     }
     if (avx512 && x.rs == 1 && w <= 16) {  // rows contiguous, narrow strips (A transposed)
-      // k outermost in blocks of kPackPairs pairs, all strips inside: the block's lines (the whole
-      // row range of each) are read once while in L1, rather than every strip walking all k lines
-      // 2 * m bytes apart, a page apart for m >= 2048 (measured: a transposed-A product of
-      // 8192 x 256 x 2048 went from 261 to 313-326 GFLOP/s on one thread; untransposed: 354-379).
-      for (int64_t q0 = 0; q0 < kp; q0 += kPackPairs) {
-        const int64_t q1 = std::min(kp, q0 + kPackPairs);
-        // Fetch the next block's lines (each a separate page) while this block is packed.
-        for (int64_t l = 2 * q1; l < std::min(kc, 2 * q1 + 2 * kPackPairs); ++l)
-          for (int64_t r = 0; r < rows; r += 32) _mm_prefetch(reinterpret_cast<const char*>(base + (p0 + l) * x.cs + r0 + r), _MM_HINT_T0);
-        for (int64_t t = 0; t * w < rows; ++t) {
-          const int liveT = static_cast<int>(std::min<int64_t>(w, rows - t * w));
-          for (int64_t q = q0; q < q1; ++q) {
-            const uint16_t* l0 = base + (p0 + 2 * q) * x.cs + r0 + t * w;
-            interleaveLines(l0, 2 * q + 1 < kc ? l0 + x.cs : nullptr, liveT, w, dst + (t * kp + q) * w * 2);
-          }
-        }
-      }
+      packNarrowPairs(base + p0 * x.cs + r0, x.cs, rows, kc, w, dst);
       return;
     }
     for (int64_t q = 0; q < kp; ++q) {
