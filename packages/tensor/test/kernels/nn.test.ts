@@ -51,6 +51,35 @@ describe('layerNorm', () => {
   });
 });
 
+describe('layerNorm backward on several threads', () => {
+  it('gives the same bits on 1 to 4 threads (dweight and dbias summed per fixed chunk of rows, then over the chunks)', () => {
+    const threads = cpu.getNumThreads();
+    try {
+      for (const [rows, cols] of [[300, 40], [97, 768], [33, 5]] as const) {
+        const n = rows * cols;
+        const x = randomArray('f32', n, cols + 20, -2, 3);
+        const w = randomArray('f32', cols, cols + 21, 0.5, 1.5);
+        const b = randomArray('f32', cols, cols + 22);
+        const dy = randomArray('f32', n, cols + 23);
+        const mean = new Float32Array(rows);
+        const rstd = new Float32Array(rows);
+        cpu.layerNormForward('f32', x, w, b, zeros('f32', n), mean, rstd, rows, cols, 1e-5);
+        const runs = [1, 2, 3, 4].map((th) => {
+          cpu.setNumThreads(th);
+          const dx = zeros('f32', n);
+          const dw = new Float32Array(cols).fill(0.25);
+          const db = new Float32Array(cols).fill(-0.5);
+          cpu.layerNormBackward('f32', dy, x, w, mean, rstd, dx, dw, db, rows, cols);
+          return [dx, dw, db].map((a) => Buffer.from(a.buffer));
+        });
+        for (const r of runs.slice(1)) r.forEach((bytes, i) => expect(bytes.equals(runs[0]![i]!), `[${rows},${cols}] output ${i}`).toBe(true));
+      }
+    } finally {
+      cpu.setNumThreads(threads);
+    }
+  });
+});
+
 describe('layerNorm with a residual add', () => {
   it('matches the reference: the sum exactly (as rounded), y, mean and rstd', () => {
     for (const dtype of FLOAT_DTYPES) {
