@@ -1,6 +1,11 @@
 // ZeRO stages 1, 2 and 3 train the tiny GPT like stage 0 on the same global batch: for 2 and 4
-// ranks, 20 steps with gradient accumulation 2 and clipping, every step's loss within 1e-3 of the
+// ranks, 20 steps with gradient accumulation 2 and clipping, every step's loss within 2e-3 of the
 // single-process stage-0 curve. Buckets are small so that every stage has several partition units.
+// The curves part by the order in which the ranks' bf16-autocast gradients are summed, and the
+// parting grows over the steps: worst 4e-4 to 6e-4 of the loss while attention kept P and dS in f32;
+// on a CPU with AVX512_BF16, where attention rounds them to bf16 as operands (as FlashAttention
+// does), 5.7e-4 to 1.1e-3 (Zen 4, these configs, steps 16-19; under 4.4e-4 over the first 10 steps).
+// A lost or doubled gradient shard moves the curve by far more.
 import { describe, expect, it } from 'vitest';
 
 import { describeWorld, expectClose, lastJson, withWorld } from '@ds-internal/test-kit';
@@ -51,7 +56,7 @@ describe.each([2, 4])('ZeRO on %i ranks', (world) => {
       const got = want.map((_, s) => out.reduce((a, ranks) => a + ranks[k]!.losses[s]!, 0) / world);
       const rel = got.map((l, s) => Math.abs(l - want[s]!) / want[s]!);
       const worst = Math.max(...rel);
-      expect(worst, `config ${k} (stage ${z.zero.stage}): worst step ${rel.indexOf(worst)}: ${got[rel.indexOf(worst)]} vs ${want[rel.indexOf(worst)]}`).toBeLessThan(1e-3);
+      expect(worst, `config ${k} (stage ${z.zero.stage}): worst step ${rel.indexOf(worst)}: ${got[rel.indexOf(worst)]} vs ${want[rel.indexOf(worst)]}`).toBeLessThan(2e-3);
       // Every rank computed the same global norm (it is all-reduced over disjoint shards).
       for (const ranks of out) expect(ranks[k]!.gradNorm).toBe(out[0]![k]!.gradNorm);
     });
