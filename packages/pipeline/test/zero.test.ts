@@ -5,9 +5,11 @@
 // the same config (ZeRO 1 on one rank: nothing partitioned) over the same global batches:
 // - fp32: every batch's loss and global gradient norm within 1e-5 relative (they differ only in the
 //   order of sums);
-// - bf16 (ZeRO keeps bf16 gradients): losses within 1e-3; norms within 3e-2, because each data rank
+// - bf16 (ZeRO keeps bf16 gradients): losses within 2e-3; norms within 6e-2, because each data rank
 //   computes its 2-row micro batch's bf16 weight gradients where the single process computes 4 rows
-//   at once (the bf16 roundings differ; the stage-0 pipeline on this layout differs the same way);
+//   at once (the bf16 roundings differ; the stage-0 pipeline on this layout differs the same way).
+//   Measured worst: losses 8.0e-4 and norms 1.9e-2 while attention kept P and dS in f32; 9.0e-4 and
+//   3.4e-2 on a CPU with AVX512_BF16, where attention rounds them to bf16 as operands (Zen 4);
 // - fp16 with dynamic loss scaling and fp32 gradient accumulation: against the stage-0 pipeline of
 //   the same layout (fp16 overflows on 2-row and on 4-row micro batches at different steps, so no
 //   layout with 2 data ranks follows the single process), the same steps skipped and losses and
@@ -60,7 +62,7 @@ function expectCurve(outs: Out[], want: Curve & { skipped: number }, tol: { loss
 describe('ZeRO stage 1 with 2 stages x 2 data ranks, gradient_clipping on', () => {
   it.each<{ name: string; run: RunOptions; tol: { loss: number; norm: number } }>([
     { name: 'fp32', run: { zero: 1, clip: CLIP }, tol: { loss: 1e-5, norm: 1e-5 } },
-    { name: 'bf16', run: { zero: 1, clip: CLIP, bf16: true }, tol: { loss: 1e-3, norm: 3e-2 } },
+    { name: 'bf16', run: { zero: 1, clip: CLIP, bf16: true }, tol: { loss: 2e-3, norm: 6e-2 } },
   ])('$name: follows the single-process curve of the same config batch by batch', async ({ run, tol }) => {
     const want = await referenceLosses(MICRO, WORLD / STAGES, STEPS, run);
     const outs = await runPipe(run);
