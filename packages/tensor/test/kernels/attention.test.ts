@@ -19,7 +19,7 @@ describe('attention', () => {
     it(`forward and backward match the reference (${dtype})`, () => {
       const shapes: [number, number, number][] = dtype === 'f32'
         ? [[1, 1, 1], [2, 5, 8], [3, 64, 24], [2, 65, 16], [2, 130, 64], [1, 200, 3], [9, 70, 16]]
-        : [[2, 5, 8], [2, 130, 64], [9, 70, 16], [1, 67, 6], [2, 9, 5]];
+        : [[2, 5, 8], [2, 130, 64], [9, 70, 16], [1, 67, 6], [2, 9, 5], [1, 1, 2], [3, 3, 4], [1, 129, 128]];
       for (const [bh, t, d] of shapes) {
         const n = bh * t * d;
         const scale = 1 / Math.sqrt(d);
@@ -112,7 +112,7 @@ describe('attention', () => {
     // is bf16's rounding of P and dS as operands (the vdpbf16ps path) and of the outputs: seen up to
     // 4.7e-3 of the largest value on these shapes, and 0.017-0.39 with the last key pair of a diagonal
     // dQ half left out.
-    for (const [bh, t, d] of [[3, 130, 64], [2, 67, 6], [4, 64, 16], [1, 200, 32]] as const) {
+    for (const [bh, t, d] of [[3, 130, 64], [2, 67, 6], [4, 64, 16], [1, 200, 32], [2, 1024, 64], [1, 3, 128]] as const) {
       const n = bh * t * d;
       const scale = 1 / Math.sqrt(d);
       const [q, k, v, dout] = [0, 1, 2, 3].map((i) => randomArray('bf16', n, 90 + i, -2, 2)) as [FArray, FArray, FArray, FArray];
