@@ -128,25 +128,26 @@ export function writeResults(benchDir: string, inputRows: readonly Row[], opts: 
     return `NOISY run: ${why}; wrote ${out}, results.json untouched: rerun on a quiet machine`;
   }
   const out = join(benchDir, opts.smoke ? 'results.smoke.json' : 'results.json');
+  let old: Row[] | null = null;
+  if (!opts.smoke && existsSync(out)) {
+    const parsed: unknown = JSON.parse(readFileSync(out, 'utf8'));
+    if (Array.isArray(parsed)) old = parsed as Row[];
+    else if (opts.merge) throw new Error(`${out} does not hold an array of rows; delete it or run the whole bench`);
+  }
   // A row measured without its anchor (PyTorch missing on this machine, say) does not replace a row
   // of results.json that has one: the run goes to results.anchorless.json and results.json stays.
-  if (!opts.smoke && existsSync(out)) {
-    const old: unknown = JSON.parse(readFileSync(out, 'utf8'));
-    const anchored = new Set(Array.isArray(old) ? (old as Row[]).filter((r) => r.anchorValue !== null && r.anchorValue !== undefined).map((r) => r.metric) : []);
-    const lost = rows.filter((r) => r.anchorValue === null && anchored.has(r.metric));
-    if (lost.length > 0) {
-      const side = join(benchDir, 'results.anchorless.json');
-      writeFileSync(side, `${JSON.stringify(rows, null, 2)}\n`);
-      const why = lost.map((r) => `${r.metric} (${String((r.config as Record<string, unknown>).anchorMissing ?? r.anchor ?? 'no anchor')})`).join('; ');
-      return `ANCHOR MISSING: ${why}; results.json holds these rows with their anchors, so this run went to ${side}: install the anchor and rerun`;
-    }
+  const anchored = new Set((old ?? []).filter((r) => r.anchorValue !== null && r.anchorValue !== undefined).map((r) => r.metric));
+  const lost = rows.filter((r) => r.anchorValue === null && anchored.has(r.metric));
+  if (lost.length > 0) {
+    const side = join(benchDir, 'results.anchorless.json');
+    writeFileSync(side, `${JSON.stringify(rows, null, 2)}\n`);
+    const why = lost.map((r) => `${r.metric} (${String((r.config as Record<string, unknown>).anchorMissing ?? r.anchor ?? 'no anchor')})`).join('; ');
+    return `ANCHOR MISSING: ${why}; results.json holds these rows with their anchors, so this run went to ${side}: install the anchor and rerun`;
   }
   let kept: Row[] = [];
-  if (opts.merge && !opts.smoke && existsSync(out)) {
+  if (opts.merge && old) {
     const fresh = new Set(rows.map((r) => r.metric));
-    const old: unknown = JSON.parse(readFileSync(out, 'utf8'));
-    if (!Array.isArray(old)) throw new Error(`${out} does not hold an array of rows; delete it or run the whole bench`);
-    kept = (old as Row[]).filter((r) => !fresh.has(r.metric));
+    kept = old.filter((r) => !fresh.has(r.metric));
   }
   writeFileSync(out, `${JSON.stringify([...kept, ...rows], null, 2)}\n`);
   if (opts.smoke) return `wrote ${out} (smoke run: figures are not measurements)`;

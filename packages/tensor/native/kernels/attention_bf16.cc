@@ -128,25 +128,14 @@ DS_TARGET_AVX512BF16 void interleavePairs(const uint16_t* x, int64_t n, int64_t 
 }
 
 // The d / 2 pairs of each of the n <= kB contiguous rows x [n][d] transposed: dst[p][i] = pair p of row i
-// (rows of dst kB apart). 8 x 8 blocks of 32-bit pairs go through the register transpose (bits moved, not
-// computed); the rest one pair at a time.
-DS_TARGET_AVX512BF16 void transposePairs(const uint16_t* x, int64_t n, int64_t d, uint32_t* dst) {
-  const int64_t np = d / 2;
-  const auto* x32 = reinterpret_cast<const uint32_t*>(x);  // rows of np pairs (d even)
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    int64_t p = 0;
-    for (; p + 8 <= np; p += 8) {
-      __m256 r[8];
-      for (int k = 0; k < 8; ++k) r[k] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x32 + (i + k) * np + p)));
-      transpose8(r);
-      for (int k = 0; k < 8; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (p + k) * kB + i), _mm256_castps_si256(r[k]));
-    }
-    for (; p < np; ++p)
-      for (int k = 0; k < 8; ++k) dst[p * kB + i + k] = x32[(i + k) * np + p];
+// (rows of dst kB apart), 16 rows at a time through the GEMM packing's 32-bit strip transpose.
+void transposePairs(const uint16_t* x, int64_t n, int64_t d, uint32_t* dst) {
+  for (int64_t i0 = 0; i0 < n; i0 += 16) {
+    const int rows = static_cast<int>(std::min<int64_t>(16, n - i0));
+    const unsigned char* lines[16];
+    for (int r = 0; r < rows; ++r) lines[r] = reinterpret_cast<const unsigned char*>(x + (i0 + r) * d);
+    transposeStrip(lines, rows, d / 2, rows, kB, dst + i0);
   }
-  for (; i < n; ++i)
-    for (int64_t p = 0; p < np; ++p) dst[p * kB + i] = x32[i * np + p];
 }
 
 // 16 f32 lanes of rows j and j + 1 rounded to bf16 and interleaved: lane i of the result is row j's

@@ -23,6 +23,25 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace ds {
+
+// transposeStrip (ds/transpose8.h): GEMM packing of a strip whose k runs along memory (A, or B
+// transposed), 256 elements at a time; attention's Q^T and dO^T pairs.
+DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live, int64_t count, int w, int64_t ld,
+                                     uint32_t* d) {
+  const __mmask16 wm = static_cast<__mmask16>((1u << w) - 1);
+  for (int64_t p = 0; p < count; p += 16) {
+    const int64_t len = std::min<int64_t>(16, count - p);
+    const __mmask16 lm = len == 16 ? 0xffff : static_cast<__mmask16>((1u << len) - 1);
+    __m512 r[16];
+    if (p + 64 < count)  // the rows are separate streams: fetch 256 bytes ahead in each (1-2% at 1024^3)
+      for (int i = 0; i < live; ++i) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + 4 * (p + 64)), _MM_HINT_T0);
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < live ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(lm, rows[i] + 4 * p)) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int64_t i = 0; i < len; ++i) _mm512_mask_storeu_epi32(d + (p + i) * ld, wm, _mm512_castps_si512(r[i]));
+  }
+}
+
 namespace {
 
 // Element (r, c) of op(X) lives at p[r * rs + c * cs]; dt is F32 or BF16.
@@ -40,52 +59,6 @@ struct Operand {
     return {static_cast<const unsigned char*>(p) + bytes, dt, rs, cs};
   }
 };
-
-// In-register transpose of a 16 x 16 block of 32-bit elements: unpack pairs, then 2 x 2 blocks,
-// then 128-bit lanes (two rounds), each round doubling the size of the transposed sub-blocks.
-DS_TARGET_AVX512 DS_INLINE void transpose16(__m512 (&r)[16]) {
-  __m512 t[16], u[16], v[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; ++j) {
-    v[j] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
-    v[4 + j] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-    v[8 + j] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-    v[12 + j] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-  }
-  for (int j = 0; j < 4; ++j) {
-    r[j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0xDD);
-    r[4 + j] = _mm512_shuffle_f32x4(v[4 + j], v[12 + j], 0x88);
-    r[12 + j] = _mm512_shuffle_f32x4(v[4 + j], v[12 + j], 0xDD);
-  }
-}
-
-// d[p * ld + r] = rows[r][p] for p < count and r < w <= 16, 32-bit elements; rows from `live` on
-// are zero. Packs a strip whose k runs along memory (A, or B transposed) 256 elements at a time.
-DS_TARGET_AVX512 void transposeStrip(const unsigned char* const* rows, int live, int64_t count, int w, int64_t ld,
-                                     uint32_t* d) {
-  const __mmask16 wm = static_cast<__mmask16>((1u << w) - 1);
-  for (int64_t p = 0; p < count; p += 16) {
-    const int64_t len = std::min<int64_t>(16, count - p);
-    const __mmask16 lm = len == 16 ? 0xffff : static_cast<__mmask16>((1u << len) - 1);
-    __m512 r[16];
-    if (p + 64 < count)  // the rows are separate streams: fetch 256 bytes ahead in each (1-2% at 1024^3)
-      for (int i = 0; i < live; ++i) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + 4 * (p + 64)), _MM_HINT_T0);
-    for (int i = 0; i < 16; ++i)
-      r[i] = i < live ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(lm, rows[i] + 4 * p)) : _mm512_setzero_ps();
-    transpose16(r);
-    for (int64_t i = 0; i < len; ++i) _mm512_mask_storeu_epi32(d + (p + i) * ld, wm, _mm512_castps_si512(r[i]));
-  }
-}
 
 // ---- AVX2 packing for the 6 x 16 f32 microkernel, from f32 or bf16 (widened to f32 here) ----
 // Measured at 1024^3 f32 on one thread (Zen 3): the packing's share of the product fell from 9% (a

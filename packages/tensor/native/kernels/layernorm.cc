@@ -130,15 +130,18 @@ void layerNormBackward(const Ctx& c, DType d, const void* dy, const void* x, con
   if (cols == 0 || rows == 0) return;
   const std::vector<float> wf = vectorF32(c.isa, d, w, cols);
   const int64_t chunks = (rows + kParamChunk - 1) / kParamChunk;
-  // Partial sums [chunk][dweight cols, dbias cols]: shared by the threads, so not a thread's scratch.
-  std::vector<double> partial(static_cast<size_t>(chunks * 2 * cols));
+  // Partial sums [chunk][dweight cols, dbias cols], shared by the threads: held in the caller's
+  // (thread 0's) scratch slot 3, which the row pass below does not use, so no allocation per call.
+  const size_t nPartial = static_cast<size_t>(chunks * 2 * cols);
+  auto* partial = static_cast<double*>(c.pool->scratch(0, 3, sizeof(double) * nPartial));
+  std::fill(partial, partial + nPartial, 0.0);
   const int64_t chunkGrain = std::max<int64_t>(1, kTaskGrain / std::max<int64_t>(1, kParamChunk * cols));
   c.pool->parallelFor(chunks, chunkGrain, [&](int64_t k0, int64_t k1, int tid) {
     auto* bdy = static_cast<float*>(c.pool->scratch(tid, 0, sizeof(float) * cols));
     auto* bx = static_cast<float*>(c.pool->scratch(tid, 1, sizeof(float) * cols));
     auto* bdx = static_cast<float*>(c.pool->scratch(tid, 2, sizeof(float) * cols));
     for (int64_t k = k0; k < k1; ++k) {
-      double* pw = partial.data() + k * 2 * cols;
+      double* pw = partial + k * 2 * cols;
       double* pb = pw + cols;
       for (int64_t r = k * kParamChunk; r < std::min(rows, (k + 1) * kParamChunk); ++r) {
         const float* g = tileIn(c.isa, d, dy, r * cols, cols, bdy);
@@ -154,8 +157,8 @@ void layerNormBackward(const Ctx& c, DType d, const void* dy, const void* x, con
     for (int64_t j = c0; j < c1; ++j) {
       double sw = 0.0, sb = 0.0;
       for (int64_t k = 0; k < chunks; ++k) {
-        sw += partial[static_cast<size_t>(k * 2 * cols + j)];
-        sb += partial[static_cast<size_t>(k * 2 * cols + cols + j)];
+        sw += partial[k * 2 * cols + j];
+        sb += partial[k * 2 * cols + cols + j];
       }
       dw[j] = static_cast<float>(dw[j] + sw);
       db[j] = static_cast<float>(db[j] + sb);
