@@ -17,7 +17,7 @@ import { randint } from '../src/create.js';
 import { GPT, gptTrainFlopsPerToken } from '../src/nn/gpt.js';
 import { gptTrainer } from '../src/nn/gpt-trainer.js';
 import { getRuntime } from '../src/runtime.js';
-import { median, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, median, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface Shape {
@@ -74,8 +74,6 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
 
 /** One shape; `worker` is the PyTorch worker (each shape sends it a fresh setup), or why there is none. */
 
-/** In-run and standalone PyTorch figures further apart than this mark a row noisy (load moved the anchor). */
-const ANCHOR_DRIFT = 0.15;
 /**
  * After each round the bench runs the FMA probe on both cores at once for this long (probeCores). On a
  * VM the hypervisor can take a core for a few hundred milliseconds at a time without the guest's load
@@ -173,11 +171,11 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     for (let r = 0; r < rounds; r++) alone.push(tokens / (await worker.request<{ seconds: number }>({ steps })).seconds);
     standalone = median(alone);
   }
-  const drift = standalone !== null && anchorValue !== null ? Math.abs(anchorValue - standalone) / standalone : null;
+  const { drift, reason: driftReason } = anchorDrift(anchorValue, standalone, 'PyTorch', 'tokens/s');
   const f32Peak = peak?.f32PerCore ?? null;
   const contended = f32Peak === null ? [] : perRound.flatMap((r, i) => (r.coresGflopsPerCore !== null && r.coresGflopsPerCore < CORES_FRACTION * f32Peak ? [i] : []));
   const reasons: string[] = [];
-  if (drift !== null && drift > ANCHOR_DRIFT) reasons.push(`PyTorch in the run ${anchorValue!.toFixed(0)} vs alone ${standalone!.toFixed(0)} tokens/s (${(100 * drift).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)`);
+  if (driftReason !== null) reasons.push(driftReason);
   if (contended.length >= CONTENDED_ROUNDS)
     reasons.push(`after ${contended.length} of ${rounds} rounds both cores together ran the FMA probe below ${100 * CORES_FRACTION}% of one core's peak (${contended.map((i) => perRound[i]!.coresGflopsPerCore!.toFixed(0)).join(', ')} vs ${f32Peak!.toFixed(0)} GFLOP/s per core): the hypervisor took CPU time`);
   const noisy = reasons.length > 0;
@@ -201,6 +199,9 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       ...cfg,
       rounds: perRound.map((r) => ({ ours: r.ours, torch: r.torch, ratio: r.torch ? r.ours / r.torch : null, coresGflopsPerCore: r.coresGflopsPerCore })),
       statistic: `median over ${rounds} rounds of ${steps} steps, alternating ours and PyTorch's (one PyTorch process kept for the run)`,
+      // The ratio of the medians is the row's figure; the median of the per-round ratios (each round's
+      // pair ran back to back, so a slow phase of the host moves both sides of it) is kept beside it.
+      medianRoundRatio: perRound.every((r) => r.torch !== null) ? median(perRound.map((r) => r.ours / r.torch!)) : null,
       kernels: kernelsName,
       precision: 'bf16 autocast, f32 parameters and AdamW',
       anchorPrecision: anchor.precision,

@@ -13,6 +13,9 @@
 //                                        also gives the bytes it moves per second and their fraction
 //                                        of the streaming bandwidth measured on 2 threads in the same run
 //                                        (streamBandwidth below).
+// Every row's anchor is measured twice: alternating with ours (the row's anchorValue) and then alone
+// for as many rounds, ours idle (config.anchorAlone); the two further apart than ANCHOR_DRIFT (15%)
+// mark the row noisy, as a load that came and went during the run would (bench-kit anchorDrift).
 // The config of each gemm row also gives the fraction of the f32 FMA peak two ways: from the clock in
 // /proc/cpuinfo (2 FMA units x 16 lanes x 2 FLOP per cycle; a VM often reports the base clock, not
 // the turbo clock the core runs at) and from a measured peak (independent FMAs on one core, same run).
@@ -22,7 +25,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { createCpuKernels, type CpuKernels } from '../src/backends/cpu.js';
-import { median, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, median, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface TorchAnchor {
@@ -145,7 +148,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const reps = opts.smoke ? 1 : 7;
   const gemmRounds = { f32: opts.smoke ? 1 : 9, bf16: opts.smoke ? 1 : 25 };
   const adamwN = opts.smoke ? 1 << 16 : 50_000_000;
-  const adamwSteps = opts.smoke ? 1 : 5;
+  const adamwSteps = opts.smoke ? 1 : 7;
   const adamwThreads = 2;
   const threadsBefore = cpu.getNumThreads();
   const isa = cpu.cpuInfo().isa;
@@ -174,6 +177,10 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   type Round = { cpu: number | null; ours: { cpu: number; wall: number }; f32Out: number | null; torch: number | null; numpy: number | null; blas: string | null; why: string | null; version: string | null };
   const aff = affinity();
   const rounds: Record<'f32' | 'bf16', Round[]> = { f32: [], bf16: [] };
+  // Then the row's anchor alone, as many rounds on the same CPUs in turn with ours idle: a load that
+  // came and went during the alternating rounds shows as a gap between the two medians (anchorDrift),
+  // and then the row is marked noisy rather than reported.
+  const alone: Record<'f32' | 'bf16', (number | null)[]> = { f32: [], bf16: [] };
   const noOpenBlas = ensureOpenBlas();
   // One BLAS thread for numpy's one-thread row; the env's OpenBLAS core-type overrides (set on some
   // processors for old OpenBLAS builds) slow a current one, so the worker runs without them.
@@ -195,6 +202,12 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
           numpy: typeof t === 'string' ? null : t.numpy_f32_gflops ?? null, blas: typeof t === 'string' ? null : t.numpy_blas ?? null,
           version: typeof t === 'string' ? null : t.torch });
       }
+      const numpyAnchor = dtype === 'f32' && rounds.f32.some((r) => r.blas !== null && /openblas/i.test(r.blas) && r.numpy !== null);
+      for (let r = 0; r < gemmRounds[dtype] && typeof worker !== 'string'; r++) {
+        const on = aff ? aff.cpus[r % aff.cpus.length]! : null;
+        const t = await torchAnchor(worker, { gemm: { n, reps, dtypes: [dtype === 'bf16' ? 'bf16' : numpyAnchor ? 'numpy' : 'f32'], cpu: on } });
+        alone[dtype].push(typeof t === 'string' ? null : (dtype === 'bf16' ? t.gemm_bf16_gflops : numpyAnchor ? t.numpy_f32_gflops : t.gemm_f32_gflops) ?? null);
+      }
     }
   } catch (err) {
     if (typeof worker !== 'string') worker.close();
@@ -214,6 +227,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       blas: rs.find((r) => r.blas !== null)?.blas ?? null,
       f32Out: medianOf(rs.map((r) => r.f32Out)),
       why: rs.find((r) => r.why !== null)?.why ?? null,
+      alone: medianOf(alone[dtype]),
       perRound: rs.map((r) => ({ cpu: r.cpu, ours: r.ours.cpu, torch: r.torch, ratio: r.torch ? r.ours.cpu / r.torch : null })),
     };
   };
@@ -227,6 +241,11 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const expAvgSq = new Float32Array(adamwN);
   // AdamW alternates with the AdamW-shaped stream (p += 0, m += 0, v += 0: the same 28 bytes per
   // parameter without the math), so both see the same load; the fraction is the ratio of the medians.
+  // Each round then times one step of PyTorch's foreach AdamW (its optimizer kept by the worker), so
+  // that the anchor sees the same load as ours; afterwards it runs as many single steps alone, each
+  // after a pause as long as the one ours took in the run (a step after a pause was measured up to
+  // 15% slower than back to back steps: the alone figure must be timed the same way), for the drift
+  // check; the single-tensor loop is timed last, for the config.
   const zeroGrad = new Float32Array(adamwN);
   let step = 0;
   const adamwTimes: number[] = [];
@@ -240,9 +259,31 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const streamStep = () => cpu.streamProbe(param, zeroGrad, expAvg, expAvgSq, adamwN);
   adamwStep();  // warm-up: page faults
   streamStep();
+  const foreachReq = (steps: number) => torchAnchor(worker, { adamw: { params: adamwN, steps, threads: adamwThreads, variants: ['foreach'] } });
+  const foreachInRun: number[] = [];
+  let torchWhy: string | null = null;
+  let torchVersionAdamW: string | null = null;
+  const gaps: number[] = [];  // ms from the end of one PyTorch step's request to the start of the next
+  let lastTorchEnd: number | null = null;
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   for (let i = 0; i < adamwSteps; i++) {
     timed(adamwStep, adamwTimes);
     timed(streamStep, streamTimes);
+    if (torchWhy !== null) continue;
+    // Our kernel threads spin for a few milliseconds after a kernel (DS_POOL_SPIN_US) before they
+    // sleep: PyTorch's step starts once they have.
+    if (!opts.smoke) await sleep(20);
+    if (lastTorchEnd !== null) gaps.push(performance.now() - lastTorchEnd);
+    const t = await foreachReq(1);
+    lastTorchEnd = performance.now();
+    if (typeof t === 'string' || t.adamw_foreach_params_per_s === undefined) {
+      torchWhy = typeof t === 'string' ? t : 'no foreach AdamW figure';
+      continue;
+    }
+    foreachInRun.push(t.adamw_foreach_params_per_s);
+    torchVersionAdamW = t.torch;
+    // PyTorch's OpenMP threads keep the cores for a while after a request returns (gpt.bench.ts).
+    if (!opts.smoke) await sleep(200);
   }
   const adamw = adamwN / median(adamwTimes);
   const adamwGbs = (adamw * ADAMW_BYTES_PER_PARAM) / 1e9;
@@ -250,9 +291,22 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const bandwidth = streamBandwidth(cpu, grad, zeroGrad, adamwN, reps);
   cpu.setNumThreads(threadsBefore);
 
-  const torch = await torchAnchor(worker, { adamw: { params: adamwN, steps: adamwSteps, threads: adamwThreads } });
+  let foreachAlone: number | null = null;
+  let single: number | null = null;
+  if (torchWhy === null) {
+    const gap = gaps.length ? median(gaps) : 0;
+    const aloneSteps: number[] = [];
+    for (let i = 0; i < adamwSteps; i++) {
+      await sleep(gap);
+      const t = await foreachReq(1);
+      if (typeof t !== 'string' && t.adamw_foreach_params_per_s !== undefined) aloneSteps.push(t.adamw_foreach_params_per_s);
+    }
+    foreachAlone = aloneSteps.length ? median(aloneSteps) : null;
+    const u = await torchAnchor(worker, { adamw: { params: adamwN, steps: adamwSteps, threads: adamwThreads, variants: ['single'] } });
+    single = typeof u === 'string' ? null : u.adamw_params_per_s ?? null;
+  }
   if (typeof worker !== 'string') worker.close();
-  const torchVersion = (typeof torch === 'string' ? null : torch.torch) ?? [...rounds.f32, ...rounds.bf16].find((r) => r.version !== null)?.version;
+  const torchVersion = torchVersionAdamW ?? [...rounds.f32, ...rounds.bf16].find((r) => r.version !== null)?.version;
   const row = (metric: string, value: number, unit: string, anchorName: string, anchorValue: number | null, why: string | null,
     config: Record<string, unknown>): Row => ({
     metric, value, unit,
@@ -280,7 +334,12 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const openBlas = f32.blas !== null && /openblas/i.test(f32.blas) && f32.numpy !== null;
   const f32Anchor = openBlas ? { name: `OpenBLAS (numpy.matmul f32, ${f32.blas}), 1 thread, same run`, value: f32.numpy } : { name: 'torch.matmul f32, 1 thread, same run', value: f32.torch };
   const f32Rounds = f32.perRound.map((r, i) => ({ ...r, numpy: rounds.f32[i]!.numpy, ratio: openBlas ? (rounds.f32[i]!.numpy ? r.ours / rounds.f32[i]!.numpy! : null) : r.ratio }));
-  const foreach = typeof torch === 'string' ? null : torch.adamw_foreach_params_per_s ?? null;
+  const foreach = foreachInRun.length ? median(foreachInRun) : null;
+  // The anchor alone against the anchor in the run: the figures, and a noisy mark past ANCHOR_DRIFT.
+  const drift = (inRun: number | null, aloneValue: number | null, what: string, unit: string) => {
+    const d = anchorDrift(inRun, aloneValue, what, unit);
+    return { anchorAlone: aloneValue, anchorDrift: d.drift, ...(d.reason !== null ? { noisy: true, noisyReason: d.reason } : {}) };
+  };
   return [
     row('gemm_f32_1024_1t', f32.ours.cpu, 'GFLOP/s', f32Anchor.name, f32Anchor.value, f32.why, {
       ...gemmConfig('f32', f32.ours, f32Rounds),
@@ -288,16 +347,20 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       numpyGflops: f32.numpy,
       numpyBlas: f32.blas,
       ...(openBlas ? {} : { anchorNote: `not OpenBLAS: ${noOpenBlas ?? `numpy runs on ${f32.blas ?? 'an unknown BLAS'}`}; the anchor is torch.matmul` }),
+      ...drift(f32Anchor.value, f32.alone, openBlas ? 'OpenBLAS' : 'torch.matmul f32', 'GFLOP/s'),
     }),
     row('gemm_bf16_1024_1t', bf16.ours.cpu, 'GFLOP/s', 'torch.matmul bf16 (bf16 out), 1 thread, same run', bf16.torch, bf16.why, {
       ...gemmConfig('bf16 in, f32 accumulate, bf16 out (as the anchor)', bf16.ours, bf16.perRound),
       f32OutGflops: bf16.f32Out,
       f32OutNote: 'the same product with an f32 C (4 MiB written instead of 2), timed in the same rounds just before',
+      ...drift(bf16.torch, bf16.alone, 'torch.matmul bf16', 'GFLOP/s'),
     }),
     row('adamw_params_per_s', adamw, 'params/s', 'torch.optim.AdamW(foreach=True), 2 threads, same run',
-      foreach, typeof torch === 'string' ? torch : null, {
-      torchSingleTensorAdamWParamsPerS: typeof torch === 'string' ? null : torch.adamw_params_per_s ?? null,
-      params: adamwN, threads: adamwThreads, steps: adamwSteps, statistic: 'median of wall time', gradDtype: 'f32',
+      foreach, torchWhy, {
+      torchSingleTensorAdamWParamsPerS: single,
+      params: adamwN, threads: adamwThreads, steps: adamwSteps,
+      statistic: `median wall time over ${adamwSteps} rounds of one step each: ours, the AdamW-shaped stream, then PyTorch's foreach step`, gradDtype: 'f32',
+      ...drift(foreach, foreachAlone, 'foreach AdamW', 'params/s'),
       bytesPerParam: ADAMW_BYTES_PER_PARAM, bytesAssumed: 'f32 param, grad, exp_avg, exp_avg_sq read; param, exp_avg, exp_avg_sq written (no bf16 copy in this row)',
       gbPerS: adamwGbs,
       adamwShapedStreamGbPerS: streamGbs,

@@ -154,6 +154,26 @@ export function writeResults(benchDir: string, inputRows: readonly Row[], opts: 
   return `wrote ${out}${kept.length ? ` (${rows.length} rows replaced, ${kept.length} kept)` : ''}`;
 }
 
+/**
+ * In-run and standalone anchor figures further apart than this mark a row noisy: a load that came and
+ * went while the anchor alternated with ours moved it (the issue-23 rule: 15%).
+ */
+export const ANCHOR_DRIFT = 0.15;
+
+/**
+ * How far the anchor measured alternately with ours (`inRun`) lies from the same anchor measured
+ * alone afterwards (`alone`), as a fraction of `alone`, and, when that is above ANCHOR_DRIFT, the
+ * sentence that marks the row noisy (`what` names the anchor, `unit` its figures). Either figure
+ * missing: no drift and no reason (a row without an anchor says so elsewhere).
+ */
+export function anchorDrift(inRun: number | null, alone: number | null, what: string, unit: string): { drift: number | null; reason: string | null } {
+  if (inRun === null || alone === null || !(alone > 0)) return { drift: null, reason: null };
+  const drift = Math.abs(inRun - alone) / alone;
+  if (!(drift > ANCHOR_DRIFT)) return { drift, reason: null };
+  const fmt = (v: number) => (v >= 1e5 ? v.toExponential(2) : v >= 100 ? v.toFixed(0) : v.toPrecision(3));
+  return { drift, reason: `${what} in the run ${fmt(inRun)} vs alone ${fmt(alone)} ${unit} (${(100 * drift).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)` };
+}
+
 /** Median of a non-empty list (the upper middle for an even count). */
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw new Error('median of no values');

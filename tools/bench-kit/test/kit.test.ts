@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { spawn } from 'node:child_process';
 
-import { formatValue, isNoisy, machineState, median, pythonWithTorch, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
+import { ANCHOR_DRIFT, anchorDrift, formatValue, isNoisy, machineState, median, pythonWithTorch, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
 
 const row = (metric: string, value: number, extra: Partial<Row> = {}): Row => ({
   metric, value, unit: 'GB/s', anchor: 'memcpy', anchorValue: 2, ratio: value / 2, config: {}, ...extra,
@@ -104,6 +104,26 @@ describe('median', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(3);
     expect(() => median([])).toThrow(/no values/);
+  });
+});
+
+describe('anchorDrift', () => {
+  it('is the gap between the in-run and standalone anchor as a fraction of the standalone one', () => {
+    expect(anchorDrift(90, 100, 'PyTorch', 'tokens/s')).toEqual({ drift: 0.1, reason: null });
+    expect(anchorDrift(110, 100, 'PyTorch', 'tokens/s').drift).toBeCloseTo(0.1, 12);
+  });
+  it('gives the reason that marks a row noisy only above the limit', () => {
+    expect(ANCHOR_DRIFT).toBe(0.15);
+    expect(anchorDrift(115, 100, 'x', 'u').reason).toBeNull();
+    const far = anchorDrift(80, 100, 'OpenBLAS', 'GFLOP/s');
+    expect(far.drift).toBeCloseTo(0.2, 12);
+    expect(far.reason).toBe('OpenBLAS in the run 80.0 vs alone 100 GFLOP/s (20% apart, above 15%)');
+    expect(anchorDrift(2.0e8, 2.81e8, 'foreach AdamW', 'params/s').reason).toMatch(/^foreach AdamW in the run 2\.00e\+8 vs alone 2\.81e\+8 params\/s \(29% apart/);
+  });
+  it('has nothing to say without both figures', () => {
+    expect(anchorDrift(null, 100, 'x', 'u')).toEqual({ drift: null, reason: null });
+    expect(anchorDrift(100, null, 'x', 'u')).toEqual({ drift: null, reason: null });
+    expect(anchorDrift(100, 0, 'x', 'u')).toEqual({ drift: null, reason: null });
   });
 });
 
