@@ -141,6 +141,8 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   rt.tracker.resetPeak();
   // Rounds alternate ours and PyTorch's so that both see the same load; each side's figure is the
   // median of its rounds.
+  const gaps: number[] = [];  // ms between the end of one PyTorch round's request and the start of the next
+  let lastTorchEnd: number | null = null;
   for (let r = 0; r < rounds; r++) {
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) lastLoss = step();
@@ -152,7 +154,9 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     let torch: number | null = null;
     if (typeof worker !== 'string' && anchorMissing === null) {
       try {
+        if (lastTorchEnd !== null) gaps.push(performance.now() - lastTorchEnd);
         torch = tokens / (await worker.request<{ seconds: number }>({ steps })).seconds;
+        lastTorchEnd = performance.now();
       } catch (err) {
         anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
       }
@@ -164,11 +168,18 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   const value = median(perRound.map((r) => r.ours));
   const anchorValue = anchorMissing === null ? median(perRound.map((r) => r.torch!)) : null;
   // PyTorch alone (ours idle), as many rounds: a load that came and went during the alternating
-  // rounds shows as a gap between the two figures, and then the row is not a result.
+  // rounds shows as a gap between the two figures, and then the row is not a result. Each alone round
+  // waits as long as PyTorch waited between its rounds in the run (ours ran then), so that both figures
+  // are timed the same way: a step after a pause can be slower than one right after another (measured
+  // for PyTorch's AdamW: up to 15%).
   let standalone: number | null = null;
   if (typeof worker !== 'string' && anchorMissing === null && !opts.smoke) {
     const alone: number[] = [];
-    for (let r = 0; r < rounds; r++) alone.push(tokens / (await worker.request<{ seconds: number }>({ steps })).seconds);
+    const pause = gaps.length ? median(gaps) : 0;
+    for (let r = 0; r < rounds; r++) {
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      alone.push(tokens / (await worker.request<{ seconds: number }>({ steps })).seconds);
+    }
     standalone = median(alone);
   }
   const { drift, reason: driftReason } = anchorDrift(anchorValue, standalone, 'PyTorch', 'tokens/s');
@@ -212,6 +223,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       parameters,
       lastLoss,
       torchStandaloneTokensPerS: standalone,
+      torchStandalonePauseMs: gaps.length ? median(gaps) : null,
       anchorDrift: drift,
       coresProbe: f32Peak === null ? null : `after each round, ${CORES_PROBE_S} s of FMAs on both cores at once (mean per core); a round below ${100 * CORES_FRACTION}% of the single-core f32 peak counts as contended, ${CONTENDED_ROUNDS} or more mark the row noisy`,
       ...(noisy ? { noisy: true, noisyReason: reasons.join('; ') } : {}),
