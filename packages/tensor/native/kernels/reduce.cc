@@ -1,9 +1,12 @@
 // Reductions. Sums that return a number accumulate in f64 (one partial per thread, added in thread
 // order, so a result depends on the thread count only through that last addition); sumRows keeps an
 // f64 accumulator per column and splits columns among threads; hasInfNan tests exponent bits.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <vector>
 
+#include "ds/simd.h"
 #include "ds/tile.h"
 
 namespace ds {
@@ -46,6 +49,64 @@ DS_INLINE void addColumnsBody(double* acc, const float* x, int64_t n) {
 }
 DS_VARIANTS(void, addColumns, addColumnsBody, (double* acc, const float* x, int64_t n), (acc, x, n))
 
+// sumRows on AVX-512 for f32 and bf16: columns [c0, c0 + len) of x [rows][cols] summed into out. 64
+// columns at a time live in registers for the whole walk down the rows: each chunk of kRowChunk rows
+// is summed in f32 and the chunk's sum added to an f64 accumulator, so a column's arithmetic depends on
+// neither the block nor the thread (the generic path widened every element to f64 through a converted
+// tile in memory: the bias gradients of the GPT d384 step, 25 calls, took 9.4 ms).
+constexpr int64_t kRowChunk = 32;
+
+DS_TARGET_AVX512 DS_INLINE __m512 load16(bool bf16, const void* x, int64_t i, __mmask16 m) {
+  if (!bf16) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(x) + i);
+  const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(x) + i);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+template <int U>
+DS_TARGET_AVX512 void sumColumns512(bool bf16, const void* x, int64_t rows, int64_t cols, int64_t c0, int64_t len,
+                                    float* out, bool accumulate) {
+  __mmask16 mask[U];
+  for (int u = 0; u < U; ++u) {
+    const int64_t live = std::max<int64_t>(0, std::min<int64_t>(16, len - 16 * u));
+    mask[u] = live >= 16 ? 0xffff : static_cast<__mmask16>((1u << live) - 1);
+  }
+  __m512d lo[U], hi[U];
+  for (int u = 0; u < U; ++u) lo[u] = hi[u] = _mm512_setzero_pd();
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
+    const int64_t r1 = std::min(rows, r0 + kRowChunk);
+    __m512 part[U];
+    for (int u = 0; u < U; ++u) part[u] = _mm512_setzero_ps();
+    for (int64_t r = r0; r < r1; ++r)
+      for (int u = 0; u < U; ++u) part[u] = _mm512_add_ps(part[u], load16(bf16, x, r * cols + c0 + 16 * u, mask[u]));
+    for (int u = 0; u < U; ++u) {
+      lo[u] = _mm512_add_pd(lo[u], _mm512_cvtps_pd(_mm512_castps512_ps256(part[u])));
+      hi[u] = _mm512_add_pd(hi[u], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(part[u]), 1))));
+    }
+  }
+  for (int u = 0; u < U; ++u) {
+    float* o = out + c0 + 16 * u;
+    __m512d l = lo[u], h = hi[u];
+    if (accumulate) {
+      const __m512 prev = _mm512_maskz_loadu_ps(mask[u], o);
+      l = _mm512_add_pd(l, _mm512_cvtps_pd(_mm512_castps512_ps256(prev)));
+      h = _mm512_add_pd(h, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(prev), 1))));
+    }
+    const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(l)), _mm512_cvtpd_ps(h), 1);
+    _mm512_mask_storeu_ps(o, mask[u], v);
+  }
+}
+
+DS_TARGET_AVX512 void sumRowsBlock512(bool bf16, const void* x, int64_t rows, int64_t cols, int64_t c0, int64_t len,
+                                      float* out, bool accumulate) {
+  for (int64_t j = 0; j < len; j += 64) {
+    const int64_t w = std::min<int64_t>(64, len - j);
+    if (w > 48) sumColumns512<4>(bf16, x, rows, cols, c0 + j, w, out, accumulate);
+    else if (w > 32) sumColumns512<3>(bf16, x, rows, cols, c0 + j, w, out, accumulate);
+    else if (w > 16) sumColumns512<2>(bf16, x, rows, cols, c0 + j, w, out, accumulate);
+    else sumColumns512<1>(bf16, x, rows, cols, c0 + j, w, out, accumulate);
+  }
+}
+
 template <class TileFn>
 double reduceDouble(const Ctx& c, DType d, const void* x, int64_t n, TileFn tileFn) {
   std::vector<double> partial(c.pool->size(), 0.0);
@@ -87,6 +148,15 @@ void sumRowsKernel(const Ctx& c, DType d, const void* x, int64_t rows, int64_t c
   const int64_t block = std::min<int64_t>(kTile, std::max<int64_t>(64, (cols + threads - 1) / threads));
   const int64_t blocks = (cols + block - 1) / block;
   const int64_t grain = rows * block < kTaskGrain ? blocks : 1;
+  if (c.isa >= Isa::Avx512 && (d == DType::F32 || d == DType::BF16)) {
+    c.pool->parallelFor(blocks, grain, [&](int64_t b0, int64_t b1, int) {
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t c0 = blk * block;
+        sumRowsBlock512(d == DType::BF16, x, rows, cols, c0, std::min(cols, c0 + block) - c0, out, accumulate);
+      }
+    });
+    return;
+  }
   c.pool->parallelFor(blocks, grain, [&](int64_t b0, int64_t b1, int) {
     double acc[kTile];
     float buf[kTile];
