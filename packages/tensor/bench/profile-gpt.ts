@@ -43,6 +43,8 @@ for (const name of methods) {
         const g = args[0] as GemmArgs;
         key = `${name} ${g.dtype}->${g.outDtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.batch > 1 ? `${g.batch} x ` : ''}${g.m}x${g.n}x${g.k}`;
         flops = 2 * g.batch * g.m * g.n * g.k;
+      } else if (name === 'cast') {
+        key = `cast ${args[0]}->${args[2]}`;
       }
       const e = time.get(key) ?? { ms: 0, calls: 0, flops: 0 };
       e.ms += performance.now() - t0;
