@@ -65,11 +65,13 @@ describe('1-bit Adam checkpoints', () => {
       const run = lastJson<{ runs: { losses: number[]; resumed: number[] }[] }>(r.stdout).runs[0]!;
       // Undoing the local steps (p - u) is exact only to rounding, so after a synchronisation the
       // ranks' weights agree to an ulp or so, and stage 0 restores rank 0's on every rank. The
-      // ulp-level difference then grows about tenfold a step in this 1-layer model (measured: steps
-      // 10 and 11 equal, 1e-6 relative at step 12 after the synchronisation, 1.2e-5 at step 13),
-      // Steps 10 and 11 must match exactly; losing state shows there and grows far past 1e-4 (checked:
+      // ulp-level difference then grows about tenfold a step in this 1-layer model (measured: step 10
+      // equal, step 11 equal or 7e-8 relative on rank 1 depending on how the bias gradients are summed,
+      // 1e-6 relative at step 12 after the synchronisation, 1.2e-5 at step 13). Step 10 must match
+      // exactly and step 11 to 1e-6; losing state shows there and grows far past 1e-4 (checked:
       // loading without the optimizer states moves step 11 by 9e-4 relative and step 13 by 3e-3).
-      expectClose(run.resumed.slice(0, 2), run.losses.slice(10, 12), { rtol: 0, atol: 0 }, `rank ${r.rank} resumed losses before the synchronisation`);
+      expectClose(run.resumed.slice(0, 1), run.losses.slice(10, 11), { rtol: 0, atol: 0 }, `rank ${r.rank} resumed loss of step 10`);
+      expectClose(run.resumed.slice(1, 2), run.losses.slice(11, 12), { rtol: 1e-6, atol: 0 }, `rank ${r.rank} resumed loss of step 11`);
       expectClose(run.resumed, run.losses.slice(10), { rtol: 1e-4 }, `rank ${r.rank} resumed losses`);
       expect(Math.max(...run.losses)).toBeLessThan(4);
       expect(run.resumed).not.toEqual(run.losses.slice(0, 4));
