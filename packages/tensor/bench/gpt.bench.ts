@@ -17,7 +17,7 @@ import { randint } from '../src/create.js';
 import { GPT, gptTrainFlopsPerToken } from '../src/nn/gpt.js';
 import { gptTrainer } from '../src/nn/gpt-trainer.js';
 import { getRuntime } from '../src/runtime.js';
-import { anchorDrift, median, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, median, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface Shape {
@@ -48,13 +48,27 @@ function anchorPrecision(kernels: { availableIsas?(): string[] }): { precision: 
     : { precision: 'f32', why: 'the CPU has no AVX-512, where PyTorch 1.13 bf16 runs on reference kernels: the anchor is PyTorch f32, its fastest mode here' };
 }
 
+/** TCMalloc for the PyTorch workers (bench-kit tcmallocPreload), or why they run on glibc's malloc. */
+type Malloc = { path: string } | string;
+
+/** A PyTorch worker's environment: its thread count, and TCMalloc preloaded unless `glibc`. */
+function torchEnv(malloc: Malloc, glibc = false): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { OMP_NUM_THREADS: String(THREADS) };
+  if (!glibc && typeof malloc !== 'string') env.LD_PRELOAD = [malloc.path, process.env.LD_PRELOAD].filter(Boolean).join(':');
+  return env;
+}
+
+const TORCH_SCRIPT = fileURLToPath(new URL('./gpt_torch.py', import.meta.url));
+
 export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const rt = getRuntime();
   const kernels = rt.kernels('cpu');
   const threadsBefore = kernels.getNumThreads();
   kernels.setNumThreads(THREADS);
+  // PyTorch runs as its own CPU launcher runs it (torch.backends.xeon.run_cpu): TCMalloc preloaded.
   // A smoke run's figures mean nothing, so it skips the (slow) PyTorch anchor.
-  const worker = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
+  const malloc: Malloc = opts.smoke ? 'smoke run' : tcmallocPreload();
+  const worker = opts.smoke ? 'smoke run: the PyTorch anchor is measured only in full runs' : TorchWorker.start(TORCH_SCRIPT, torchEnv(malloc));
   // The peak of one core for MFU, measured now (not derived from the nominal clock): the bf16 dot
   // peak where the CPU has a bf16 dot path (AVX512-BF16, AMX); else bf16 math runs on f32 FMAs
   // after conversion, so the f32 FMA peak is the ceiling (AVX2-only CPUs).
@@ -64,7 +78,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const anchor = anchorPrecision(kernels as Partial<CpuKernels>);
   try {
     const rows: Row[] = [];
-    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak, anchor, coresProbe));
+    for (const shape of SHAPES) rows.push(await measure(opts.smoke ? { ...shape, model: SMOKE_MODEL, batch: 2, seq: SMOKE_MODEL.blockSize } : shape, opts, kernels.name, worker, peak, anchor, coresProbe, malloc));
     return rows;
   } finally {
     if (typeof worker !== 'string') worker.close();
@@ -97,8 +111,8 @@ interface Peak {
 }
 
 /** One PyTorch bf16-autocast step (no warm-up) in seconds, in a worker of its own that is killed past the limit; or why there is no figure. */
-async function timeTorchBf16Step(cfg: Record<string, unknown>): Promise<number | string> {
-  const probe = TorchWorker.start(fileURLToPath(new URL('./gpt_torch.py', import.meta.url)), { OMP_NUM_THREADS: String(THREADS) });
+async function timeTorchBf16Step(cfg: Record<string, unknown>, malloc: Malloc): Promise<number | string> {
+  const probe = TorchWorker.start(TORCH_SCRIPT, torchEnv(malloc));
   if (typeof probe === 'string') return probe;
   try {
     await probe.request({ setup: { ...cfg, precision: 'bf16' } });
@@ -110,7 +124,27 @@ async function timeTorchBf16Step(cfg: Record<string, unknown>): Promise<number |
   }
 }
 
-async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, peak: Peak | null, anchor: { precision: 'bf16' | 'f32'; why: string }, coresProbe: (() => number) | null): Promise<Row> {
+/**
+ * PyTorch on glibc's malloc (its default without the launcher), timed alone for the record beside
+ * the TCMalloc anchor: tokens/s (median of `rounds` rounds after a warm-up), or why there is none.
+ */
+async function timeTorchGlibc(cfg: Record<string, unknown>, malloc: Malloc, rounds: number, steps: number, tokens: number): Promise<number | string> {
+  const w = TorchWorker.start(TORCH_SCRIPT, torchEnv(malloc, true));
+  if (typeof w === 'string') return w;
+  try {
+    await w.request({ setup: cfg });
+    await w.request({ steps: 1 });
+    const got: number[] = [];
+    for (let r = 0; r < rounds; r++) got.push(tokens / (await w.request<{ seconds: number }>({ steps })).seconds);
+    return median(got);
+  } catch (err) {
+    return `not measured: ${(err as Error).message}`;
+  } finally {
+    w.close();
+  }
+}
+
+async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: string, worker: TorchWorker | string, peak: Peak | null, anchor: { precision: 'bf16' | 'f32'; why: string }, coresProbe: (() => number) | null, malloc: Malloc): Promise<Row> {
   const { model, batch, seq } = shape;
   const warmup = opts.smoke ? 0 : 1;
   const rounds = opts.smoke ? 1 : ROUNDS;
@@ -126,12 +160,15 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
 
   let anchorMissing: string | null = typeof worker === 'string' ? worker : null;
   let torchVersion: string | undefined;
+  let torchAllocator: string | null = null;
   const perRound: { ours: number; torch: number | null; coresGflopsPerCore: number | null }[] = [];
   let lastLoss = NaN;
   const tokens = batch * seq * steps;
   if (typeof worker !== 'string') {
     try {
-      torchVersion = (await worker.request<{ torch: string }>({ setup: cfg })).torch;
+      const ready = await worker.request<{ torch: string; allocator?: string }>({ setup: cfg });
+      torchVersion = ready.torch;
+      torchAllocator = ready.allocator ?? null;
       if (warmup > 0) await worker.request({ steps: warmup });
     } catch (err) {
       anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
@@ -191,7 +228,9 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     reasons.push(`after ${contended.length} of ${rounds} rounds both cores together ran the FMA probe below ${100 * CORES_FRACTION}% of one core's peak (${contended.map((i) => perRound[i]!.coresGflopsPerCore!.toFixed(0)).join(', ')} vs ${f32Peak!.toFixed(0)} GFLOP/s per core): the hypervisor took CPU time`);
   const noisy = reasons.length > 0;
   // Where the anchor is f32, PyTorch's bf16 step is timed once (after ours, nothing else running) for the record.
-  const bf16Probe = anchor.precision === 'f32' && typeof worker !== 'string' && !opts.smoke ? await timeTorchBf16Step(cfg) : null;
+  const bf16Probe = anchor.precision === 'f32' && typeof worker !== 'string' && !opts.smoke ? await timeTorchBf16Step(cfg, malloc) : null;
+  // With TCMalloc preloaded, PyTorch on glibc's malloc (its default) is timed alone too, for the record.
+  const glibc = torchAllocator === 'tcmalloc' && !opts.smoke && anchorMissing === null ? await timeTorchGlibc(cfg, malloc, 3, steps, tokens) : null;
 
   trainer.dispose();
   ids.dispose();
@@ -203,7 +242,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
     metric: shape.metric,
     value,
     unit: 'tokens/s',
-    anchor: anchorValue === null ? null : `PyTorch ${anchor.precision === 'bf16' ? 'bf16 autocast' : 'f32 (no AVX-512 on this CPU)'} (torch.optim.AdamW), same model, same run, same thread count`,
+    anchor: anchorValue === null ? null : `PyTorch ${anchor.precision === 'bf16' ? 'bf16 autocast' : 'f32 (no AVX-512 on this CPU)'} (torch.optim.AdamW${torchAllocator === 'tcmalloc' ? '; TCMalloc preloaded, as torch.backends.xeon.run_cpu does' : `; ${torchAllocator ?? 'glibc malloc'}`}), same model, same run, same thread count`,
     anchorValue,
     ratio: anchorValue ? value / anchorValue : null,
     config: {
@@ -223,6 +262,9 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       parameters,
       lastLoss,
       torchStandaloneTokensPerS: standalone,
+      torchAllocator,
+      ...(typeof malloc === 'string' ? { torchAllocatorNote: `no TCMalloc: ${malloc}` } : {}),
+      ...(glibc === null ? {} : typeof glibc === 'number' ? { torchGlibcMallocTokensPerS: glibc, torchGlibcMallocNote: 'PyTorch on glibc malloc (no preload), 3 rounds alone after the run, for the record' } : { torchGlibcMallocMissing: glibc }),
       torchStandalonePauseMs: gaps.length ? median(gaps) : null,
       anchorDrift: drift,
       coresProbe: f32Peak === null ? null : `after each round, ${CORES_PROBE_S} s of FMAs on both cores at once (mean per core); a round below ${100 * CORES_FRACTION}% of the single-core f32 peak counts as contended, ${CONTENDED_ROUNDS} or more mark the row noisy`,

@@ -57,6 +57,13 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
 
 
+def allocator():
+    """The malloc this process runs on: TCMalloc where the bench preloaded it (LD_PRELOAD), else glibc's."""
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    return "tcmalloc" if "tcmalloc" in maps else "jemalloc" if "jemalloc" in maps else "glibc malloc"
+
+
 def main():
     """Serves requests, one JSON object per line on stdin, one JSON answer per line on stdout:
     {"setup": cfg} builds the model, optimizer and batch (seeded); {"steps": n} runs n training steps
@@ -77,7 +84,7 @@ def main():
                 "ids": torch.randint(0, cfg["vocabSize"], (cfg["batch"], cfg["seq"])),
                 "targets": torch.randint(0, cfg["vocabSize"], (cfg["batch"], cfg["seq"])),
             }
-            answer = {"torch": torch.__version__}
+            answer = {"torch": torch.__version__, "allocator": allocator()}
         else:
             t0 = time.perf_counter()
             for _ in range(req["steps"]):

@@ -25,7 +25,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { createCpuKernels, type CpuKernels } from '../src/backends/cpu.js';
-import { anchorDrift, median, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, median, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface TorchAnchor {
@@ -37,6 +37,7 @@ interface TorchAnchor {
   numpy?: string;
   adamw_params_per_s?: number;
   adamw_foreach_params_per_s?: number;
+  allocator?: string;
 }
 
 /**
@@ -184,7 +185,13 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const noOpenBlas = ensureOpenBlas();
   // One BLAS thread for numpy's one-thread row; the env's OpenBLAS core-type overrides (set on some
   // processors for old OpenBLAS builds) slow a current one, so the worker runs without them.
-  const worker = TorchWorker.start(fileURLToPath(new URL('./torch_anchor.py', import.meta.url)), { OPENBLAS_NUM_THREADS: '1' }, ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE']);
+  // TCMalloc preloaded, as PyTorch's CPU launcher does (bench-kit tcmallocPreload): foreach AdamW's
+  // temporaries (400 MB a step at 50M parameters) then stop being faulted in afresh every step.
+  const malloc = opts.smoke ? 'smoke run' : tcmallocPreload();
+  const worker = TorchWorker.start(fileURLToPath(new URL('./torch_anchor.py', import.meta.url)),
+    { OPENBLAS_NUM_THREADS: '1', ...(typeof malloc === 'string' ? {} : { LD_PRELOAD: [malloc.path, process.env.LD_PRELOAD].filter(Boolean).join(':') }) },
+    ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE']);
+  let torchAllocator: string | null = null;
   try {
     for (const dtype of ['f32', 'bf16'] as const) {
       const ours = gemm(dtype);
@@ -282,6 +289,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
     }
     foreachInRun.push(t.adamw_foreach_params_per_s);
     torchVersionAdamW = t.torch;
+    torchAllocator = t.allocator ?? torchAllocator;
     // PyTorch's OpenMP threads keep the cores for a while after a request returns (gpt.bench.ts).
     if (!opts.smoke) await sleep(200);
   }
@@ -293,9 +301,9 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
 
   let foreachAlone: number | null = null;
   let single: number | null = null;
+  const aloneSteps: number[] = [];
   if (torchWhy === null) {
     const gap = gaps.length ? median(gaps) : 0;
-    const aloneSteps: number[] = [];
     for (let i = 0; i < adamwSteps; i++) {
       await sleep(gap);
       const t = await foreachReq(1);
@@ -313,7 +321,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
     anchor: anchorValue === null ? null : anchorName,
     anchorValue,
     ratio: anchorValue === null ? null : value / anchorValue,
-    config: { ...config, isa, ...(anchorValue === null ? { anchorMissing: why ?? 'no anchor figure' } : { torch: torchVersion }) },
+    config: { ...config, isa, ...(anchorValue === null ? { anchorMissing: why ?? 'no anchor figure' } : { torch: torchVersion, torchAllocator, ...(typeof malloc === 'string' ? { torchAllocatorNote: `no TCMalloc: ${malloc}` } : {}) }) },
   });
   // One-thread rows use CPU time (this machine is shared: wall time also counts time the thread
   // waited for a core); the wall-clock figure is kept in the config. The anchor is timed the same way.
@@ -355,12 +363,13 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       f32OutNote: 'the same product with an f32 C (4 MiB written instead of 2), timed in the same rounds just before',
       ...drift(bf16.torch, bf16.alone, 'torch.matmul bf16', 'GFLOP/s'),
     }),
-    row('adamw_params_per_s', adamw, 'params/s', 'torch.optim.AdamW(foreach=True), 2 threads, same run',
+    row('adamw_params_per_s', adamw, 'params/s', `torch.optim.AdamW(foreach=True), 2 threads, ${torchAllocator === 'tcmalloc' ? 'TCMalloc preloaded, ' : ''}same run`,
       foreach, torchWhy, {
       torchSingleTensorAdamWParamsPerS: single,
       params: adamwN, threads: adamwThreads, steps: adamwSteps,
       statistic: `median wall time over ${adamwSteps} rounds of one step each: ours, the AdamW-shaped stream, then PyTorch's foreach step`, gradDtype: 'f32',
       ...drift(foreach, foreachAlone, 'foreach AdamW', 'params/s'),
+      rounds: adamwTimes.map((t, i) => ({ ours: adamwN / t, torchForeach: foreachInRun[i] ?? null, torchForeachAlone: aloneSteps[i] ?? null })),
       bytesPerParam: ADAMW_BYTES_PER_PARAM, bytesAssumed: 'f32 param, grad, exp_avg, exp_avg_sq read; param, exp_avg, exp_avg_sq written (no bf16 copy in this row)',
       gbPerS: adamwGbs,
       adamwShapedStreamGbPerS: streamGbs,

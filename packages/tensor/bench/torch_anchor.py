@@ -90,10 +90,17 @@ def adamw_params_per_s(n, steps, threads, foreach):
     return n / statistics.median(times)
 
 
+def allocator():
+    """The malloc this process runs on: TCMalloc where the bench preloaded it (LD_PRELOAD), else glibc's."""
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    return "tcmalloc" if "tcmalloc" in maps else "jemalloc" if "jemalloc" in maps else "glibc malloc"
+
+
 def main():
     for line in sys.stdin:
         req = json.loads(line)
-        out = {"torch": torch.__version__}
+        out = {"torch": torch.__version__, "allocator": allocator()}
         if "gemm" in req:
             cfg = req["gemm"]
             dtypes = cfg.get("dtypes", ["f32", "bf16"])
