@@ -188,9 +188,10 @@ export function median(xs: readonly number[]): number {
  * 2-vCPU Zen 4 with PyTorch 1.13, TCMalloc made the GPT bench's bf16 step 14-23% faster and
  * foreach AdamW over 50M parameters stop faulting 400 MB a step). Debian's libtcmalloc-minimal4 is
  * installed when missing and this process is root; `env.DS_BENCH_TORCH_MALLOC=default` keeps glibc's
- * malloc. Returns the path, or why there is none (the anchor then runs on glibc's malloc and says so).
+ * malloc; `install` false only looks. Returns the path, or why there is none (the anchor then runs on
+ * glibc's malloc and says so).
  */
-export function tcmallocPreload(env: NodeJS.ProcessEnv = process.env): { path: string } | string {
+export function tcmallocPreload(env: NodeJS.ProcessEnv = process.env, install = true): { path: string } | string {
   if (env.DS_BENCH_TORCH_MALLOC === 'default') return 'DS_BENCH_TORCH_MALLOC=default: glibc malloc asked for';
   const find = (): string | null => {
     const r = spawnSync('sh', ['-c', 'ldconfig -p'], { encoding: 'utf8' });
@@ -199,6 +200,7 @@ export function tcmallocPreload(env: NodeJS.ProcessEnv = process.env): { path: s
   };
   const have = find();
   if (have) return { path: have };
+  if (!install) return 'libtcmalloc-minimal4 is not installed (apt-get install libtcmalloc-minimal4)';
   if (process.getuid?.() !== 0) return 'libtcmalloc-minimal4 is not installed and this bench is not root (apt-get install libtcmalloc-minimal4)';
   console.log('installing libtcmalloc-minimal4 (Debian) for the PyTorch anchor, as torch.backends.xeon.run_cpu preloads it ...');
   spawnSync('sh', ['-c', 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1)'], { encoding: 'utf8', timeout: 600_000 });

@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { spawn } from 'node:child_process';
 
-import { ANCHOR_DRIFT, anchorDrift, formatValue, isNoisy, machineState, median, pythonWithTorch, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
+import { ANCHOR_DRIFT, anchorDrift, formatValue, isNoisy, machineState, median, pythonWithTorch, tcmallocPreload, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
 
 const row = (metric: string, value: number, extra: Partial<Row> = {}): Row => ({
   metric, value, unit: 'GB/s', anchor: 'memcpy', anchorValue: 2, ratio: value / 2, config: {}, ...extra,
@@ -124,6 +124,18 @@ describe('anchorDrift', () => {
     expect(anchorDrift(null, 100, 'x', 'u')).toEqual({ drift: null, reason: null });
     expect(anchorDrift(100, null, 'x', 'u')).toEqual({ drift: null, reason: null });
     expect(anchorDrift(100, 0, 'x', 'u')).toEqual({ drift: null, reason: null });
+  });
+});
+
+describe('tcmallocPreload', () => {
+  it('gives an existing TCMalloc library, or says which package to install; glibc when asked', () => {
+    const got = tcmallocPreload({}, false);
+    if (typeof got === 'string') expect(got).toMatch(/libtcmalloc-minimal4/);
+    else {
+      expect(got.path).toMatch(/libtcmalloc(_minimal)?\.so\.4$/);
+      expect(existsSync(got.path)).toBe(true);
+    }
+    expect(tcmallocPreload({ DS_BENCH_TORCH_MALLOC: 'default' }, false)).toMatch(/glibc malloc asked for/);
   });
 });
 
