@@ -14,6 +14,9 @@ import type { DeviceBackend } from '../devices/types.js';
 import { DSDeviceError, DSError, DSShapeError } from '../errors.js';
 import type { MemoryCategory, MemoryHolder, MemoryTracker } from './tracker.js';
 
+/** Fresh zero-promising buffers at least this large are written at allocation (see allocate). */
+const FRESH_ZERO_WRITE = 1 << 20;
+
 /** The host typed array of each element kind. */
 function hostView(kind: ElementKind, buffer: ArrayBufferLike, byteOffset: number, length: number): HostArray {
   if (kind === 'f32') return new Float32Array(buffer, byteOffset, length);
@@ -72,7 +75,12 @@ export class Storage implements MemoryHolder {
     }
     const reused = device === 'cpu' ? tracker.cache.take(byteLength) : undefined;
     const buf = reused ?? new ArrayBuffer(byteLength);
-    if (opts.uninitialized ? tracker.poisonUninit : reused) new Uint8Array(buf).fill(opts.uninitialized ? 0xff : 0);
+    // A fresh buffer that promises zeros is written here too (FRESH_ZERO_WRITE): its pages are mapped
+    // lazily, and a kernel that reads them first (an optimizer moment, a gradient accumulator) maps the
+    // shared zero page and then takes a second, copy-on-write fault with a TLB shootdown on its first
+    // write, several times the cost of one write fault on a VM (the first GPT step: 0.4 s of them).
+    const zeroFresh = !reused && !opts.uninitialized && byteLength >= FRESH_ZERO_WRITE;
+    if (opts.uninitialized ? tracker.poisonUninit : reused || zeroFresh) new Uint8Array(buf).fill(opts.uninitialized ? 0xff : 0);
     return new Storage(tracker, buf, 0, byteLength, false, opts);
   }
 
