@@ -11,13 +11,14 @@
 // PyTorch in f32, its fastest mode on such a CPU, and one bf16-autocast step is timed with a time
 // limit and reported beside it (config.torchBf16AutocastStepS) so that the gap is on record.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { CpuKernels } from '../src/backends/cpu.js';
 import { randint } from '../src/create.js';
 import { GPT, gptTrainFlopsPerToken } from '../src/nn/gpt.js';
 import { gptTrainer } from '../src/nn/gpt-trainer.js';
 import { getRuntime } from '../src/runtime.js';
-import { anchorDrift, median, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, median, preloadEnv, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface Shape {
@@ -53,9 +54,7 @@ type Malloc = { path: string } | string;
 
 /** A PyTorch worker's environment: its thread count, and TCMalloc preloaded unless `glibc`. */
 function torchEnv(malloc: Malloc, glibc = false): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { OMP_NUM_THREADS: String(THREADS) };
-  if (!glibc && typeof malloc !== 'string') env.LD_PRELOAD = [malloc.path, process.env.LD_PRELOAD].filter(Boolean).join(':');
-  return env;
+  return { OMP_NUM_THREADS: String(THREADS), ...(glibc ? {} : preloadEnv(malloc)) };
 }
 
 const TORCH_SCRIPT = fileURLToPath(new URL('./gpt_torch.py', import.meta.url));
@@ -198,7 +197,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
         anchorMissing = `the PyTorch anchor failed: ${(err as Error).message}`;
       }
       // ... and for the same reason our next round waits for them to settle.
-      if (!opts.smoke) await new Promise((resolve) => setTimeout(resolve, TORCH_SETTLE_MS));
+      if (!opts.smoke) await sleep(TORCH_SETTLE_MS);
     }
     perRound.push({ ours, torch, coresGflopsPerCore });
   }
@@ -210,11 +209,11 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   // are timed the same way: a step after a pause can be slower than one right after another (measured
   // for PyTorch's AdamW: up to 15%).
   let standalone: number | null = null;
+  const pause = gaps.length ? median(gaps) : null;
   if (typeof worker !== 'string' && anchorMissing === null && !opts.smoke) {
     const alone: number[] = [];
-    const pause = gaps.length ? median(gaps) : 0;
     for (let r = 0; r < rounds; r++) {
-      await new Promise((resolve) => setTimeout(resolve, pause));
+      await sleep(pause ?? 0);
       alone.push(tokens / (await worker.request<{ seconds: number }>({ steps })).seconds);
     }
     standalone = median(alone);
@@ -265,7 +264,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       torchAllocator,
       ...(typeof malloc === 'string' ? { torchAllocatorNote: `no TCMalloc: ${malloc}` } : {}),
       ...(glibc === null ? {} : typeof glibc === 'number' ? { torchGlibcMallocTokensPerS: glibc, torchGlibcMallocNote: 'PyTorch on glibc malloc (no preload), 3 rounds alone after the run, for the record' } : { torchGlibcMallocMissing: glibc }),
-      torchStandalonePauseMs: gaps.length ? median(gaps) : null,
+      torchStandalonePauseMs: pause,
       anchorDrift: drift,
       coresProbe: f32Peak === null ? null : `after each round, ${CORES_PROBE_S} s of FMAs on both cores at once (mean per core); a round below ${100 * CORES_FRACTION}% of the single-core f32 peak counts as contended, ${CONTENDED_ROUNDS} or more mark the row noisy`,
       ...(noisy ? { noisy: true, noisyReason: reasons.join('; ') } : {}),

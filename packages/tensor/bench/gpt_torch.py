@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from worker_env import allocator
+
 
 class Block(nn.Module):
     def __init__(self, c, h):
@@ -55,13 +57,6 @@ class GPT(nn.Module):
             x = blk(x)
         logits = F.linear(self.ln_f(x), self.wte.weight)
         return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
-
-
-def allocator():
-    """The malloc this process runs on: TCMalloc where the bench preloaded it (LD_PRELOAD), else glibc's."""
-    with open("/proc/self/maps") as f:
-        maps = f.read()
-    return "tcmalloc" if "tcmalloc" in maps else "jemalloc" if "jemalloc" in maps else "glibc malloc"
 
 
 def main():

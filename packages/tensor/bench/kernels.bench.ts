@@ -22,10 +22,11 @@
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 import { createCpuKernels, type CpuKernels } from '../src/backends/cpu.js';
-import { anchorDrift, median, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, debianLib, median, preloadEnv, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface TorchAnchor {
@@ -47,12 +48,8 @@ interface TorchAnchor {
  * this process may (root with apt-get); otherwise the row says why its anchor is not OpenBLAS.
  */
 function ensureOpenBlas(): string | null {
-  const have = spawnSync('sh', ['-c', 'ldconfig -p | grep -q libopenblas'], { encoding: 'utf8' });
-  if (have.status === 0) return null;
-  if (process.getuid?.() !== 0) return 'libopenblas0-pthread is not installed and this bench is not root (apt-get install libopenblas0-pthread)';
-  console.log('installing libopenblas0-pthread (Debian) for the OpenBLAS f32 GEMM anchor ...');
-  const r = spawnSync('sh', ['-c', 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null 2>&1)'], { encoding: 'utf8', timeout: 600_000 });
-  return r.status === 0 ? null : 'apt-get could not install libopenblas0-pthread';
+  const got = debianLib(/^libopenblas/, 'libopenblas0-pthread', 'for the OpenBLAS f32 GEMM anchor');
+  return typeof got === 'string' ? got : null;
 }
 
 /** Asks the PyTorch worker for one request's figures; a string says why there are none. */
@@ -189,7 +186,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   // temporaries (400 MB a step at 50M parameters) then stop being faulted in afresh every step.
   const malloc = opts.smoke ? 'smoke run' : tcmallocPreload();
   const worker = TorchWorker.start(fileURLToPath(new URL('./torch_anchor.py', import.meta.url)),
-    { OPENBLAS_NUM_THREADS: '1', ...(typeof malloc === 'string' ? {} : { LD_PRELOAD: [malloc.path, process.env.LD_PRELOAD].filter(Boolean).join(':') }) },
+    { OPENBLAS_NUM_THREADS: '1', ...preloadEnv(malloc) },
     ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE']);
   let torchAllocator: string | null = null;
   try {
@@ -272,7 +269,6 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   let torchVersionAdamW: string | null = null;
   const gaps: number[] = [];  // ms from the end of one PyTorch step's request to the start of the next
   let lastTorchEnd: number | null = null;
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   for (let i = 0; i < adamwSteps; i++) {
     timed(adamwStep, adamwTimes);
     timed(streamStep, streamTimes);

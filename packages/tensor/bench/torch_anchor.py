@@ -28,6 +28,8 @@ import time
 import numpy
 import torch
 
+from worker_env import allocator
+
 
 def median_seconds(fn, reps, clock=time.perf_counter):
     fn()  # warm-up: first-call allocation and kernel selection
@@ -37,6 +39,12 @@ def median_seconds(fn, reps, clock=time.perf_counter):
         fn()
         times.append(clock() - t0)
     return statistics.median(times)
+
+
+def set_threads(threads):
+    # Only when it changes: setting it again before every one-step request slowed the step after it.
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def gemm_gflops(n, dtype, reps):
@@ -65,12 +73,6 @@ def numpy_gemm(n, reps):
 _optimizer = {}  # (params, foreach) -> the one optimizer kept between requests
 
 
-def set_threads(threads):
-    # Only when it changes: setting it again before every one-step request slowed the step after it.
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
 def adamw_params_per_s(n, steps, threads, foreach):
     set_threads(threads)
     key = (n, foreach)
@@ -90,17 +92,11 @@ def adamw_params_per_s(n, steps, threads, foreach):
     return n / statistics.median(times)
 
 
-def allocator():
-    """The malloc this process runs on: TCMalloc where the bench preloaded it (LD_PRELOAD), else glibc's."""
-    with open("/proc/self/maps") as f:
-        maps = f.read()
-    return "tcmalloc" if "tcmalloc" in maps else "jemalloc" if "jemalloc" in maps else "glibc malloc"
-
-
 def main():
+    malloc = allocator()  # fixed for the process (LD_PRELOAD at start)
     for line in sys.stdin:
         req = json.loads(line)
-        out = {"torch": torch.__version__, "allocator": allocator()}
+        out = {"torch": torch.__version__, "allocator": malloc}
         if "gemm" in req:
             cfg = req["gemm"]
             dtypes = cfg.get("dtypes", ["f32", "bf16"])

@@ -182,30 +182,49 @@ export function median(xs: readonly number[]): number {
 }
 
 /**
+ * A Debian library an anchor needs: the path `ldconfig -p` gives for the first soname matching
+ * `soname`, installing Debian package `pkg` (with an apt-get update if the first try fails) when it is
+ * missing, `install` is true and this process is root; or why there is none, naming the package.
+ */
+export function debianLib(soname: RegExp, pkg: string, purpose: string, install = true): { path: string } | string {
+  const find = (): string | null => {
+    const r = spawnSync('sh', ['-c', 'ldconfig -p'], { encoding: 'utf8' });
+    if (r.status !== 0) return null;
+    for (const line of r.stdout.split('\n')) {
+      const m = /^\s*(\S+)\s.*=>\s*(\S+)/.exec(line);
+      if (m && soname.test(m[1]!)) return m[2]!;
+    }
+    return null;
+  };
+  const have = find();
+  if (have) return { path: have };
+  if (!install) return `${pkg} is not installed (apt-get install ${pkg})`;
+  if (process.getuid?.() !== 0) return `${pkg} is not installed and this bench is not root (apt-get install ${pkg})`;
+  console.log(`installing ${pkg} (Debian) ${purpose} ...`);
+  const apt = `DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkg} >/dev/null 2>&1`;
+  spawnSync('sh', ['-c', `${apt} || (apt-get update -qq && ${apt})`], { encoding: 'utf8', timeout: 600_000 });
+  const installed = find();
+  return installed ? { path: installed } : `apt-get could not install ${pkg}`;
+}
+
+/**
  * The TCMalloc library to preload into a PyTorch anchor, as PyTorch's own CPU launcher does
  * (`python -m torch.backends.xeon.run_cpu` preloads TCMalloc by default: glibc's malloc returns a large
  * tensor's pages to the kernel on free, so every step faults its temporaries in again; measured on a
  * 2-vCPU Zen 4 with PyTorch 1.13, TCMalloc made the GPT bench's bf16 step 14-23% faster and
  * foreach AdamW over 50M parameters stop faulting 400 MB a step). Debian's libtcmalloc-minimal4 is
- * installed when missing and this process is root; `env.DS_BENCH_TORCH_MALLOC=default` keeps glibc's
- * malloc; `install` false only looks. Returns the path, or why there is none (the anchor then runs on
- * glibc's malloc and says so).
+ * installed when missing and this process is root (debianLib); `env.DS_BENCH_TORCH_MALLOC=default`
+ * keeps glibc's malloc; `install` false only looks. Returns the path, or why there is none (the anchor
+ * then runs on glibc's malloc and says so).
  */
 export function tcmallocPreload(env: NodeJS.ProcessEnv = process.env, install = true): { path: string } | string {
   if (env.DS_BENCH_TORCH_MALLOC === 'default') return 'DS_BENCH_TORCH_MALLOC=default: glibc malloc asked for';
-  const find = (): string | null => {
-    const r = spawnSync('sh', ['-c', 'ldconfig -p'], { encoding: 'utf8' });
-    const m = r.status === 0 ? /\blibtcmalloc(?:_minimal)?\.so\.4\b[^\n]*=>\s*(\S+)/.exec(r.stdout) : null;
-    return m ? m[1]! : null;
-  };
-  const have = find();
-  if (have) return { path: have };
-  if (!install) return 'libtcmalloc-minimal4 is not installed (apt-get install libtcmalloc-minimal4)';
-  if (process.getuid?.() !== 0) return 'libtcmalloc-minimal4 is not installed and this bench is not root (apt-get install libtcmalloc-minimal4)';
-  console.log('installing libtcmalloc-minimal4 (Debian) for the PyTorch anchor, as torch.backends.xeon.run_cpu preloads it ...');
-  spawnSync('sh', ['-c', 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1)'], { encoding: 'utf8', timeout: 600_000 });
-  const installed = find();
-  return installed ? { path: installed } : 'apt-get could not install libtcmalloc-minimal4';
+  return debianLib(/^libtcmalloc(_minimal)?\.so\.4$/, 'libtcmalloc-minimal4', 'for the PyTorch anchor, as torch.backends.xeon.run_cpu preloads it', install);
+}
+
+/** The environment that preloads `malloc` (tcmallocPreload's answer) ahead of any LD_PRELOAD already set; none for a reason string. */
+export function preloadEnv(malloc: { path: string } | string): NodeJS.ProcessEnv {
+  return typeof malloc === 'string' ? {} : { LD_PRELOAD: [malloc.path, process.env.LD_PRELOAD].filter(Boolean).join(':') };
 }
 
 /**

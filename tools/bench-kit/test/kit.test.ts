@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { spawn } from 'node:child_process';
 
-import { ANCHOR_DRIFT, anchorDrift, formatValue, isNoisy, machineState, median, pythonWithTorch, tcmallocPreload, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
+import { ANCHOR_DRIFT, anchorDrift, formatValue, isNoisy, machineState, median, preloadEnv, pythonWithTorch, tcmallocPreload, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
 
 const row = (metric: string, value: number, extra: Partial<Row> = {}): Row => ({
   metric, value, unit: 'GB/s', anchor: 'memcpy', anchorValue: 2, ratio: value / 2, config: {}, ...extra,
@@ -136,6 +136,19 @@ describe('tcmallocPreload', () => {
       expect(existsSync(got.path)).toBe(true);
     }
     expect(tcmallocPreload({ DS_BENCH_TORCH_MALLOC: 'default' }, false)).toMatch(/glibc malloc asked for/);
+  });
+  it('preloads the library ahead of an LD_PRELOAD already set, and nothing without one', () => {
+    const before = process.env.LD_PRELOAD;
+    try {
+      process.env.LD_PRELOAD = '/x/libother.so';
+      expect(preloadEnv({ path: '/y/libtcmalloc_minimal.so.4' })).toEqual({ LD_PRELOAD: '/y/libtcmalloc_minimal.so.4:/x/libother.so' });
+      delete process.env.LD_PRELOAD;
+      expect(preloadEnv({ path: '/y/libtcmalloc_minimal.so.4' })).toEqual({ LD_PRELOAD: '/y/libtcmalloc_minimal.so.4' });
+      expect(preloadEnv('no TCMalloc here')).toEqual({});
+    } finally {
+      if (before === undefined) delete process.env.LD_PRELOAD;
+      else process.env.LD_PRELOAD = before;
+    }
   });
 });
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ds/bf16_avx512.h"
 #include "ds/kernels.h"
 
 // GCC 12's own _mm512_cvtph_ps/_mm512_cvtps_ph headers trip -Wmaybe-uninitialized (their
@@ -25,35 +26,21 @@ DS_INLINE void f32ToBf16Body(const float* x, uint16_t* y, int64_t n) {
 DS_VARIANTS(void, bf16ToF32Row, bf16ToF32Body, (const uint16_t* x, float* y, int64_t n), (x, y, n))
 DS_VARIANTS(void, f32ToBf16Row, f32ToBf16Body, (const float* x, uint16_t* y, int64_t n), (x, y, n))
 
-// f32 -> bf16 with AVX512_BF16 for the cast kernel: vcvtne2ps2bf16 rounds to nearest even and quiets
-// NaN exactly as f32ToBf16 does, but reads a subnormal input as zero, so a group of 32 holding one is
-// rounded by the exact rule instead (as the bf16 GEMM's C store does). The same bits; a 4.7M cast on 2
-// Zen 4 cores 0.48 -> 0.37 ms. Only the cast kernel takes it: for the short strided rows other kernels
-// store (attention's 64-element gradient rows) it made attention 2-4% slower, its stores bunching
-// into cache misses that the integer rounding had spread out (in-process A/B, both GPT shapes).
+// f32 -> bf16 with AVX512_BF16 for the cast kernel, 32 at a time by roundBf16x32 (a group holding a
+// subnormal by the exact integer rule): the same bits; a 4.7M cast on 2 Zen 4 cores 0.48 -> 0.37 ms.
+// Only the cast kernel takes it: for the short strided rows other kernels store (attention's
+// 64-element gradient rows) it made attention 2-4% slower, its stores bunching into cache misses that
+// the integer rounding had spread out (in-process A/B, both GPT shapes).
 DS_TARGET_AVX512BF16 void f32ToBf16Cvt(const float* x, uint16_t* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(x + i + 16);
-    if (_mm512_fpclass_ps_mask(a, 0x20) | _mm512_fpclass_ps_mask(b, 0x20)) {  // a subnormal lane
-      f32ToBf16RowAt(Isa::Avx512, x + i, y + i, 32);
-      continue;
-    }
-    _mm512_storeu_si512(y + i, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+  for (int64_t i = 0; i < n; i += 32) {
+    const int64_t len = std::min<int64_t>(32, n - i);
+    const __mmask32 m = len == 32 ? 0xffffffffu : static_cast<__mmask32>((1u << len) - 1);
+    const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), x + i);
+    const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> 16), x + i + 16);
+    __m512i h;
+    if (roundBf16x32(lo, hi, h)) _mm512_mask_storeu_epi16(y + i, m, h);
+    else f32ToBf16RowAt(Isa::Avx512, x + i, y + i, len);
   }
-  for (; i < n; i += 16) {
-    const int64_t len = std::min<int64_t>(16, n - i);
-    const __mmask16 m = static_cast<__mmask16>((1u << len) - 1);
-    const __m512 a = _mm512_maskz_loadu_ps(m, x + i);
-    if (_mm512_fpclass_ps_mask(a, 0x20)) f32ToBf16RowAt(Isa::Avx512, x + i, y + i, len);
-    else _mm256_mask_storeu_epi16(y + i, m, (__m256i)_mm512_cvtneps_pbh(a));
-  }
-}
-
-// Whether this CPU has AVX512_BF16, read once (a constant for the process).
-bool hasBf16Cvt() {
-  static const bool has = detectCpu().avx512bf16;
-  return has;
 }
 
 void f16ToF32Scalar(const uint16_t* x, float* y, int64_t n) {
@@ -153,7 +140,7 @@ void castKernel(const Ctx& c, DType st, const void* src, DType dt, void* dst, in
     const auto* s = static_cast<const unsigned char*>(src) + b * sb;
     auto* d = static_cast<unsigned char*>(dst) + b * db;
     if (st == dt) std::memcpy(d, s, static_cast<size_t>((e - b) * sb));
-    else if (st == DType::F32 && dt == DType::BF16 && c.isa >= Isa::Avx512 && hasBf16Cvt())
+    else if (st == DType::F32 && dt == DType::BF16 && c.isa >= Isa::Avx512 && c.bf16Dot)
       f32ToBf16Cvt(reinterpret_cast<const float*>(s), reinterpret_cast<uint16_t*>(d), e - b);
     else if (st == DType::F32 && isFloat(dt)) fromF32(c.isa, dt, reinterpret_cast<const float*>(s), d, e - b);
     else if (dt == DType::F32 && isFloat(st)) toF32(c.isa, st, s, reinterpret_cast<float*>(d), e - b);

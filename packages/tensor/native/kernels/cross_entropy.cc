@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ds/bf16_avx512.h"
 #include "ds/exp_avx512.h"
 #include "ds/tile.h"
 
@@ -89,7 +90,7 @@ DS_TARGET_AVX512 float expStoreBf16Exp16(const uint16_t* x, float* e, int64_t n,
   __m512 s = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, x + i)), 16));
+    const __m512 v = widenBf16x16(x + i, k);
     const __m512 ev = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(v, vm)));
     _mm512_mask_storeu_ps(e + i, k, ev);
     s = _mm512_add_ps(s, ev);

@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include "ds/bf16_avx2.h"
+#include "ds/bf16_avx512.h"
 #include "ds/simd.h"
 
 namespace ds {
@@ -39,8 +40,7 @@ DS_TARGET_AVX512 DS_INLINE void store512(float* c, __m512 acc, float alpha, floa
 DS_TARGET_AVX512 DS_INLINE void store512Bf16(uint16_t* c, __m512 acc, float alpha, float beta, __mmask16 m) {
   __m512 v = _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
   if (beta != 0.0f) {
-    const __m512i old = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, c)), 16);
-    v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_castsi512_ps(old), v);
+    v = _mm512_fmadd_ps(_mm512_set1_ps(beta), widenBf16x16(c, m), v);
   }
   const __m512i b = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
@@ -73,10 +73,8 @@ DS_TARGET_AVX512 DS_INLINE void storeTile512(__m512 (&acc)[R][2], void* c, int64
 }
 
 // storeTile512 for the bf16 kernel, whose CPU has AVX512_BF16: a bf16 C row of the tile (32 columns) is
-// rounded by one vcvtne2ps2bf16 and written by one store, where store512Bf16 takes about ten integer
-// instructions per 16 columns. The instruction rounds to nearest even as f32ToBf16 does and quiets a
-// NaN the same way (top half kept, bit 6 set), but flushes subnormal values to zero: a row holding one
-// is written through store512Bf16 instead, so the bits stay those of every other path.
+// rounded by one vcvtne2ps2bf16 (roundBf16x32) and written by one store, where store512Bf16 takes about
+// ten integer instructions per 16 columns; a row holding a subnormal goes through store512Bf16.
 template <int R>
 DS_TARGET_AVX512BF16 DS_INLINE void storeTileBf16Dot(__m512 (&acc)[R][2], void* c, int64_t ldc, bool cBf16, float alpha,
                                                      float beta, int nr) {
@@ -89,18 +87,16 @@ DS_TARGET_AVX512BF16 DS_INLINE void storeTileBf16Dot(__m512 (&acc)[R][2], void* 
     uint16_t* row = cb + i * ldc;
     __m512 v0 = _mm512_mul_ps(acc[i][0], va), v1 = _mm512_mul_ps(acc[i][1], va);
     if (beta != 0.0f) {
-      const __m512i old = _mm512_maskz_loadu_epi16(m, row);
-      const __m512 o0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(old)), 16));
-      const __m512 o1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(old, 1)), 16));
-      v0 = _mm512_fmadd_ps(vb, o0, v0);
-      v1 = _mm512_fmadd_ps(vb, o1, v1);
+      v0 = _mm512_fmadd_ps(vb, widenBf16x16(row, static_cast<__mmask16>(m)), v0);
+      v1 = _mm512_fmadd_ps(vb, widenBf16x16(row + 16, static_cast<__mmask16>(m >> 16)), v1);
     }
-    if (_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) {  // a subnormal lane
-      store512Bf16(row, v0, 1.0f, 0.0f, static_cast<__mmask16>(m));
-      if (nr > 16) store512Bf16(row + 16, v1, 1.0f, 0.0f, static_cast<__mmask16>(m >> 16));
+    __m512i h;
+    if (roundBf16x32(v0, v1, h)) {
+      _mm512_mask_storeu_epi16(row, m, h);
       continue;
     }
-    _mm512_mask_storeu_epi16(row, m, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+    store512Bf16(row, v0, 1.0f, 0.0f, static_cast<__mmask16>(m));
+    if (nr > 16) store512Bf16(row + 16, v1, 1.0f, 0.0f, static_cast<__mmask16>(m >> 16));
   }
 }
 

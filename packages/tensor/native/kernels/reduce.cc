@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "ds/bf16_avx512.h"
 #include "ds/simd.h"
 #include "ds/tile.h"
 
@@ -57,9 +58,7 @@ DS_VARIANTS(void, addColumns, addColumnsBody, (double* acc, const float* x, int6
 constexpr int64_t kRowChunk = 32;
 
 DS_TARGET_AVX512 DS_INLINE __m512 load16(bool bf16, const void* x, int64_t i, __mmask16 m) {
-  if (!bf16) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(x) + i);
-  const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(x) + i);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return bf16 ? widenBf16x16(static_cast<const uint16_t*>(x) + i, m) : _mm512_maskz_loadu_ps(m, static_cast<const float*>(x) + i);
 }
 
 template <int U>
