@@ -30,18 +30,26 @@ namespace {
 constexpr int kMr512 = 14;
 constexpr int kMr256 = 6;
 
-DS_TARGET_AVX512 DS_INLINE void store512(float* c, __m512 acc, float alpha, float beta, __mmask16 m) {
+// `bias` (when hasBias) is added last, as 1 * bias + v in an FMA: the same arithmetic as beta = 1 onto
+// a C filled with the bias (the driver's old way), and written as an FMA so that GCC, which contracts
+// a vector multiply and add into one FMA (-ffp-contract=fast), cannot fold alpha * acc into it (one
+// rounding instead of two: other bits than every other path's).
+DS_TARGET_AVX512 DS_INLINE void store512(float* c, __m512 acc, float alpha, float beta, __mmask16 m, bool hasBias = false,
+                                         __m512 bias = _mm512_setzero_ps()) {
   __m512 v = _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
   if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, c), v);
+  if (hasBias) v = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), bias, v);
   _mm512_mask_storeu_ps(c, m, v);
 }
 
 // The same into a bf16 C: round to nearest even exactly as f32ToBf16 (simd.h) does, NaN kept quiet.
-DS_TARGET_AVX512 DS_INLINE void store512Bf16(uint16_t* c, __m512 acc, float alpha, float beta, __mmask16 m) {
+DS_TARGET_AVX512 DS_INLINE void store512Bf16(uint16_t* c, __m512 acc, float alpha, float beta, __mmask16 m,
+                                             bool hasBias = false, __m512 bias = _mm512_setzero_ps()) {
   __m512 v = _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
   if (beta != 0.0f) {
     v = _mm512_fmadd_ps(_mm512_set1_ps(beta), widenBf16x16(c, m), v);
   }
+  if (hasBias) v = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), bias, v);
   const __m512i b = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
@@ -50,25 +58,34 @@ DS_TARGET_AVX512 DS_INLINE void store512Bf16(uint16_t* c, __m512 acc, float alph
   _mm256_mask_storeu_epi16(c, m, _mm512_cvtepi32_epi16(r));
 }
 
+// The tile's two 16-column pieces of the bias (zero past nr), loaded once for all its rows.
+DS_TARGET_AVX512 DS_INLINE void biasPieces(const float* bias, __mmask16 m0, __mmask16 m1, __m512& b0, __m512& b1) {
+  b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+}
+
 template <int R>
 DS_TARGET_AVX512 DS_INLINE void storeTile512(__m512 (&acc)[R][2], void* c, int64_t ldc, bool cBf16, float alpha,
-                                             float beta, int mr, int nr) {
+                                             float beta, const float* bias, int mr, int nr) {
   const __mmask16 m0 = nr >= 16 ? 0xffff : static_cast<__mmask16>((1u << nr) - 1);
   const __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : static_cast<__mmask16>((1u << (nr - 16)) - 1);
+  const bool hb = bias != nullptr;
+  __m512 b0, b1;
+  biasPieces(bias, m0, m1, b0, b1);
   if (cBf16) {
     auto* cb = static_cast<uint16_t*>(c);
 #pragma GCC unroll 14
     for (int i = 0; i < mr; ++i) {
-      store512Bf16(cb + i * ldc, acc[i][0], alpha, beta, m0);
-      if (m1) store512Bf16(cb + i * ldc + 16, acc[i][1], alpha, beta, m1);
+      store512Bf16(cb + i * ldc, acc[i][0], alpha, beta, m0, hb, b0);
+      if (m1) store512Bf16(cb + i * ldc + 16, acc[i][1], alpha, beta, m1, hb, b1);
     }
     return;
   }
   auto* cf = static_cast<float*>(c);
 #pragma GCC unroll 14
   for (int i = 0; i < mr; ++i) {
-    store512(cf + i * ldc, acc[i][0], alpha, beta, m0);
-    if (m1) store512(cf + i * ldc + 16, acc[i][1], alpha, beta, m1);
+    store512(cf + i * ldc, acc[i][0], alpha, beta, m0, hb, b0);
+    if (m1) store512(cf + i * ldc + 16, acc[i][1], alpha, beta, m1, hb, b1);
   }
 }
 
@@ -77,11 +94,14 @@ DS_TARGET_AVX512 DS_INLINE void storeTile512(__m512 (&acc)[R][2], void* c, int64
 // ten integer instructions per 16 columns; a row holding a subnormal goes through store512Bf16.
 template <int R>
 DS_TARGET_AVX512BF16 DS_INLINE void storeTileBf16Dot(__m512 (&acc)[R][2], void* c, int64_t ldc, bool cBf16, float alpha,
-                                                     float beta, int nr) {
-  if (!cBf16) return storeTile512(acc, c, ldc, cBf16, alpha, beta, R, nr);
+                                                     float beta, const float* bias, int nr) {
+  if (!cBf16) return storeTile512(acc, c, ldc, cBf16, alpha, beta, bias, R, nr);
   auto* cb = static_cast<uint16_t*>(c);
   const __mmask32 m = nr >= 32 ? 0xffffffffu : (1u << nr) - 1;
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const bool hb = bias != nullptr;
+  __m512 b0, b1;
+  biasPieces(bias, static_cast<__mmask16>(m), static_cast<__mmask16>(m >> 16), b0, b1);
 #pragma GCC unroll 14
   for (int i = 0; i < R; ++i) {
     uint16_t* row = cb + i * ldc;
@@ -89,6 +109,10 @@ DS_TARGET_AVX512BF16 DS_INLINE void storeTileBf16Dot(__m512 (&acc)[R][2], void* 
     if (beta != 0.0f) {
       v0 = _mm512_fmadd_ps(vb, widenBf16x16(row, static_cast<__mmask16>(m)), v0);
       v1 = _mm512_fmadd_ps(vb, widenBf16x16(row + 16, static_cast<__mmask16>(m >> 16)), v1);
+    }
+    if (hb) {  // as in store512
+      v0 = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), b0, v0);
+      v1 = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), b1, v1);
     }
     __m512i h;
     if (roundBf16x32(v0, v1, h)) {
@@ -120,7 +144,7 @@ DS_TARGET_AVX512 DS_INLINE void prefetchRow(const void* c, int64_t ldc, bool cBf
 }
 
 DS_TARGET_AVX512 void ukrF32Avx512(int64_t kc, const float* a, const float* b, void* c, int64_t ldc, bool cBf16,
-                                   float alpha, float beta, int mr, int nr) {
+                                   float alpha, float beta, const float* bias, int mr, int nr) {
   __m512 acc[kMr512][2];
 #pragma GCC unroll 14
   for (int i = 0; i < kMr512; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -138,14 +162,14 @@ DS_TARGET_AVX512 void ukrF32Avx512(int64_t kc, const float* a, const float* b, v
     a += kMr512;
     b += 32;
   }
-  storeTile512(acc, c, ldc, cBf16, alpha, beta, mr, nr);
+  storeTile512(acc, c, ldc, cBf16, alpha, beta, bias, mr, nr);
 }
 
 // The first R rows of a 14 x 32 bf16 tile (the packed A strip still holds 14 rows per k pair): R is
 // 14 but for the last strip of A, whose mr < 14 rows then cost mr rows of work rather than 14.
 template <int R>
 DS_TARGET_AVX512BF16 void bf16Rows(int64_t kp, const uint16_t* a, const uint16_t* b, void* c, int64_t ldc, bool cBf16,
-                                   float alpha, float beta, int nr) {
+                                   float alpha, float beta, const float* bias, int nr) {
   __m512 acc[R][2];
 #pragma GCC unroll 14
   for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -166,16 +190,16 @@ DS_TARGET_AVX512BF16 void bf16Rows(int64_t kp, const uint16_t* a, const uint16_t
     a += 2 * kMr512;
     b += 64;
   }
-  storeTileBf16Dot(acc, c, ldc, cBf16, alpha, beta, nr);
+  storeTileBf16Dot(acc, c, ldc, cBf16, alpha, beta, bias, nr);
 }
 
 DS_TARGET_AVX512BF16 void ukrBf16Avx512(int64_t kp, const uint16_t* a, const uint16_t* b, void* c, int64_t ldc,
-                                        bool cBf16, float alpha, float beta, int mr, int nr) {
-  using Rows = void (*)(int64_t, const uint16_t*, const uint16_t*, void*, int64_t, bool, float, float, int);
+                                        bool cBf16, float alpha, float beta, const float* bias, int mr, int nr) {
+  using Rows = void (*)(int64_t, const uint16_t*, const uint16_t*, void*, int64_t, bool, float, float, const float*, int);
   static constexpr Rows kRows[kMr512] = {bf16Rows<1>, bf16Rows<2>, bf16Rows<3>,  bf16Rows<4>,  bf16Rows<5>,
                                          bf16Rows<6>, bf16Rows<7>, bf16Rows<8>,  bf16Rows<9>,  bf16Rows<10>,
                                          bf16Rows<11>, bf16Rows<12>, bf16Rows<13>, bf16Rows<14>};
-  kRows[mr - 1](kp, a, b, c, ldc, cBf16, alpha, beta, nr);
+  kRows[mr - 1](kp, a, b, c, ldc, cBf16, alpha, beta, bias, nr);
 }
 
 // The AVX2 f32 kernel's C prefetch lead, in k steps (about 800 cycles at 6 cycles a step): the C
@@ -188,7 +212,7 @@ constexpr int64_t kCPrefetchStepsAvx2 = 128;
 // The AVX2 k loop is unrolled 8 times (measured 3-4% over 4 or 2 at 1024^3); the accumulators,
 // the B row and the broadcast stay in ymm0-ymm15 across it (checked with objdump).
 DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, void* cv, int64_t ldc, bool cBf16, float alpha,
-                               float beta, int mr, int nr) {
+                               float beta, const float* bias, int mr, int nr) {
   float* c = static_cast<float*>(cv);
   uint16_t* ch = static_cast<uint16_t*>(cv);
   const int64_t cElem = cBf16 ? 2 : 4;
@@ -221,6 +245,8 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, void*
   // (a runtime-indexed access would make GCC keep them in memory across the k loop).
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
   if (mr == kMr256 && nr == 16) {
+    const __m256 bias0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    const __m256 bias1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
 #pragma GCC unroll 6
     for (int i = 0; i < kMr256; ++i) {
 #pragma GCC unroll 2
@@ -229,10 +255,12 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, void*
         if (cBf16) {
           uint16_t* ci = ch + i * ldc + 8 * h;
           if (beta != 0.0f) v = _mm256_fmadd_ps(vb, widenBf16x8(ci), v);
+          if (bias) v = _mm256_fmadd_ps(_mm256_set1_ps(1.0f), h ? bias1 : bias0, v);  // as in store512
           _mm_storeu_si128(reinterpret_cast<__m128i*>(ci), bf16x8(v));
         } else {
           float* ci = c + i * ldc + 8 * h;
           if (beta != 0.0f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), v);
+          if (bias) v = _mm256_fmadd_ps(_mm256_set1_ps(1.0f), h ? bias1 : bias0, v);
           _mm256_storeu_ps(ci, v);
         }
       }
@@ -247,19 +275,20 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, void*
   }
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) {
+      // The bias takes the place of beta * C (the driver passes beta = 0 with one).
       if (cBf16) {
         uint16_t* cij = ch + i * ldc + j;
-        *cij = f32ToBf16(alpha * tile[i][j] + (beta != 0.0f ? beta * bf16ToF32(*cij) : 0.0f));
+        *cij = f32ToBf16(alpha * tile[i][j] + (bias ? bias[j] : beta != 0.0f ? beta * bf16ToF32(*cij) : 0.0f));
       } else {
         float* cij = c + i * ldc + j;
-        *cij = alpha * tile[i][j] + (beta != 0.0f ? beta * *cij : 0.0f);
+        *cij = alpha * tile[i][j] + (bias ? bias[j] : beta != 0.0f ? beta * *cij : 0.0f);
       }
     }
 }
 
 // Baseline x86-64: a 4 x 8 tile in plain C++ the compiler keeps in 8 of the 16 SSE registers.
 void ukrF32Scalar(int64_t kc, const float* a, const float* b, void* cv, int64_t ldc, bool, float alpha, float beta,
-                  int mr, int nr) {
+                  const float* bias, int mr, int nr) {
   float* c = static_cast<float*>(cv);
   constexpr int MR = 4, NR = 8;
   float acc[MR][NR] = {};
@@ -274,7 +303,7 @@ void ukrF32Scalar(int64_t kc, const float* a, const float* b, void* cv, int64_t 
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) {
       float* cij = c + i * ldc + j;
-      *cij = alpha * acc[i][j] + (beta != 0.0f ? beta * *cij : 0.0f);
+      *cij = alpha * acc[i][j] + (bias ? bias[j] : beta != 0.0f ? beta * *cij : 0.0f);
     }
 }
 

@@ -1,7 +1,9 @@
 // GEMM microkernels (gemm_ukernel.cc) as the driver (gemm.cc) sees them. A microkernel multiplies a
 // packed MR x kc strip of A by a packed kc x NR strip of B in registers and writes the top-left
-// mr x nr corner of the tile: C = alpha * acc + beta * C (C is not read when beta == 0). C is f32,
-// or bf16 (`cBf16`, rounded to nearest even once per element) for shapes with `bf16C`.
+// mr x nr corner of the tile: C = alpha * acc + beta * C (C is not read when beta == 0), plus bias[j]
+// in column j when `bias` (f32, the tile's nr columns) is not null; the driver never passes both a
+// bias and beta != 0. C is f32, or bf16 (`cBf16`, rounded to nearest even once per element) for
+// shapes with `bf16C`.
 //   f32 packing:  A strip [kc][MR], B strip [kc][NR].
 //   bf16 packing: k is split in pairs, A strip [kc/2][MR][2], B strip [kc/2][NR][2] (zero-padded),
 //                 the operand layout of vdpbf16ps.
@@ -13,9 +15,9 @@
 namespace ds {
 
 using UkrF32 = void (*)(int64_t kc, const float* a, const float* b, void* c, int64_t ldc, bool cBf16, float alpha,
-                        float beta, int mr, int nr);
+                        float beta, const float* bias, int mr, int nr);
 using UkrBf16 = void (*)(int64_t kpairs, const uint16_t* a, const uint16_t* b, void* c, int64_t ldc, bool cBf16,
-                         float alpha, float beta, int mr, int nr);
+                         float alpha, float beta, const float* bias, int mr, int nr);
 
 struct GemmShape {
   int mr, nr;            // register tile
