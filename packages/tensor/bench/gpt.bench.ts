@@ -18,7 +18,7 @@ import { randint } from '../src/create.js';
 import { GPT, gptTrainFlopsPerToken } from '../src/nn/gpt.js';
 import { gptTrainer } from '../src/nn/gpt-trainer.js';
 import { getRuntime } from '../src/runtime.js';
-import { anchorDrift, median, preloadEnv, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, CONTENDED_FRACTION, contendedRounds, median, preloadEnv, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface Shape {
@@ -94,8 +94,6 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
  * of the single-core peak in 2 of 12 such probes, and a 2-thread GEMM to 45-60% in between).
  */
 const CORES_PROBE_S = 0.1;
-/** A probe whose mean per-core rate is below this fraction of the single-core peak saw the cores taken. */
-const CORES_FRACTION = 0.9;
 /** How long a round waits after PyTorch's before ours starts (its threads let go of the cores). */
 const TORCH_SETTLE_MS = 200;
 /** This many rounds (or more) whose probe saw the cores taken mark a row noisy. */
@@ -220,11 +218,10 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
   }
   const { drift, reason: driftReason } = anchorDrift(anchorValue, standalone, 'PyTorch', 'tokens/s');
   const f32Peak = peak?.f32PerCore ?? null;
-  const contended = f32Peak === null ? [] : perRound.flatMap((r, i) => (r.coresGflopsPerCore !== null && r.coresGflopsPerCore < CORES_FRACTION * f32Peak ? [i] : []));
+  const contended = contendedRounds(perRound.map((r) => r.coresGflopsPerCore), f32Peak, CONTENDED_ROUNDS, 'both cores together');
   const reasons: string[] = [];
   if (driftReason !== null) reasons.push(driftReason);
-  if (contended.length >= CONTENDED_ROUNDS)
-    reasons.push(`after ${contended.length} of ${rounds} rounds both cores together ran the FMA probe below ${100 * CORES_FRACTION}% of one core's peak (${contended.map((i) => perRound[i]!.coresGflopsPerCore!.toFixed(0)).join(', ')} vs ${f32Peak!.toFixed(0)} GFLOP/s per core): the hypervisor took CPU time`);
+  if (contended.reason !== null) reasons.push(contended.reason);
   const noisy = reasons.length > 0;
   // Where the anchor is f32, PyTorch's bf16 step is timed once (after ours, nothing else running) for the record.
   const bf16Probe = anchor.precision === 'f32' && typeof worker !== 'string' && !opts.smoke ? await timeTorchBf16Step(cfg, malloc) : null;
@@ -266,7 +263,7 @@ async function measure(shape: Shape, opts: { smoke: boolean }, kernelsName: stri
       ...(glibc === null ? {} : typeof glibc === 'number' ? { torchGlibcMallocTokensPerS: glibc, torchGlibcMallocNote: 'PyTorch on glibc malloc (no preload), 3 rounds alone after the run, for the record' } : { torchGlibcMallocMissing: glibc }),
       torchStandalonePauseMs: pause,
       anchorDrift: drift,
-      coresProbe: f32Peak === null ? null : `after each round, ${CORES_PROBE_S} s of FMAs on both cores at once (mean per core); a round below ${100 * CORES_FRACTION}% of the single-core f32 peak counts as contended, ${CONTENDED_ROUNDS} or more mark the row noisy`,
+      coresProbe: f32Peak === null ? null : `after each round, ${CORES_PROBE_S} s of FMAs on both cores at once (mean per core); a round below ${100 * CONTENDED_FRACTION}% of the single-core f32 peak counts as contended, ${CONTENDED_ROUNDS} or more mark the row noisy`,
       ...(noisy ? { noisy: true, noisyReason: reasons.join('; ') } : {}),
       flopsPerToken: gptTrainFlopsPerToken(parameters, model, seq),
       peakGflopsPerCore: peak?.perCore ?? null,

@@ -15,7 +15,10 @@
 //                                        (streamBandwidth below).
 // Every row's anchor is measured twice: alternating with ours (the row's anchorValue) and then alone
 // for as many rounds, ours idle (config.anchorAlone); the two further apart than ANCHOR_DRIFT (15%)
-// mark the row noisy, as a load that came and went during the run would (bench-kit anchorDrift).
+// mark the row noisy, as a load that came and went during the run would (bench-kit anchorDrift). A
+// GEMM round also runs the FMA probe on its CPU right after ours (config.rounds[].coreGflops): the
+// host's slow phases, which the anchor's drift misses when they hit ours and the anchor alike, mark
+// the row noisy once a fifth of its rounds (at least 2) saw the core taken (bench-kit contendedRounds).
 // The config of each gemm row also gives the fraction of the f32 FMA peak two ways: from the clock in
 // /proc/cpuinfo (2 FMA units x 16 lanes x 2 FLOP per cycle; a VM often reports the base clock, not
 // the turbo clock the core runs at) and from a measured peak (independent FMAs on one core, same run).
@@ -26,7 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 import { createCpuKernels, type CpuKernels } from '../src/backends/cpu.js';
-import { anchorDrift, debianLib, median, preloadEnv, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
+import { anchorDrift, CONTENDED_FRACTION, contendedRounds, debianLib, median, preloadEnv, tcmallocPreload, type Row } from '@ds-internal/bench-kit';
 import { TorchWorker } from './torch-worker.js';
 
 interface TorchAnchor {
@@ -126,6 +129,9 @@ function filled<T extends Float32Array | Uint16Array>(a: T, seed: number): T {
 /** AdamW's memory traffic per parameter: 4 f32 arrays read, 3 written (each written array is also read, so no write-allocate). */
 const ADAMW_BYTES_PER_PARAM = 7 * 4;
 
+/** Seconds of the FMA probe after ours in each GEMM round (about 25 calls of 2 ms). */
+const CORE_PROBE_S = 0.05;
+
 /**
  * Streaming bandwidth on the current thread count over buffers far larger than the caches, best of
  * reps: copy (8 bytes per f32 element: memmove, whose large-size path uses non-temporal stores) and
@@ -172,7 +178,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   // median over rounds of each side, and its config keeps every round and how many ours won. bf16
   // rounds are short (~0.1 s), so there are more of them: the figure moves less with bursts of load
   // from other tenants.
-  type Round = { cpu: number | null; ours: { cpu: number; wall: number }; f32Out: number | null; torch: number | null; numpy: number | null; blas: string | null; why: string | null; version: string | null };
+  type Round = { cpu: number | null; ours: { cpu: number; wall: number }; coreGflops: number | null; f32Out: number | null; torch: number | null; numpy: number | null; blas: string | null; why: string | null; version: string | null };
   const aff = affinity();
   const rounds: Record<'f32' | 'bf16', Round[]> = { f32: [], bf16: [] };
   // Then the row's anchor alone, as many rounds on the same CPUs in turn with ours idle: a load that
@@ -199,10 +205,11 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
         aff?.pin(on);
         const f32Out = oursF32Out ? oursF32Out().cpu : null;
         const mine = ours();
+        const coreGflops = opts.smoke ? null : cpu.probeCores(CORE_PROBE_S).meanGflopsPerCore;  // still pinned: the round's CPU
         aff?.pin(null);
         const t = await torchAnchor(worker, { gemm: { n, reps, dtypes: [dtype], cpu: on } });
         const theirs = typeof t === 'string' ? undefined : t[dtype === 'f32' ? 'gemm_f32_gflops' : 'gemm_bf16_gflops'];
-        rounds[dtype].push({ cpu: on, ours: mine, f32Out, torch: theirs ?? null, why: typeof t === 'string' ? t : theirs === undefined ? 'no anchor figure' : null,
+        rounds[dtype].push({ cpu: on, ours: mine, coreGflops, f32Out, torch: theirs ?? null, why: typeof t === 'string' ? t : theirs === undefined ? 'no anchor figure' : null,
           numpy: typeof t === 'string' ? null : t.numpy_f32_gflops ?? null, blas: typeof t === 'string' ? null : t.numpy_blas ?? null,
           version: typeof t === 'string' ? null : t.torch });
       }
@@ -232,7 +239,8 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       f32Out: medianOf(rs.map((r) => r.f32Out)),
       why: rs.find((r) => r.why !== null)?.why ?? null,
       alone: medianOf(alone[dtype]),
-      perRound: rs.map((r) => ({ cpu: r.cpu, ours: r.ours.cpu, torch: r.torch, ratio: r.torch ? r.ours.cpu / r.torch : null })),
+      perRound: rs.map((r) => ({ cpu: r.cpu, ours: r.ours.cpu, coreGflops: r.coreGflops, torch: r.torch, ratio: r.torch ? r.ours.cpu / r.torch : null })),
+      contended: contendedRounds(rs.map((r) => r.coreGflops), probe.f32FmaGflops, Math.max(2, Math.ceil(rs.length / 5)), 'its CPU'),
     };
   };
   const f32 = summary('f32');
@@ -330,6 +338,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
     cpuGhz: ghz, f32FmaPeakGflops: peak, fractionOfF32FmaPeak: peak === null ? null : g.cpu / peak,
     measuredF32FmaPeakGflops: probe.f32FmaGflops, fractionOfMeasuredF32FmaPeak: probe.f32FmaGflops > 0 ? g.cpu / probe.f32FmaGflops : null,
     measuredBf16DotPeakGflops: probe.bf16DotGflops,
+    coreProbe: `after ours in each round, ${CORE_PROBE_S} s of FMAs on the round's CPU (mean, wall time); a round below ${100 * CONTENDED_FRACTION}% of the measured one-core f32 peak counts as contended, ${Math.max(2, Math.ceil(rounds.length / 5))} or more mark the row noisy`,
     note: dtype === 'f32'
       ? `${pct(g.cpu / probe.f32FmaGflops)} of measured f32 FMA peak (${probe.f32FmaGflops.toFixed(0)} GFLOP/s)`
       : `${pct(g.cpu / probe.bf16DotGflops)} of measured bf16 dot peak (${probe.bf16DotGflops.toFixed(0)} GFLOP/s)`,
@@ -339,10 +348,12 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
   const f32Anchor = openBlas ? { name: `OpenBLAS (numpy.matmul f32, ${f32.blas}), 1 thread, same run`, value: f32.numpy } : { name: 'torch.matmul f32, 1 thread, same run', value: f32.torch };
   const f32Rounds = f32.perRound.map((r, i) => ({ ...r, numpy: rounds.f32[i]!.numpy, ratio: openBlas ? (rounds.f32[i]!.numpy ? r.ours / rounds.f32[i]!.numpy! : null) : r.ratio }));
   const foreach = foreachInRun.length ? median(foreachInRun) : null;
-  // The anchor alone against the anchor in the run: the figures, and a noisy mark past ANCHOR_DRIFT.
-  const drift = (inRun: number | null, aloneValue: number | null, what: string, unit: string) => {
+  // The anchor alone against the anchor in the run: the figures, and a noisy mark past ANCHOR_DRIFT
+  // (or for `contended`, the sentence of a GEMM row's contended rounds).
+  const drift = (inRun: number | null, aloneValue: number | null, what: string, unit: string, contended: string | null = null) => {
     const d = anchorDrift(inRun, aloneValue, what, unit);
-    return { anchorAlone: aloneValue, anchorDrift: d.drift, ...(d.reason !== null ? { noisy: true, noisyReason: d.reason } : {}) };
+    const reasons = [d.reason, contended].filter((r): r is string => r !== null);
+    return { anchorAlone: aloneValue, anchorDrift: d.drift, ...(reasons.length ? { noisy: true, noisyReason: reasons.join('; ') } : {}) };
   };
   return [
     row('gemm_f32_1024_1t', f32.ours.cpu, 'GFLOP/s', f32Anchor.name, f32Anchor.value, f32.why, {
@@ -351,13 +362,13 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       numpyGflops: f32.numpy,
       numpyBlas: f32.blas,
       ...(openBlas ? {} : { anchorNote: `not OpenBLAS: ${noOpenBlas ?? `numpy runs on ${f32.blas ?? 'an unknown BLAS'}`}; the anchor is torch.matmul` }),
-      ...drift(f32Anchor.value, f32.alone, openBlas ? 'OpenBLAS' : 'torch.matmul f32', 'GFLOP/s'),
+      ...drift(f32Anchor.value, f32.alone, openBlas ? 'OpenBLAS' : 'torch.matmul f32', 'GFLOP/s', f32.contended.reason),
     }),
     row('gemm_bf16_1024_1t', bf16.ours.cpu, 'GFLOP/s', 'torch.matmul bf16 (bf16 out), 1 thread, same run', bf16.torch, bf16.why, {
       ...gemmConfig('bf16 in, f32 accumulate, bf16 out (as the anchor)', bf16.ours, bf16.perRound),
       f32OutGflops: bf16.f32Out,
       f32OutNote: 'the same product with an f32 C (4 MiB written instead of 2), timed in the same rounds just before',
-      ...drift(bf16.torch, bf16.alone, 'torch.matmul bf16', 'GFLOP/s'),
+      ...drift(bf16.torch, bf16.alone, 'torch.matmul bf16', 'GFLOP/s', bf16.contended.reason),
     }),
     row('adamw_params_per_s', adamw, 'params/s', `torch.optim.AdamW(foreach=True), 2 threads, ${torchAllocator === 'tcmalloc' ? 'TCMalloc preloaded, ' : ''}same run`,
       foreach, torchWhy, {

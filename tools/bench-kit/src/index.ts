@@ -174,6 +174,28 @@ export function anchorDrift(inRun: number | null, alone: number | null, what: st
   return { drift, reason: `${what} in the run ${fmt(inRun)} vs alone ${fmt(alone)} ${unit} (${(100 * drift).toFixed(0)}% apart, above ${100 * ANCHOR_DRIFT}%)` };
 }
 
+/**
+ * A round's probe (f32 FMAs on the round's cores right after our part of it, GFLOP/s per core over
+ * wall time) below this fraction of the run's measured one-core peak saw the cores taken: on the VMs
+ * we run on the host takes CPU time in episodes that neither the load average nor steal time shows.
+ */
+export const CONTENDED_FRACTION = 0.9;
+
+/**
+ * The rounds whose probe (`probes[i]`, null where none ran) fell below CONTENDED_FRACTION of `peak`,
+ * and, when there are `minRounds` or more of them, the sentence that marks the row noisy (`where`
+ * says which cores the probe ran on). No peak: no rounds and no reason.
+ */
+export function contendedRounds(probes: readonly (number | null)[], peak: number | null, minRounds: number, where: string): { rounds: number[]; reason: string | null } {
+  if (peak === null || !(peak > 0)) return { rounds: [], reason: null };
+  const rounds = probes.flatMap((g, i) => (g !== null && g < CONTENDED_FRACTION * peak ? [i] : []));
+  if (rounds.length < minRounds) return { rounds, reason: null };
+  return {
+    rounds,
+    reason: `after ${rounds.length} of ${probes.length} rounds ${where} ran the FMA probe below ${100 * CONTENDED_FRACTION}% of one core's peak (${rounds.map((i) => probes[i]!.toFixed(0)).join(', ')} vs ${peak.toFixed(0)} GFLOP/s per core): something else had the CPU time (another process, or the host)`,
+  };
+}
+
 /** Median of a non-empty list (the upper middle for an even count). */
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw new Error('median of no values');

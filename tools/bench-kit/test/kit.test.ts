@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { spawn } from 'node:child_process';
 
-import { ANCHOR_DRIFT, anchorDrift, formatValue, isNoisy, machineState, median, preloadEnv, pythonWithTorch, tcmallocPreload, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
+import { ANCHOR_DRIFT, anchorDrift, CONTENDED_FRACTION, contendedRounds, formatValue, isNoisy, machineState, median, preloadEnv, pythonWithTorch, tcmallocPreload, table, writeResults, type MachineState, type Row, type WriteOptions } from '../src/index.js';
 
 const row = (metric: string, value: number, extra: Partial<Row> = {}): Row => ({
   metric, value, unit: 'GB/s', anchor: 'memcpy', anchorValue: 2, ratio: value / 2, config: {}, ...extra,
@@ -124,6 +124,21 @@ describe('anchorDrift', () => {
     expect(anchorDrift(null, 100, 'x', 'u')).toEqual({ drift: null, reason: null });
     expect(anchorDrift(100, null, 'x', 'u')).toEqual({ drift: null, reason: null });
     expect(anchorDrift(100, 0, 'x', 'u')).toEqual({ drift: null, reason: null });
+  });
+});
+
+describe('contendedRounds', () => {
+  it('lists the rounds whose probe fell below the fraction of the peak, and marks the row from minRounds on', () => {
+    expect(CONTENDED_FRACTION).toBe(0.9);
+    // 90% of 100 is the line: 90 is not below it, 89.9 is; rounds without a probe are skipped.
+    expect(contendedRounds([100, 90, 89.9, null, 95], 100, 2, 'its core')).toEqual({ rounds: [2], reason: null });
+    const two = contendedRounds([60, 99, 74.5, 101], 100, 2, 'its core');
+    expect(two.rounds).toEqual([0, 2]);
+    expect(two.reason).toBe("after 2 of 4 rounds its core ran the FMA probe below 90% of one core's peak (60, 75 vs 100 GFLOP/s per core): something else had the CPU time (another process, or the host)");
+  });
+  it('has nothing to say without a peak', () => {
+    expect(contendedRounds([10, 10, 10], null, 1, 'x')).toEqual({ rounds: [], reason: null });
+    expect(contendedRounds([10, 10, 10], 0, 1, 'x')).toEqual({ rounds: [], reason: null });
   });
 });
 
