@@ -131,6 +131,8 @@ const ADAMW_BYTES_PER_PARAM = 7 * 4;
 
 /** Seconds of the FMA probe after ours in each GEMM round (about 25 calls of 2 ms). */
 const CORE_PROBE_S = 0.05;
+/** Contended GEMM rounds that mark the row noisy: a fifth of them, at least 2. */
+const contendedLimit = (rounds: number): number => Math.max(2, Math.ceil(rounds / 5));
 
 /**
  * Streaming bandwidth on the current thread count over buffers far larger than the caches, best of
@@ -240,7 +242,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
       why: rs.find((r) => r.why !== null)?.why ?? null,
       alone: medianOf(alone[dtype]),
       perRound: rs.map((r) => ({ cpu: r.cpu, ours: r.ours.cpu, coreGflops: r.coreGflops, torch: r.torch, ratio: r.torch ? r.ours.cpu / r.torch : null })),
-      contended: contendedRounds(rs.map((r) => r.coreGflops), probe.f32FmaGflops, Math.max(2, Math.ceil(rs.length / 5)), 'its CPU'),
+      contended: contendedRounds(rs.map((r) => r.coreGflops), probe.f32FmaGflops, contendedLimit(rs.length), 'its CPU'),
     };
   };
   const f32 = summary('f32');
@@ -338,7 +340,7 @@ export async function run(opts: { smoke: boolean }): Promise<Row[]> {
     cpuGhz: ghz, f32FmaPeakGflops: peak, fractionOfF32FmaPeak: peak === null ? null : g.cpu / peak,
     measuredF32FmaPeakGflops: probe.f32FmaGflops, fractionOfMeasuredF32FmaPeak: probe.f32FmaGflops > 0 ? g.cpu / probe.f32FmaGflops : null,
     measuredBf16DotPeakGflops: probe.bf16DotGflops,
-    coreProbe: `after ours in each round, ${CORE_PROBE_S} s of FMAs on the round's CPU (mean, wall time); a round below ${100 * CONTENDED_FRACTION}% of the measured one-core f32 peak counts as contended, ${Math.max(2, Math.ceil(rounds.length / 5))} or more mark the row noisy`,
+    coreProbe: `after ours in each round, ${CORE_PROBE_S} s of FMAs on the round's CPU (mean, wall time); a round below ${100 * CONTENDED_FRACTION}% of the measured one-core f32 peak counts as contended, ${contendedLimit(rounds.length)} or more mark the row noisy`,
     note: dtype === 'f32'
       ? `${pct(g.cpu / probe.f32FmaGflops)} of measured f32 FMA peak (${probe.f32FmaGflops.toFixed(0)} GFLOP/s)`
       : `${pct(g.cpu / probe.bf16DotGflops)} of measured bf16 dot peak (${probe.bf16DotGflops.toFixed(0)} GFLOP/s)`,

@@ -381,15 +381,7 @@ DS_INLINE void fillBias(void* c, int64_t ldc, size_t esz, const void* bias, int6
 void gemmSerial(const GemmShape& g, ThreadPool& pool, int tid, int64_t m, int64_t n, int64_t k, const Operand& a,
                 const Operand& bt, float alpha, float beta, void* c, int64_t ldc, bool cBf16 = false,
                 const float* bias = nullptr) {
-  if (k == 0 && bias) {
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        if (cBf16) static_cast<uint16_t*>(c)[i * ldc + j] = f32ToBf16(bias[j]);  // exact: a bf16 bias widened
-        else static_cast<float*>(c)[i * ldc + j] = bias[j];
-      }
-    return;
-  }
-  if (k == 0) {
+  if (k == 0) {  // (with a bias, gemmKernel fills C itself)
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
         if (cBf16) {
@@ -602,13 +594,17 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
   const Operand bt{p.b, p.dtype, p.transB ? p.k : 1, p.transB ? 1 : p.n};
   const int threads = c.pool->size();
   const double flops = 2.0 * p.m * p.n * static_cast<double>(p.k) * p.batch;
+  const int csz = p.outDtype == DType::F32 ? 4 : 2;
+  if (p.k == 0 && p.bias) {  // C is the bias in every row
+    for (int64_t bi = 0; bi < p.batch; ++bi)
+      fillBias(static_cast<unsigned char*>(p.c) + bi * p.strideC * csz, p.n, csz, p.bias, p.m, p.n);
+    return;
+  }
   // The bias as f32 for the microkernels' epilogues (a bf16 bias widens exactly).
   std::vector<float> biasF32;
   if (p.bias) {
     biasF32.resize(static_cast<size_t>(p.n));
-    if (p.outDtype == DType::F32) std::memcpy(biasF32.data(), p.bias, sizeof(float) * p.n);
-    else
-      for (int64_t j = 0; j < p.n; ++j) biasF32[j] = bf16ToF32(static_cast<const uint16_t*>(p.bias)[j]);
+    toF32(c.isa, p.outDtype, p.bias, biasF32.data(), p.n);
   }
   DynamicPlan plan;
   if (flops >= 2e6 && planDynamic(g, p, threads, plan)) return gemmDynamic(c, g, p, plan, a, bt, p.bias ? biasF32.data() : nullptr);
@@ -618,7 +614,7 @@ void gemmKernel(const Ctx& c, const GemmParams& p) {
   int64_t slices = p.batch >= threads ? 1 : std::min<int64_t>(units, (threads + p.batch - 1) / p.batch);
   const int64_t items = p.batch * slices;
   const int64_t grain = flops < 2e6 ? items : 1;  // small products are not worth waking threads for
-  const int esz = p.dtype == DType::F32 ? 4 : 2, csz = p.outDtype == DType::F32 ? 4 : 2;
+  const int esz = p.dtype == DType::F32 ? 4 : 2;
   c.pool->parallelFor(items, grain, [&](int64_t i0, int64_t i1, int tid) {
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t bi = item / slices, s = item % slices;

@@ -30,15 +30,19 @@ namespace {
 constexpr int kMr512 = 14;
 constexpr int kMr256 = 6;
 
-// `bias` (when hasBias) is added last, as 1 * bias + v in an FMA: the same arithmetic as beta = 1 onto
-// a C filled with the bias (the driver's old way), and written as an FMA so that GCC, which contracts
-// a vector multiply and add into one FMA (-ffp-contract=fast), cannot fold alpha * acc into it (one
-// rounding instead of two: other bits than every other path's).
+// v + bias for the epilogues, as 1 * bias + v in an FMA: the same arithmetic as beta = 1 onto a C
+// filled with the bias (the driver's old way), and written as an FMA so that GCC, which contracts a
+// vector multiply and add into one FMA (-ffp-contract=fast), cannot fold the alpha * acc before it
+// into the add (one rounding instead of two: other bits than every other path's).
+DS_TARGET_AVX512 DS_INLINE __m512 addBias(__m512 v, __m512 bias) { return _mm512_fmadd_ps(_mm512_set1_ps(1.0f), bias, v); }
+DS_TARGET_AVX2 DS_INLINE __m256 addBias(__m256 v, __m256 bias) { return _mm256_fmadd_ps(_mm256_set1_ps(1.0f), bias, v); }
+
+// `bias` (when hasBias) is added last (addBias).
 DS_TARGET_AVX512 DS_INLINE void store512(float* c, __m512 acc, float alpha, float beta, __mmask16 m, bool hasBias = false,
                                          __m512 bias = _mm512_setzero_ps()) {
   __m512 v = _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
   if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, c), v);
-  if (hasBias) v = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), bias, v);
+  if (hasBias) v = addBias(v, bias);
   _mm512_mask_storeu_ps(c, m, v);
 }
 
@@ -49,7 +53,7 @@ DS_TARGET_AVX512 DS_INLINE void store512Bf16(uint16_t* c, __m512 acc, float alph
   if (beta != 0.0f) {
     v = _mm512_fmadd_ps(_mm512_set1_ps(beta), widenBf16x16(c, m), v);
   }
-  if (hasBias) v = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), bias, v);
+  if (hasBias) v = addBias(v, bias);
   const __m512i b = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
@@ -110,9 +114,9 @@ DS_TARGET_AVX512BF16 DS_INLINE void storeTileBf16Dot(__m512 (&acc)[R][2], void* 
       v0 = _mm512_fmadd_ps(vb, widenBf16x16(row, static_cast<__mmask16>(m)), v0);
       v1 = _mm512_fmadd_ps(vb, widenBf16x16(row + 16, static_cast<__mmask16>(m >> 16)), v1);
     }
-    if (hb) {  // as in store512
-      v0 = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), b0, v0);
-      v1 = _mm512_fmadd_ps(_mm512_set1_ps(1.0f), b1, v1);
+    if (hb) {
+      v0 = addBias(v0, b0);
+      v1 = addBias(v1, b1);
     }
     __m512i h;
     if (roundBf16x32(v0, v1, h)) {
@@ -255,12 +259,12 @@ DS_TARGET_AVX2 void ukrF32Avx2(int64_t kc, const float* a, const float* b, void*
         if (cBf16) {
           uint16_t* ci = ch + i * ldc + 8 * h;
           if (beta != 0.0f) v = _mm256_fmadd_ps(vb, widenBf16x8(ci), v);
-          if (bias) v = _mm256_fmadd_ps(_mm256_set1_ps(1.0f), h ? bias1 : bias0, v);  // as in store512
+          if (bias) v = addBias(v, h ? bias1 : bias0);
           _mm_storeu_si128(reinterpret_cast<__m128i*>(ci), bf16x8(v));
         } else {
           float* ci = c + i * ldc + 8 * h;
           if (beta != 0.0f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), v);
-          if (bias) v = _mm256_fmadd_ps(_mm256_set1_ps(1.0f), h ? bias1 : bias0, v);
+          if (bias) v = addBias(v, h ? bias1 : bias0);
           _mm256_storeu_ps(ci, v);
         }
       }
